@@ -1,0 +1,1 @@
+"""Pure-Python core of xmod_ros (no ROS imports): data readers, LiDAR front view, models."""
