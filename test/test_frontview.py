@@ -137,3 +137,31 @@ def test_real_scans_fill_image():
     assert len(counts) == 30 and min(counts) > 10_000
     small = project_scan(drive.scan(0), drive.calib, 92, 312)  # scaled intrinsics
     assert small.features.shape == (4, 92, 312) and small.valid.sum() > 5_000
+
+
+def test_matches_bruteforce_reference():
+    """Crowded 12x40 view with duplicated points (exact ties) vs a per-point Python loop."""
+    rng = np.random.default_rng(3)
+    cam = np.c_[rng.uniform(-8, 8, 1500), rng.uniform(-3, 3, 1500), rng.uniform(-1, 40, 1500)]
+    cam = np.vstack([cam, cam[::7]])                      # ties: later copies must lose
+    pts = velo_from_cam(cam).astype(np.float32)
+    c = calib()
+    fv = project_scan(pts, c, 12, 40)
+    cs = c.scaled(12, 40)
+    X = cs.velo_to_rect(pts)
+    uv, _ = cs.project(pts)
+    best = {}
+    for i in range(len(pts)):
+        col, row = np.floor(uv[i]).astype(int)
+        pix = row * 40 + col
+        if X[i, 2] < 2 or not (0 <= col < 40 and 0 <= row < 12):
+            assert fv.point_pixel[i] == -1
+            continue
+        assert fv.point_pixel[i] == pix
+        d = np.linalg.norm(X[i])
+        if pix not in best or d < best[pix][0]:
+            best[pix] = (d, i)
+    assert fv.valid.sum() == len(best) > 100
+    for pix, (d, i) in best.items():
+        assert fv.pixel_point.reshape(-1)[pix] == i
+        np.testing.assert_allclose(fv.features.reshape(4, -1)[3, pix], (d - 2) / 78, rtol=1e-5)

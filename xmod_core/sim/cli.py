@@ -24,13 +24,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _one(args: tuple) -> str:
-    out, seed, seq, frames, scale, shadows, preview, position = args
+    out, seed, seq, frames, scale, shadows, preview, lidar_process, position = args
     from tqdm import tqdm
 
     from .rig import Rig
     from .writer import simulate_drive
     with tqdm(total=frames, desc=f"drive {seq:04d}", position=position, leave=True, unit="frame") as bar:
-        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale), shadows, bar, preview))
+        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale), shadows, bar, preview, lidar_process))
 
 
 def main(argv=None) -> int:
@@ -40,8 +40,12 @@ def main(argv=None) -> int:
             _parser().error(f"--{name} must be at least 1")
     if not 0.05 <= a.scale <= 4:
         _parser().error("--scale must be within [0.05, 4]")
-    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, i) for i in range(a.sequences)]
-    workers = a.workers or min(len(jobs), os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    workers = a.workers or min(a.sequences, cores)
+    # fewer drives than cores: split each drive's camera and LiDAR over two processes instead
+    split = workers * 2 <= cores
+    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, i)
+            for i in range(a.sequences)]
     t0 = time.perf_counter()
     if workers == 1:
         drives = [_one(j) for j in jobs]

@@ -40,14 +40,21 @@ def _quat(yaw: float) -> list:
 
 
 class World:
-    """One simulated sequence in its own PyBullet DIRECT client."""
+    """One simulated sequence in its own PyBullet DIRECT client.
 
-    def __init__(self, scene: Scene, rig: Rig, rng: np.random.Generator, shadows: bool = True):
-        self.scene, self.rig, self.rng, self.shadows = scene, rig, rng, shadows
+    Three independent random streams keep the camera and the LiDAR reproducible even when they
+    run in different processes: `rngs` = (textures, camera noise, LiDAR noise). With
+    `visual=False` the world holds collision shapes only (a LiDAR-only worker)."""
+
+    def __init__(self, scene: Scene, rig: Rig, rngs: tuple, shadows: bool = False, visual: bool = True,
+                 ray_threads: int = 0):
+        self.scene, self.rig, self.shadows, self.visual, self.ray_threads = scene, rig, shadows, visual, ray_threads
+        self.rng_tex, self.rng_cam, self.rng_lidar = rngs
         self.cid = pb.connect(pb.DIRECT)
         self._tmp = tempfile.TemporaryDirectory(prefix="xmod_sim_tex_")
         self._textures: dict[str, int] = {}
-        self._build_ground()
+        if visual:
+            self._build_ground()
         self._build_bodies()
         self._build_ground_raster()
         self.rays = rig.ray_directions()                                   # (64, A, 3)
@@ -56,7 +63,7 @@ class World:
     def _texture(self, name: str) -> int:
         if name not in self._textures:
             path = Path(self._tmp.name) / f"{name}.png"
-            cv2.imwrite(str(path), _texture_image(name, self.rng)[..., ::-1])
+            cv2.imwrite(str(path), _texture_image(name, self.rng_tex)[..., ::-1])
             self._textures[name] = pb.loadTexture(str(path), physicsClientId=self.cid)
         return self._textures[name]
 
@@ -76,16 +83,13 @@ class World:
         xy, hd, s = r.xy[keep], r.heading[keep], r.s[keep]
         lanes = [-3.5, 3.5]
         self._textures["road"] = self._load_array("road", tx.road_surface(
-            self.rng, lanes, [-LANE_EDGE, LANE_EDGE], ROAD_HALF))
+            self.rng_tex, lanes, [-LANE_EDGE, LANE_EDGE], ROAD_HALF))
         u_road = lambda d: (d + ROAD_HALF) / (2 * ROAD_HALF)
         self._visual(strip_mesh(xy, hd, s, -ROAD_HALF, ROAD_HALF, 0.0, u_road, 6.0), "road")
         for lo, hi in ((SIDEWALK[0], SIDEWALK[1]), (-SIDEWALK[1], -SIDEWALK[0])):
             self._visual(strip_mesh(xy, hd, s, lo, hi, 0.01, lambda d: d / 2.0, 2.0), "paving0")
-        lo, hi = r.xy.min(0) - 150, r.xy.max(0) + 150
-        quad = Mesh(np.array([[lo[0], lo[1], -0.03], [hi[0], lo[1], -0.03], [hi[0], hi[1], -0.03], [lo[0], hi[1], -0.03]]),
-                    np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]) / 4.0,
-                    np.tile([0.0, 0.0, 1.0], (4, 1)), np.array([0, 1, 2, 0, 2, 3]))
-        self._visual(quad, "grass0")
+        for lo, hi in ((SIDEWALK[1], 80.0), (-80.0, -SIDEWALK[1])):          # grass beyond, no overdraw
+            self._visual(strip_mesh(xy, hd, s, lo, hi, -0.02, lambda d: d / 4.0, 4.0), "grass0")
 
     def _load_array(self, name: str, img: np.ndarray) -> int:
         path = Path(self._tmp.name) / f"{name}.png"
@@ -102,7 +106,11 @@ class World:
                                               collisionFramePositions=[list(p.centre) for p in b.parts],
                                               collisionFrameOrientations=[_quat(p.yaw) for p in b.parts],
                                               physicsClientId=self.cid)
-            uid = self._visual(parts_mesh(b.parts), b.texture, (b.x[0], b.y[0], 0.0), b.yaw[0], cs)
+            if self.visual:
+                uid = self._visual(parts_mesh(b.parts), b.texture, (b.x[0], b.y[0], 0.0), b.yaw[0], cs)
+            else:
+                uid = pb.createMultiBody(0, cs, -1, basePosition=[b.x[0], b.y[0], 0.0], baseOrientation=_quat(b.yaw[0]),
+                                         physicsClientId=self.cid)
             self.uids.append(uid)
             if not b.static:
                 self.moving_uids.append((uid, b))
@@ -173,7 +181,7 @@ class World:
         rows = np.linspace(0, 1, rig.height, dtype=np.float32)[:, None, None]
         grad = (1 - rows) * np.array(sc.sky[1], np.float32) + rows * np.array(sc.sky[0], np.float32)
         rgb = np.where(sky[..., None], np.broadcast_to(grad, rgb.shape), rgb).astype(np.float32)
-        rgb += 1.5 * self.rng.standard_normal(rgb.shape, dtype=np.float32)   # sensor noise
+        rgb += 1.5 * self.rng_cam.standard_normal(rgb.shape, dtype=np.float32)   # sensor noise
         inst = np.where(sky, 0, self.lut_instance[np.clip(seg, 0, len(self.lut_instance) - 1)]).astype(np.uint16)
         return np.clip(rgb, 0, 255).astype(np.uint8), inst
 
@@ -218,7 +226,7 @@ class World:
         t_ground = np.where(dz < -1e-6, o[2] / np.maximum(-dz, 1e-9), np.inf)
         reach = np.minimum(t_ground, MAX_RANGE)                           # (64, A)
         horiz = reach * np.hypot(dirs[..., 0], dirs[..., 1])
-        alive = self.rng.random(reach.shape) >= DROPOUT
+        alive = self.rng_lidar.random(reach.shape) >= DROPOUT
         trace = self._candidates(o, R, horiz, t) & alive
         rng_out = np.where(alive & (t_ground <= MAX_RANGE), t_ground, np.nan)   # ground by default
         uid = np.full(reach.shape, -1, np.int64)
@@ -230,14 +238,14 @@ class World:
             hits = []
             for i in range(0, len(idx), RAY_BATCH):
                 hits += pb.rayTestBatch(np.ascontiguousarray(start[i:i + RAY_BATCH]), np.ascontiguousarray(end[i:i + RAY_BATCH]),
-                                        numThreads=0, physicsClientId=self.cid)
+                                        numThreads=self.ray_threads, physicsClientId=self.cid)
             hit_uid = np.fromiter(map(itemgetter(0), hits), np.int64, len(hits))
             frac = np.fromiter(map(itemgetter(2), hits), np.float64, len(hits))
             got = hit_uid >= 0
             uid.ravel()[idx[got]] = hit_uid[got]
             rng_out.ravel()[idx[got]] = frac[got] * reach.ravel()[idx[got]]
         keep = np.isfinite(rng_out)
-        r = rng_out[keep] + self.rng.normal(0, RANGE_NOISE, keep.sum())
+        r = rng_out[keep] + self.rng_lidar.normal(0, RANGE_NOISE, keep.sum())
         pts = dirs[keep] * r[:, None]                                     # (N, 3) LiDAR frame
         u = uid[keep]
         is_obj = u >= 0
@@ -248,7 +256,7 @@ class World:
         refl = np.empty(len(u), np.float32)
         cls[is_obj], inst[is_obj], refl[is_obj] = self.lut_class[u[is_obj]], self.lut_instance[u[is_obj]], self.lut_refl[u[is_obj]]
         cls[~is_obj], refl[~is_obj] = ground_cls, ground_refl
-        refl = np.clip(refl + self.rng.normal(0, 0.03, len(refl)), 0, 1)
+        refl = np.clip(refl + self.rng_lidar.normal(0, 0.03, len(refl)), 0, 1)
         points = np.concatenate([pts, refl[:, None]], 1).astype(np.float32)
         return points, (cls | (inst << 16)).astype(np.uint32)
 

@@ -38,8 +38,52 @@ def date_name(seed: int) -> str:
     return (dt.date(2030, 1, 1) + dt.timedelta(days=int(seed))).strftime("%Y_%m_%d")
 
 
-def sequence_rng(seed: int, sequence: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(sequence)]))
+def sequence_rngs(seed: int, sequence: int) -> tuple:
+    """Independent generators (scene, textures, camera noise, LiDAR noise) of one drive."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(sequence)]).spawn(4))
+
+
+# A LiDAR worker process: its own collision-only World of the same drive, regenerated from the seed
+_LIDAR_WORLD = None
+
+
+def _lidar_init(seed: int, sequence: int, frames: int, rig: Rig) -> None:
+    global _LIDAR_WORLD
+    from .engine import World
+    rngs = sequence_rngs(seed, sequence)
+    _LIDAR_WORLD = World(generate(rngs[0], frames), rig, rngs[1:], visual=False, ray_threads=1)
+
+
+def _lidar_frame(t: int):
+    _LIDAR_WORLD.set_frame(t)
+    return _LIDAR_WORLD.lidar(t)
+
+
+class _LidarSource:
+    """LiDAR sweeps of a drive, computed in the calling process or, with `process=True`, in a
+    worker process one frame ahead, so that rendering and ray casting use both cores."""
+
+    def __init__(self, world, seed, sequence, frames, rig, process: bool):
+        self.world, self.frames, self.pending = world, frames, {}
+        self.pool = None
+        if process:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=_lidar_init,
+                                            initargs=(seed, sequence, frames, rig))
+            for t in range(min(2, frames)):
+                self.pending[t] = self.pool.submit(_lidar_frame, t)
+
+    def __call__(self, t: int):
+        if self.pool is None:
+            return self.world.lidar(t)
+        if t + 2 < self.frames:
+            self.pending[t + 2] = self.pool.submit(_lidar_frame, t + 2)
+        return self.pending.pop(t).result()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def drive_dir(out: Path, seed: int, sequence: int) -> Path:
@@ -91,11 +135,12 @@ def _objects_json(scene: Scene, t: int, T_world_velo: np.ndarray, inst_img: np.n
 
 
 def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, shadows: bool = False,
-                   progress=None, preview: bool = True) -> Path:
-    """Simulate sequence `sequence` of `seed` and write it under `out`; returns the drive dir."""
+                   progress=None, preview: bool = True, lidar_process: bool = False) -> Path:
+    """Simulate sequence `sequence` of `seed` and write it under `out`; returns the drive dir.
+    `lidar_process`: cast the LiDAR in a second process while this one renders (2 cores, 1 drive)."""
     from .engine import World                      # PyBullet is imported only here
-    rng = sequence_rng(seed, sequence)
-    scene = generate(rng, frames)
+    rngs = sequence_rngs(seed, sequence)
+    scene = generate(rngs[0], frames)
     drive = drive_dir(out, seed, sequence)
     write_calibration(drive.parent, rig)
     dirs = {k: drive / k / "data" for k in ("image_02", "velodyne_points", "oxts", GT_INSTANCE_DIR, GT_LABEL_DIR, GT_OBJECT_DIR)}
@@ -107,7 +152,8 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
     yaw_rate, kind = ego_motion_labels(scene)
     velocities = {b.instance: np.stack([np.gradient(b.x, DT), np.gradient(b.y, DT)], -1) if frames > 1
                   else np.zeros((1, 2)) for b in scene.objects}
-    world = World(scene, rig, rng, shadows=shadows)
+    world = World(scene, rig, rngs[1:], shadows=shadows, visual=True, ray_threads=1 if lidar_process else 0)
+    lidar = _LidarSource(world, seed, sequence, frames, rig, lidar_process)
     try:
         imu_poses = np.stack([world.imu_pose(t) for t in range(frames)])
         kitti.write_oxts(drive / "oxts", imu_poses, speeds=scene.ego_speed)
@@ -115,7 +161,7 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
         for t in range(frames):
             world.set_frame(t)
             rgb, inst = world.render(t)
-            points, labels = world.lidar(t)
+            points, labels = lidar(t)
             name = f"{t:010d}"
             cv2.imwrite(str(dirs["image_02"] / f"{name}.png"), rgb[..., ::-1])
             cv2.imwrite(str(dirs[GT_INSTANCE_DIR] / f"{name}.png"), inst)
@@ -130,6 +176,7 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
             if progress is not None:
                 progress.update(1)
     finally:
+        lidar.close()
         world.close()
     meta = {"seed": seed, "sequence": sequence, "frames": frames, "width": rig.width, "height": rig.height,
             "shadows": shadows, "classes": CLASS_IDS, "object_classes": list(OBJECT_CLASSES),
