@@ -39,7 +39,8 @@ def test_hand_computed_projection_full_and_scaled():
     np.testing.assert_allclose(depth, [10.2])             # z_rect, not w
     for (h, w), (sx, sy) in [((200, 640), (1, 1)), ((100, 320), (0.5, 0.5)), ((100, 160), (0.25, 0.5))]:
         fv = project_scan(pt, c, h, w)
-        row, col = int(np.floor(v * sy)), int(np.floor(u * sx))   # (74,337) (37,168) (37,84)
+        # integer coordinates are pixel centres: round to the nearest pixel
+        row, col = int(np.floor(v * sy + 0.5)), int(np.floor(u * sx + 0.5))   # (75,337) (37,169) (37,84)
         assert fv.features.shape == (4, h, w) and fv.features.dtype == np.float32
         assert fv.valid.sum() == 1 and fv.valid[row, col]
         assert fv.pixel_point[row, col] == 0 and fv.point_pixel[0] == row * w + col
@@ -152,7 +153,7 @@ def test_matches_bruteforce_reference():
     uv, _ = cs.project(pts)
     best = {}
     for i in range(len(pts)):
-        col, row = np.floor(uv[i]).astype(int)
+        col, row = np.floor(uv[i] + 0.5).astype(int)  # pixel centres at integers
         pix = row * 40 + col
         if X[i, 2] < 2 or not (0 <= col < 40 and 0 <= row < 12):
             assert fv.point_pixel[i] == -1

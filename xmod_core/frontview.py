@@ -78,7 +78,8 @@ def project_scan(points, calib: CameraCalib, height: int | None = None,
     """Build the :class:`FrontView` of (N,3|4) velo-frame points at height x width
     (default: the calibration's size) by projecting with ``calib.scaled(height, width)``.
 
-    Pixel = (floor(v), floor(u)), kept when inside the image; per pixel the point with the
+    Pixel = (round(v), round(u)) (integer coordinates are pixel centres, as in KITTI and
+    OpenCV; exactly floor(v + 0.5), floor(u + 0.5)), kept when inside the image; per pixel the point with the
     smallest Euclidean distance wins (ties: lowest point index).  NaN/inf points and points
     with z_rect < MIN_FORWARD get point_pixel = -1.  ValueError for a bad points shape.
     """
@@ -107,7 +108,9 @@ def project_scan(points, calib: CameraCalib, height: int | None = None,
         # 2) exact float64 test on the M candidates (M << N); NaN/inf compare False
         X = _affine(T[:3], pts[idx, :3].T.astype(np.float64))         # (3,M) rect cam0
         uvw = _affine(P, X)                                           # (3,M) homogeneous px
-        u, v = uvw[0] / uvw[2], uvw[1] / uvw[2]                       # (M,) pixels
+        # KITTI/OpenCV convention: integer coordinates are pixel centres, so pixel (r, c)
+        # covers [c - 0.5, c + 0.5) x [r - 0.5, r + 0.5); shift by half a pixel, then floor.
+        u, v = uvw[0] / uvw[2] + 0.5, uvw[1] / uvw[2] + 0.5           # (M,) pixels
         inside = ((X[2] >= MIN_FORWARD) & (uvw[2] > 0)
                   & (u >= 0) & (u < W) & (v >= 0) & (v < H))
     idx, X, u, v = idx[inside], X[:, inside], u[inside], v[inside]    # K points kept

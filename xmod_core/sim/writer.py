@@ -51,7 +51,7 @@ def _lidar_init(seed: int, sequence: int, frames: int, rig: Rig) -> None:
     global _LIDAR_WORLD
     from .engine import World
     rngs = sequence_rngs(seed, sequence)
-    _LIDAR_WORLD = World(generate(rngs[0], frames), rig, rngs[1:], visual=False, ray_threads=1)
+    _LIDAR_WORLD = World(generate(rngs[0], frames), rig, rngs[1:], visual=False, ray_threads=0)
 
 
 def _lidar_frame(t: int):
