@@ -1,0 +1,131 @@
+"""Simulator: determinism, ground-truth consistency between LiDAR and camera, the KITTI reader on
+its output, scene diversity (moving and still objects of every class, ego still/straight/turn)."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("pybullet", reason="pybullet (extra 'sim') is not installed")
+
+from xmod_core.frontview import project_scan  # noqa: E402
+from xmod_core.kitti import KittiRawDrive, load_calib  # noqa: E402
+from xmod_core.sim import main as sim_main  # noqa: E402
+from xmod_core.sim.rig import Rig  # noqa: E402
+from xmod_core.sim.scene import CLASS_IDS, OBJECT_CLASSES, generate  # noqa: E402
+from xmod_core.sim.writer import (GT_INSTANCE_DIR, GT_LABEL_DIR, GT_OBJECT_DIR, ego_motion_labels,  # noqa: E402
+                                  sequence_rngs, simulate_drive)
+
+FRAMES, SCALE, SEED = 4, 0.5, 7
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory) -> Path:
+    return simulate_drive(tmp_path_factory.mktemp("sim"), SEED, 0, FRAMES, Rig.scaled(SCALE), preview=True)
+
+
+def test_layout_and_reader_round_trip(drive):
+    d = KittiRawDrive(drive)
+    rig = Rig.scaled(SCALE)
+    assert len(d) == FRAMES and d.frame_ids == [f"{i:010d}" for i in range(FRAMES)]
+    assert d.image(0).shape == (rig.height, rig.width, 3) and d.image(0).dtype == np.uint8
+    scan = d.scan(1)
+    assert scan.dtype == np.float32 and scan.shape[1] == 4 and len(scan) > 100_000   # a full 64-beam sweep
+    assert np.isfinite(scan).all() and (np.hypot(scan[:, 0], scan[:, 1]) <= 121).all()
+    np.testing.assert_allclose(np.diff(d.timestamps), 0.1, atol=1e-6)
+    calib = load_calib(drive)
+    np.testing.assert_allclose(calib.P_rect, rig.P_rect_02, rtol=1e-8)
+    assert (calib.width, calib.height) == (rig.width, rig.height)
+    # oxts round trip: reader's LiDAR poses (relative to frame 0) equal the simulator's world poses
+    frames = [json.loads((drive / GT_OBJECT_DIR / "data" / f"{i:010d}.json").read_text()) for i in range(FRAMES)]
+    world = np.array([f["ego"]["pose_world"] for f in frames])
+    imu0 = world[0] @ rig.T_imu_to_velo
+    np.testing.assert_allclose(d.velo_poses, np.linalg.inv(imu0) @ world, atol=1e-4)
+    assert (drive / "preview.png").is_file()
+    assert cv2.imread(str(drive / "preview.png")).shape == (3 * rig.height, rig.width, 3)
+
+
+def test_ground_truth_lidar_agrees_with_camera(drive):
+    """Points labelled with instance k project into pixels labelled k in >= 90% of visible cases."""
+    d = KittiRawDrive(drive)
+    agree = total = 0
+    for i in range(FRAMES):
+        inst_img = cv2.imread(str(drive / GT_INSTANCE_DIR / "data" / f"{i:010d}.png"), cv2.IMREAD_UNCHANGED)
+        assert inst_img.dtype == np.uint16
+        labels = np.fromfile(drive / GT_LABEL_DIR / "data" / f"{i:010d}.label", np.uint32)
+        scan = d.scan(i)
+        assert len(labels) == len(scan)
+        inst = labels >> 16
+        fv = project_scan(scan, d.calib, *inst_img.shape)
+        pp = fv.point_pixel
+        visible = (pp >= 0) & (inst > 0)
+        visible[visible] = fv.pixel_point.reshape(-1)[pp[visible]] == np.flatnonzero(visible)  # z-buffer winner
+        agree += int((inst_img.reshape(-1)[pp[visible]] == inst[visible]).sum())
+        total += int(visible.sum())
+    assert total > 500, total
+    assert agree / total >= 0.9, f"{agree}/{total}"
+
+
+def test_labels_and_objects_are_consistent(drive):
+    valid_classes = set(CLASS_IDS.values())
+    object_ids = {CLASS_IDS[c] for c in OBJECT_CLASSES}
+    for i in range(FRAMES):
+        labels = np.fromfile(drive / GT_LABEL_DIR / "data" / f"{i:010d}.label", np.uint32)
+        cls, inst = labels & 0xFFFF, labels >> 16
+        assert set(np.unique(cls).tolist()) <= valid_classes
+        assert set(np.unique(cls[inst > 0]).tolist()) <= object_ids          # instances only on objects
+        assert set(np.unique(cls[inst == 0]).tolist()).isdisjoint(object_ids)  # every object point has an id
+        frame = json.loads((drive / GT_OBJECT_DIR / "data" / f"{i:010d}.json").read_text())
+        by_id = {o["id"]: o for o in frame["objects"]}
+        for k in np.unique(inst[inst > 0]):
+            assert CLASS_IDS[by_id[int(k)]["class"]] == int(np.bincount(cls[inst == k]).argmax())
+        for o in frame["objects"]:
+            assert o["moving"] == (o["speed"] > 0.25)
+
+
+def test_deterministic_for_a_seed(drive, tmp_path):
+    again = simulate_drive(tmp_path, SEED, 0, FRAMES, Rig.scaled(SCALE), preview=False)
+    for sub in ("image_02/data", "velodyne_points/data", GT_INSTANCE_DIR + "/data", GT_LABEL_DIR + "/data",
+                GT_OBJECT_DIR + "/data", "oxts/data"):
+        a, b = sorted((drive / sub).iterdir()), sorted((again / sub).iterdir())
+        assert [p.name for p in a] == [p.name for p in b]
+        for p, q in zip(a, b):
+            assert p.read_bytes() == q.read_bytes(), p
+    other = simulate_drive(tmp_path / "other", SEED + 1, 0, 1, Rig.scaled(SCALE), preview=False)
+    assert (other / "image_02/data/0000000000.png").read_bytes() != (drive / "image_02/data/0000000000.png").read_bytes()
+
+
+def test_lidar_worker_process_gives_identical_sweeps(drive, tmp_path):
+    split = simulate_drive(tmp_path, SEED, 0, FRAMES, Rig.scaled(SCALE), preview=False, lidar_process=True)
+    for i in range(FRAMES):
+        name = f"{i:010d}"
+        assert (split / f"velodyne_points/data/{name}.bin").read_bytes() == (drive / f"velodyne_points/data/{name}.bin").read_bytes()
+        assert (split / f"{GT_LABEL_DIR}/data/{name}.label").read_bytes() == (drive / f"{GT_LABEL_DIR}/data/{name}.label").read_bytes()
+
+
+def test_scene_diversity():
+    """Over a few seeds: every object class, moving and still objects, ego still/straight/turn."""
+    classes, moving, still, ego = set(), 0, 0, set()
+    for seed in range(12):
+        scene = generate(sequence_rngs(seed, 0)[0], 60)
+        for b in scene.objects:
+            classes.add(b.cls)
+            speed = np.hypot(np.diff(b.x), np.diff(b.y)) / 0.1
+            moving += bool(speed.max() > 0.5)
+            still += bool(speed.max() == 0)
+        ego |= set(ego_motion_labels(scene)[1])
+        assert (scene.ego_speed >= 0).all() and (scene.ego_speed <= 15).all()
+    assert classes == set(OBJECT_CLASSES)
+    assert moving > 50 and still > 50
+    assert ego == {"still", "straight", "turn"}
+
+
+def test_cli_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sim_main(["--frames", "0", "--out", str(tmp_path)])
+    assert "--frames must be at least 1" in capsys.readouterr().err
+    assert sim_main(["--out", str(tmp_path), "--frames", "1", "--scale", "0.2", "--no-preview", "--seed", "3"]) == 0
+    drives = list(tmp_path.glob("*/*_drive_0000_sync"))
+    assert len(drives) == 1 and (drives[0] / "image_02/data/0000000000.png").is_file()
+    assert not (drives[0] / "preview.png").exists()
