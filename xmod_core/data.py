@@ -1,0 +1,194 @@
+"""Training clips from KITTI-layout drives (simulated or real) with their motion masks.
+
+A sample is a clip of T consecutive frames of one drive, with the geometric augmentation (crop,
+horizontal flip) identical for every frame, for the images, the LiDAR front view and the masks:
+
+    rgb           (T, 3, H, W) float in [0, 1]   the 2D student's input (colour jitter, grayscale)
+    rgb_target    (T, 3, H, W)                   reconstruction target (= the student's input)
+    lidar         (T, 4, H, W)                   the 3D student's input: a sparser cloud (point drop, jitter)
+    lidar_target  (T, 4, H, W)                   the original cloud's projection (scene completion target)
+    lidar_valid   (T, H, W) bool                 pixels with a return in the original projection
+    motion        (T, H/4, W/4) int64            motion-mask instances 1..G per frame, 0 = background
+    motion_valid  (T,) bool                      False where the motion mask is unknown or missing
+    crop, flip                                   the geometric augmentation (to align teachers' outputs)
+
+The LiDAR is projected straight onto the cropped, resized grid by adjusting the intrinsics, never
+by resizing a projected map. Flipping mirrors the lateral channel (x), not y.
+"""
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .frontview import X_RANGE, project_scan
+from .kitti import CameraCalib, KittiRawDrive
+
+MOTION_DIR = "image_02/motion_masks"
+
+
+@dataclass
+class DataConfig:
+    drives: list[str] = field(default_factory=lambda: ["data/sim/*/*_sync"])   # glob patterns of drive folders
+    clip_len: int = 4
+    height: int = 96              # input size (multiples of 4); masks live on the 1/4 grid
+    width: int = 320
+    clip_stride: int = 1          # frames between the starts of two clips
+    workers: int = 2              # DataLoader worker processes
+    motion_dir: str = MOTION_DIR  # relative to the drive folder
+
+
+@dataclass
+class AugmentConfig:
+    crop_scale: tuple[float, float] = (0.7, 1.0)   # crop height as a share of the image height
+    hflip: float = 0.5                             # probability
+    color_jitter: float = 0.3                      # brightness/contrast/saturation strength (2D student)
+    grayscale: float = 0.1                         # probability (2D student)
+    point_drop: float = 0.5                        # share of LiDAR points the 3D student does not see
+    point_jitter: float = 0.02                     # metres, Gaussian noise on the student's points
+
+
+def find_drives(patterns) -> list[Path]:
+    out = sorted({Path(p) for pat in patterns for p in glob.glob(str(pat)) if (Path(p) / "image_02").is_dir()
+                  or (Path(p) / "velodyne_points").is_dir()})
+    if not out:
+        raise FileNotFoundError(f"no KITTI drive folder matches {list(patterns)}")
+    return out
+
+
+def read_motion(drive: Path, motion_dir: str, frame_id: str) -> np.ndarray | None:
+    """The motion instance mask of one frame, or None when it is unknown or missing."""
+    path = drive / motion_dir / f"{frame_id}.png"
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    return None if m is None else m.astype(np.int64)
+
+
+def unknown_frames(drive: Path, motion_dir: str) -> set:
+    meta = drive / motion_dir / "motion.json"
+    if not meta.is_file():
+        return set()
+    return {str(f) for f in json.loads(meta.read_text()).get("unknown", [])}
+
+
+def compact_ids(ids: np.ndarray) -> np.ndarray:
+    """Renumber instance ids to 1..G (0 stays background)."""
+    u, inv = np.unique(ids, return_inverse=True)
+    return (inv.reshape(ids.shape) + (0 if u[0] == 0 else 1)).astype(np.int64)
+
+
+def crop_calib(calib: CameraCalib, x0: int, y0: int, cw: int, ch: int, W: int, H: int) -> CameraCalib:
+    """Intrinsics of the crop [x0, x0+cw) x [y0, y0+ch) resized to W x H (pixel centres at integers)."""
+    sx, sy = W / cw, H / ch
+    P = calib.P_rect.astype(np.float64).copy()
+    P[0] = sx * P[0] + (0.5 * sx - 0.5 - sx * x0) * P[2]
+    P[1] = sy * P[1] + (0.5 * sy - 0.5 - sy * y0) * P[2]
+    return CameraCalib(P, calib.R_rect, calib.T_velo_to_cam, W, H, calib.camera)
+
+
+def mirror_x(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Front view (4, H, W) flipped left-right, with the lateral channel x mirrored (x -> -x)."""
+    f = features[:, :, ::-1].copy()
+    lo, hi = X_RANGE
+    f[0] = np.where(valid[:, ::-1], np.clip(-f[0] - 2 * lo / (hi - lo), 0, 1), 0)
+    return f
+
+
+class ClipDataset(Dataset):
+    """Clips of `clip_len` consecutive frames; `modalities` among 'rgb', 'lidar'."""
+
+    def __init__(self, cfg: DataConfig, aug: AugmentConfig | None, modalities=("rgb",), drives=None, seed: int = 0):
+        if cfg.height % 4 or cfg.width % 4:
+            raise ValueError(f"data.height and data.width must be multiples of 4, got {cfg.height}x{cfg.width}")
+        self.cfg, self.aug, self.modalities, self.seed = cfg, aug, tuple(modalities), seed
+        self.drives = [KittiRawDrive(d) for d in (drives if drives is not None else find_drives(cfg.drives))]
+        self.unknown = [unknown_frames(d.drive_dir, cfg.motion_dir) for d in self.drives]
+        self.index = [(i, s) for i, d in enumerate(self.drives)
+                      for s in range(0, len(d) - cfg.clip_len + 1, cfg.clip_stride)]
+        if not self.index:
+            raise ValueError(f"no clip of {cfg.clip_len} frames in {len(self.drives)} drive(s)")
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict:
+        di, start = self.index[i]
+        d, cfg = self.drives[di], self.cfg
+        rng = np.random.default_rng([self.seed, self.epoch, i])     # reproducible, worker-independent
+        H0, W0 = d.calib.height, d.calib.width
+        H, W, T = cfg.height, cfg.width, cfg.clip_len
+        a = self.aug
+        # geometric augmentation, identical for the whole clip
+        scale = rng.uniform(*a.crop_scale) if a else 1.0
+        ch = min(H0, int(round(H0 * scale)))
+        cw = min(W0, int(round(ch * W / H)))
+        if not a:
+            ch, cw = min(H0, int(round(W0 * H / W))), W0
+        x0, y0 = (int(rng.integers(0, W0 - cw + 1)), int(rng.integers(0, H0 - ch + 1))) if a else ((W0 - cw) // 2, (H0 - ch) // 2)
+        flip = bool(a and rng.random() < a.hflip)
+        out = {"crop": torch.tensor([x0, y0, cw, ch]), "flip": torch.tensor(flip)}
+        frames = range(start, start + T)
+        ids = [d.frame_ids[t] for t in frames]
+
+        motion, mvalid = [], []
+        for fid in ids:
+            m = None if fid in self.unknown[di] else read_motion(d.drive_dir, cfg.motion_dir, fid)
+            mvalid.append(m is not None)
+            if m is None:
+                m = np.zeros((H0, W0), np.int64)
+            m = cv2.resize(m[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (W // 4, H // 4), interpolation=cv2.INTER_NEAREST)
+            m = m[:, ::-1] if flip else m
+            motion.append(compact_ids(m.astype(np.int64)))
+        out["motion"] = torch.from_numpy(np.stack(motion))
+        out["motion_valid"] = torch.tensor(mvalid)
+
+        if "rgb" in self.modalities:
+            imgs = np.stack([cv2.resize(d.image(t)[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
+                             for t in frames]).astype(np.float32) / 255.0               # (T, H, W, 3)
+            imgs = imgs[:, :, ::-1] if flip else imgs
+            imgs = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2)      # (T, 3, H, W)
+            out["rgb"] = self._colour(imgs, rng) if a else imgs
+            out["rgb_target"] = out["rgb"]
+        if "lidar" in self.modalities:
+            calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)
+            student, target, valid = [], [], []
+            for t in frames:
+                scan = d.scan(t)
+                dense = project_scan(scan, calib)
+                keep = rng.random(len(scan)) >= (a.point_drop if a else 0.0)
+                sparse_pts = scan[keep, :3] + (rng.normal(0, a.point_jitter, (int(keep.sum()), 3)).astype(np.float32) if a else 0)
+                sparse = project_scan(sparse_pts, calib)
+                if flip:
+                    target.append(mirror_x(dense.features, dense.valid))
+                    student.append(mirror_x(sparse.features, sparse.valid))
+                    valid.append(dense.valid[:, ::-1])
+                else:
+                    target.append(dense.features)
+                    student.append(sparse.features)
+                    valid.append(dense.valid)
+            out["lidar"] = torch.from_numpy(np.stack(student))
+            out["lidar_target"] = torch.from_numpy(np.stack(target))
+            out["lidar_valid"] = torch.from_numpy(np.ascontiguousarray(np.stack(valid)))
+        return out
+
+    def _colour(self, imgs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Clip-consistent colour jitter and grayscale (T, 3, H, W)."""
+        j = self.aug.color_jitter
+        b, c, s = (float(rng.uniform(1 - j, 1 + j)) for _ in range(3))
+        luma = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)   # (T, 1, H, W)
+        x = imgs * b
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * c + mean
+        x = luma(x) + (x - luma(x)) * s
+        if rng.random() < self.aug.grayscale:
+            x = luma(x).expand(-1, 3, -1, -1)
+        return x.clamp(0, 1).contiguous()

@@ -1,0 +1,224 @@
+"""The DIOD student: one architecture for the 2D student (RGB clips, 3 channels) and the 3D
+student (LiDAR front-view clips, 4 channels: x, y, z, depth).
+
+    frames (B, T, C, H, W)
+      -> ResNet encoder, output stride 4           (B*T, E, h, w)       h = H/4, w = W/4
+      -> 2-layer ConvGRU over the T frames          (B, T, G, h, w)
+      -> + soft position embedding, per-token LayerNorm + MLP -> tokens (B, T, N, D), N = h*w
+      -> slot attention, K slots, softmax over slots, the LAST slot is the background;
+         the slots of frame t initialise frame t+1 (one iteration per frame, one extra on the first)
+      -> masks (B, T, K, h, w) summing to one over slots; foreground = 1 - masks[:, :, -1]
+      -> decoder from the attention-weighted slot map -> (B, T, out, H, W): RGB reconstruction (2D)
+         or scene completion of all four LiDAR channels (3D)
+
+Streaming: `step(frame, state)` processes one frame and returns the state (ConvGRU hidden states
+and slots) for the next; `forward(clip)` gives the same result as stepping through the clip.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    widths: tuple[int, ...] = (64, 64, 128, 256, 512)   # stem, layer1..layer4 (ResNet-18)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)              # basic blocks per layer
+    gru_hidden: int = 64
+    gru_layers: int = 2
+    num_slots: int = 45                                 # including the background slot (the last)
+    slot_dim: int = 64
+    mlp_hidden: int = 128
+    decoder_channels: int = 64
+    first_frame_iters: int = 2                          # slot-attention iterations on a clip's first frame
+    norm: str = "batch"                                 # encoder normalisation: "batch" (ResNet) or "group"
+
+    def __post_init__(self):
+        if len(self.widths) != 5 or len(self.blocks) != 4:
+            raise ValueError("model.widths needs 5 entries (stem + 4 layers) and model.blocks 4")
+        if self.num_slots < 2:
+            raise ValueError("model.num_slots must be at least 2 (objects + background)")
+        if self.norm not in ("batch", "group"):
+            raise ValueError(f"model.norm must be 'batch' or 'group', got {self.norm!r}")
+
+
+@dataclass
+class State:
+    """Temporal state carried between frames of one sequence."""
+    hidden: list        # gru_layers x (B, G, h, w)
+    slots: torch.Tensor  # (B, K, D)
+
+
+def norm_layer(kind: str, c: int) -> nn.Module:
+    """BatchNorm as in ResNet, or GroupNorm (batch-independent: identical under any data-parallel
+    split of a batch, and no train/eval gap; BatchNorm syncs across GPUs only)."""
+    return nn.BatchNorm2d(c) if kind == "batch" else nn.GroupNorm(min(8, c), c)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = norm_layer(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = norm_layer(norm, cout)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), norm_layer(norm, cout))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.short(x))
+
+
+class Encoder(nn.Module):
+    """ResNet without max-pool, layer2 at stride 2 and layer3/layer4 at stride 1: output stride 4."""
+
+    def __init__(self, cin: int, widths, blocks, norm: str = "batch"):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(cin, widths[0], 7, 2, 3, bias=False), norm_layer(norm, widths[0]), nn.ReLU())
+        layers, c = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths[1:], blocks)):
+            stride = 2 if i == 1 else 1
+            layers += [BasicBlock(c, w, stride, norm)] + [BasicBlock(w, w, 1, norm) for _ in range(n - 1)]
+            c = w
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = c
+
+    def forward(self, x):  # (B, C, H, W) -> (B, E, H/4, W/4)
+        return self.layers(self.stem(x))
+
+
+class ConvGRUCell(nn.Module):
+    def __init__(self, cin: int, hidden: int, k: int = 3):
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.Conv2d(cin + hidden, 2 * hidden, k, padding=k // 2)
+        self.cand = nn.Conv2d(cin + hidden, hidden, k, padding=k // 2)
+
+    def forward(self, x, h):  # (B, Cin, h, w), (B, G, h, w) -> (B, G, h, w)
+        r, z = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, 1)
+        c = torch.tanh(self.cand(torch.cat([x, r * h], 1)))
+        return (1 - z) * h + z * c
+
+
+class SlotAttention(nn.Module):
+    """One slot-attention iteration per call (Locatello et al.): softmax over slots, weighted
+    mean of the values, GRU update and a residual MLP."""
+
+    def __init__(self, dim: int, hidden: int, eps: float = 1e-8):
+        super().__init__()
+        self.scale, self.eps = dim ** -0.5, eps
+        self.norm_slots, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.gru = nn.GRUCell(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, slots, k, v):  # (B, K, D), (B, N, D), (B, N, D)
+        B, K, D = slots.shape
+        q = self.to_q(self.norm_slots(slots)) * self.scale                     # (B, K, D)
+        attn = torch.softmax(torch.einsum("bkd,bnd->bkn", q, k), dim=1)         # (B, K, N) over slots
+        w = attn / (attn.sum(-1, keepdim=True) + self.eps)                      # weighted mean
+        updates = torch.einsum("bkn,bnd->bkd", w, v)                            # (B, K, D)
+        slots = self.gru(updates.reshape(-1, D), slots.reshape(-1, D)).view(B, K, D)
+        return slots + self.mlp(self.norm_mlp(slots)), attn
+
+
+class Decoder(nn.Module):
+    """Attention-weighted slot map (B, D, h, w) -> (B, out, 4h, 4w) by two stride-2 transposed convs."""
+
+    def __init__(self, dim: int, ch: int, out: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(dim, ch, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(ch, out, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class DIOD(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.slot_dim
+        self.encoder = Encoder(cfg.in_channels, cfg.widths, cfg.blocks, cfg.norm)
+        cins = [self.encoder.out_channels] + [cfg.gru_hidden] * (cfg.gru_layers - 1)
+        self.gru = nn.ModuleList(ConvGRUCell(c, cfg.gru_hidden) for c in cins)
+        self.pos = nn.Linear(4, cfg.gru_hidden)                                 # soft position embedding
+        self.token_norm = nn.LayerNorm(cfg.gru_hidden)                          # per token, any resolution
+        self.token_mlp = nn.Sequential(nn.Linear(cfg.gru_hidden, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, D))
+        self.norm_in = nn.LayerNorm(D)
+        self.to_k, self.to_v = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
+        self.slots_init = nn.Parameter(torch.randn(cfg.num_slots, D) * D ** -0.5)   # learned, not frozen
+        self.slot_attn = SlotAttention(D, cfg.mlp_hidden)
+        self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels)
+
+    @staticmethod
+    def _grid(h: int, w: int, device, dtype) -> torch.Tensor:  # (h*w, 4): x, y, 1-x, 1-y in [0, 1]
+        ys, xs = torch.meshgrid(torch.linspace(0, 1, h, device=device, dtype=dtype),
+                                torch.linspace(0, 1, w, device=device, dtype=dtype), indexing="ij")
+        g = torch.stack([xs, ys], -1).reshape(-1, 2)
+        return torch.cat([g, 1 - g], -1)
+
+    def init_state(self, batch: int, h: int, w: int, device, dtype=torch.float32) -> State:
+        c = self.cfg
+        return State([torch.zeros(batch, c.gru_hidden, h, w, device=device, dtype=dtype) for _ in self.gru],
+                     self.slots_init.to(dtype).unsqueeze(0).expand(batch, -1, -1))
+
+    def _check(self, x: torch.Tensor):
+        if x.shape[-3] != self.cfg.in_channels:
+            raise ValueError(f"expected {self.cfg.in_channels} input channels, got shape {tuple(x.shape)}")
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"input height and width must be multiples of 4, got {tuple(x.shape[-2:])}")
+
+    def _temporal(self, feat: torch.Tensor, state: State | None):
+        """One frame after the encoder: feat (B, E, h, w) -> outputs, next state."""
+        B, _, h, w = feat.shape
+        first = state is None
+        if first:
+            state = self.init_state(B, h, w, feat.device, feat.dtype)
+        x, hidden = feat, []
+        for cell, hprev in zip(self.gru, state.hidden):
+            x = cell(x, hprev)
+            hidden.append(x)
+        tokens = x.flatten(2).transpose(1, 2) + self.pos(self._grid(h, w, x.device, x.dtype))  # (B, N, G)
+        tokens = self.token_mlp(self.token_norm(tokens))                                     # (B, N, D)
+        tokens = self.norm_in(tokens)
+        k, v = self.to_k(tokens), self.to_v(tokens)
+        slots = state.slots
+        for _ in range(self.cfg.first_frame_iters if first else 1):
+            slots, attn = self.slot_attn(slots, k, v)                                        # attn (B, K, N)
+        slot_map = torch.einsum("bkn,bkd->bdn", attn, slots).reshape(B, -1, h, w)           # (B, D, h, w)
+        return attn.reshape(B, -1, h, w), slot_map, State(hidden, slots)
+
+    def step(self, frame: torch.Tensor, state: State | None = None) -> tuple[dict, State]:
+        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H, W)}, state."""
+        self._check(frame)
+        masks, slot_map, state = self._temporal(self.encoder(frame), state)
+        return {"masks": masks, "recon": self.decoder(slot_map), "slots": state.slots}, state
+
+    def forward(self, clip: torch.Tensor, state: State | None = None) -> dict:
+        """clip (B, T, C, H, W) -> masks (B, T, K, h, w), recon (B, T, out, H, W), state."""
+        self._check(clip)
+        B, T = clip.shape[:2]
+        feats = self.encoder(clip.flatten(0, 1))                                  # (B*T, E, h, w)
+        feats = feats.view(B, T, *feats.shape[1:])
+        masks, maps = [], []
+        for t in range(T):                                                        # recurrent over time
+            m, s, state = self._temporal(feats[:, t], state)
+            masks.append(m)
+            maps.append(s)
+        recon = self.decoder(torch.stack(maps, 1).flatten(0, 1))                  # (B*T, out, H, W)
+        return {"masks": torch.stack(masks, 1), "recon": recon.view(B, T, *recon.shape[1:]), "state": state}
+
+    @staticmethod
+    def foreground(masks: torch.Tensor) -> torch.Tensor:
+        """(..., K, h, w) -> (..., h, w): 1 - the background slot's attention."""
+        return 1 - masks[..., -1, :, :]

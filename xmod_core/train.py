@@ -1,0 +1,302 @@
+"""Training CLI: `python -m xmod_core.train --config config/demo/2d_burn_in.yaml [--resume] [key=value ...]`.
+
+One typed config (`TrainConfig`) from YAML; unknown keys and wrong types are errors naming the
+key; `key=value` overrides (e.g. `optim.lr=1e-4 data.workers=0`) go through the same checks.
+Runs on CPU or CUDA (`device: auto|cpu|cuda`), with mixed precision on CUDA, and on many GPUs
+or nodes through torchrun + DistributedDataParallel (NCCL on CUDA, gloo on CPU):
+
+    torchrun --nproc_per_node 4 -m xmod_core.train --config config/paper/2d_burn_in.yaml
+
+`optim.batch_size` is the global batch; each process takes its share. Checkpoints (tensors and
+plain data only, written atomically, the last `keep_last` plus the best) go to `out_dir`;
+`--resume` continues exactly: models, optimiser, scheduler, step, position in the epoch and RNGs.
+At the end the trained student is exported to `out_dir/student_<modality>.pt` for inference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from . import distributed as dist
+from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from .config import ConfigError, config_hash, load_config, to_dict
+from .data import AugmentConfig, ClipDataset, DataConfig
+from .losses import LossConfig
+from .model import ModelConfig
+from .schedule import warmup_exponential
+from .stages import build_stage, student_config
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4              # Adam
+    warmup_steps: int = 2500      # linear warm-up
+    decay_rate: float = 0.5       # exponential decay: lr * decay_rate ** (step / decay_steps)
+    decay_steps: int = 100_000
+    grad_clip: float = 0.05       # max global gradient norm
+    batch_size: int = 4           # global batch of clips, split over the processes
+    steps: int = 200_000
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "2d_burn_in"
+    out_dir: str = "runs/2d_burn_in"
+    init_from: Optional[str] = None     # checkpoint (or exported student) to start the students from
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda
+    amp: bool = True                    # mixed precision (CUDA only)
+    log_every: int = 10
+    image_every: int = 200              # TensorBoard images of predicted vs motion masks
+    ckpt_every: int = 500
+    keep_last: int = 3
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+class TrainingError(RuntimeError):
+    """The trainer stopped; the message says why. Checkpoints already written are kept."""
+
+
+def resume_hash(cfg: TrainConfig) -> str:
+    """What must not change when resuming: everything that shapes the trajectory except its length
+    and the logging/checkpoint cadence."""
+    d = to_dict(cfg)
+    for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "init_from"):
+        d.pop(k)
+    d["optim"].pop("steps")
+    d["data"].pop("workers")
+    return config_hash(d)
+
+
+class SkipSampler(Sampler):
+    """The indices of `sampler` after the first `skip` (resuming inside an epoch)."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            next(it, None)
+        return it
+
+    def __len__(self):
+        return max(0, len(self.sampler) - self.skip)
+
+
+def colour_ids(ids: torch.Tensor) -> torch.Tensor:
+    """(h, w) ids -> (3, h, w) uint8, fixed colours, black for 0."""
+    g = torch.Generator().manual_seed(7)
+    lut = torch.randint(60, 256, (256, 3), generator=g, dtype=torch.uint8)
+    lut[0] = 0
+    return lut[ids.long() % 256].permute(2, 0, 1)
+
+
+def export_student(path: Path, stage_name: str, modality: str, model_cfg: ModelConfig, state: dict, meta: dict):
+    """A self-describing student file for inference: architecture, weights, provenance."""
+    save_atomic({"format": "xmod-student-1", "stage": stage_name, "modality": modality,
+                 "model_config": to_dict(student_config(model_cfg, modality)), "state_dict": state, "meta": meta}, path)
+
+
+def load_student_weights(path: str, modality: str) -> dict:
+    """Weights of the `modality` student from a training checkpoint or an exported student file."""
+    ck = load_checkpoint(path)
+    if ck.get("format") == "xmod-student-1":
+        if ck["modality"] != modality:
+            raise CheckpointError(f"{path} holds a {ck['modality']} student, not a {modality} one")
+        return ck["state_dict"]
+    students = ck.get("models", {}).get("students", {})
+    if modality not in students:
+        raise CheckpointError(f"{path} has no {modality} student (it has {sorted(students)})")
+    return students[modality]
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    info = dist.init_distributed(cfg.device)
+    try:
+        return _train(cfg, info, resume, progress)
+    finally:
+        dist.cleanup()
+
+
+def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
+    out = Path(cfg.out_dir)
+    dev, world, rank = info.device, info.world_size, info.rank
+    if cfg.optim.batch_size % world:
+        raise TrainingError(f"optim.batch_size={cfg.optim.batch_size} is not divisible by the {world} processes")
+    per_rank = cfg.optim.batch_size // world
+    dist.seed_everything(cfg.seed, rank)
+    stage = build_stage(cfg.stage, cfg.model, cfg.loss).to(dev)
+    manager = CheckpointManager(out / "checkpoints", keep_last=cfg.keep_last)
+    latest = manager.latest()
+    if latest is not None and not resume:
+        raise TrainingError(f"{out} already holds checkpoints ({latest.name}); pass --resume to continue "
+                            "or choose another out_dir")
+    if resume and latest is None:
+        raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    if cfg.init_from and not resume:
+        for modality, net in stage.students.items():
+            try:
+                net.load_state_dict(load_student_weights(cfg.init_from, modality))
+            except RuntimeError as e:
+                raise TrainingError(f"init_from {cfg.init_from}: the {modality} student does not fit this "
+                                    f"model config: {str(e).splitlines()[0]}") from None
+
+    dataset = ClipDataset(cfg.data, cfg.augment, stage.modalities, seed=cfg.seed)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    if len(sampler) < per_rank:
+        raise TrainingError(f"{len(dataset)} clips are too few for a batch of {cfg.optim.batch_size}")
+    use_amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if info.distributed and dev.type == "cuda":       # BatchNorm statistics over the global batch
+        stage.students = {k: torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for k, m in stage.students.items()}
+    params = stage.parameters()
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr)
+    sched = warmup_exponential(opt, cfg.optim.warmup_steps, cfg.optim.decay_rate, cfg.optim.decay_steps)
+    nets = dict(stage.students)
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        nets = {k: DDP(m, device_ids=[dev.index] if dev.type == "cuda" else None) for k, m in nets.items()}
+
+    step, epoch, in_epoch, smooth = 0, 0, 0, None
+    rhash = resume_hash(cfg)
+    if resume:
+        ck = load_checkpoint(latest, map_location=dev, expect={"stage": cfg.stage, "resume_hash": rhash})
+        stage.load_state_dict(ck["models"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        step, epoch, in_epoch, smooth = ck["step"], ck["epoch"], ck["in_epoch"], ck["smooth_loss"]
+        if ck["world_size"] == world:
+            restore_rng_state(ck["rng"][rank] if rank < len(ck["rng"]) else ck["rng"][0])
+
+    writer = bar = None
+    metrics_file = None
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tb"))
+        metrics_file = open(out / "metrics.jsonl", "a")
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.optim.steps, initial=step, desc=cfg.stage, unit="step", dynamic_ncols=True)
+
+    def checkpoint(final: bool = False):
+        rngs = [capture_rng_state()]
+        if info.distributed:
+            rngs = [None] * world
+            torch.distributed.all_gather_object(rngs, capture_rng_state())
+        if not info.is_main:
+            return
+        state = {"stage": cfg.stage, "resume_hash": rhash, "config": to_dict(cfg), "step": step, "epoch": epoch,
+                 "in_epoch": in_epoch, "smooth_loss": smooth, "world_size": world, "models": stage.state_dict(),
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "rng": rngs}
+        manager.save(state, step, metric=smooth)
+        if final:
+            for modality, m in stage.students.items():
+                export_student(out / f"student_{modality}.pt", cfg.stage, modality, cfg.model, m.state_dict(),
+                               {"step": step, "seed": cfg.seed, "config": to_dict(cfg)})
+
+    [m.train() for m in stage.students.values()]
+    t_last, seen = time.perf_counter(), 0
+    try:
+        while step < cfg.optim.steps:
+            sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=per_rank, sampler=SkipSampler(sampler, in_epoch * per_rank),
+                                num_workers=cfg.data.workers, drop_last=True, pin_memory=dev.type == "cuda")
+            for batch in loader:
+                batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+                ctx = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
+                with ctx:
+                    total, logs, vis = stage.loss(batch, nets)
+                if not torch.isfinite(total):
+                    raise TrainingError(f"non-finite loss at step {step} ({logs}); the last checkpoint in "
+                                        f"{out / 'checkpoints'} is intact")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                scaler.unscale_(opt)
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                stage.after_step(step)
+                step, in_epoch, seen = step + 1, in_epoch + 1, seen + cfg.optim.batch_size
+                if info.distributed:
+                    vals = dist.all_reduce_mean(torch.tensor(list(logs.values()), dtype=torch.float64, device=dev))
+                    logs = dict(zip(logs, vals.tolist()))
+                smooth = logs["total"] if smooth is None else 0.95 * smooth + 0.05 * logs["total"]
+                if info.is_main:
+                    now = time.perf_counter()
+                    rate = seen / max(now - t_last, 1e-9)
+                    lr = sched.get_last_lr()[0]
+                    metrics_file.write(json.dumps({"step": step, **logs, "lr": lr, "grad_norm": float(gnorm)}) + "\n")
+                    if step % cfg.log_every == 0 or step == cfg.optim.steps:
+                        metrics_file.flush()
+                        for k, v in logs.items():
+                            writer.add_scalar(f"loss/{k}", v, step)
+                        writer.add_scalar("train/lr", lr, step)
+                        writer.add_scalar("train/grad_norm", float(gnorm), step)
+                        writer.add_scalar("train/clips_per_s", rate, step)
+                        t_last, seen = now, 0
+                    if step % cfg.image_every == 0 or step == 1:
+                        for modality, masks in vis.items():
+                            pred = colour_ids(masks[0, 0].argmax(0).cpu())                   # first clip, first frame
+                            mot = colour_ids(batch["motion"][0, 0].cpu())
+                            writer.add_image(f"masks/{modality}_pred_vs_motion", torch.cat([pred, mot], 1), step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{logs['total']:.4f}", clips_s=f"{rate:.2f}")
+                        bar.update(1)
+                if step % cfg.ckpt_every == 0 and step < cfg.optim.steps:
+                    checkpoint()
+                if step >= cfg.optim.steps:
+                    break
+            else:                                   # the epoch is exhausted
+                epoch, in_epoch = epoch + 1, 0
+        checkpoint(final=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    return {"step": step, "smooth_loss": smooth, "out_dir": str(out)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m xmod_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML training config (config/demo/*.yaml, config/paper/*.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir's latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.steps=100 data.workers=0")
+    a = p.parse_args(argv)
+    try:
+        cfg = load_config(TrainConfig, a.config, a.overrides)
+        result = train(cfg, resume=a.resume, progress=not a.no_progress)
+    except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if dist.is_main():
+        print(f"done: step {result['step']}, smoothed loss {result['smooth_loss']:.4f}, outputs in {result['out_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
