@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 EPS = 1e-6
@@ -41,17 +40,22 @@ class LossConfig:
 def one_hot_targets(targets: torch.Tensor, max_objects: int | None = None) -> torch.Tensor:
     """(F, N) ids 0..G -> (F, G, N) float one-hot of the objects (background dropped)."""
     G = int(targets.max()) if max_objects is None else max_objects
-    if G == 0:
-        return targets.new_zeros((targets.shape[0], 0, targets.shape[1]), dtype=torch.float32)
-    return F.one_hot(targets.long().clamp(0, G), G + 1)[..., 1:].transpose(1, 2).float()
+    ids = torch.arange(1, G + 1, device=targets.device)
+    return (targets[:, None, :] == ids[None, :, None]).float()
 
 
-def bce_cost(probs: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-    """Mean per-pixel BCE between every slot and every target: (F, K, N), (F, G, N) -> (F, K, G)."""
+def bce_cost(probs: torch.Tensor, onehot: torch.Tensor, log1mp: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean per-pixel BCE between every slot and every target: (F, K, N), (F, G, N) -> (F, K, G).
+
+    BCE(k, g) = -(sum_n y_gn [log p_kn - log(1 - p_kn)] + sum_n log(1 - p_kn)) / N, and the first
+    sum only needs log p on the union of the targets: one log over all pixels, one on the union."""
     p = probs.clamp(EPS, 1 - EPS)
-    logp, log1mp = torch.log(p), torch.log1p(-p)
+    if log1mp is None:
+        log1mp = torch.log1p(-p)
     N = p.shape[-1]
-    cross = torch.einsum("fkn,fgn->fkg", logp - log1mp, onehot)                # y log p - y log(1-p)
+    union = torch.nonzero(onehot.amax((0, 1)) > 0).squeeze(1)                  # pixels in any target
+    logit_u = torch.log(p[..., union]) - log1mp[..., union]                    # (F, K, U)
+    cross = torch.bmm(logit_u, onehot[..., union].transpose(1, 2))             # (F, K, G)
     return -(cross + log1mp.sum(-1, keepdim=True)) / N
 
 
@@ -90,9 +94,11 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
     out = {}
     if G:
         present = onehot.amax(-1) > 0                                          # (F, G) ids need not be consecutive
-        probs = masks[:, :-1]                                                  # object slots
-        f, k, g = (torch.as_tensor(a, device=masks.device) for a in hungarian(bce_cost(probs, onehot), present))
-        pred, tgt = probs[f, k], onehot[f, g]                                  # (M, N)
+        probs = masks[:, :-1]                                                  # object slots (F, K-1, N)
+        with torch.no_grad():
+            cost = bce_cost(probs.detach().float(), onehot)
+        f, k, g = (torch.as_tensor(a, device=masks.device) for a in hungarian(cost, present))
+        pred, tgt = probs[f, k], onehot[f, g]                                  # (M, N) matched pairs only
         if object_weights is not None:
             weight = object_weights.reshape(Fn, -1).to(masks.device)[f, g]
         elif cfg.burn_in_weighting:
