@@ -149,8 +149,9 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
         raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'}")
     if cfg.init_from and not resume:
         for modality, net in stage.students.items():
+            weights = load_student_weights(cfg.init_from, modality)
             try:
-                net.load_state_dict(load_student_weights(cfg.init_from, modality))
+                net.load_state_dict(weights)
             except RuntimeError as e:
                 raise TrainingError(f"init_from {cfg.init_from}: the {modality} student does not fit this "
                                     f"model config: {str(e).splitlines()[0]}") from None
