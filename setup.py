@@ -16,6 +16,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py") + glob("launch/*.md")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/demo", glob("config/demo/*.yaml")),
+        (f"share/{PACKAGE}/config/paper", glob("config/paper/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "opencv-python-headless", "pyyaml", "tqdm"],

@@ -34,7 +34,8 @@ def test_colcon_install_layout(install):
     share = install / "share" / "xmod_ros"
     assert (share / "package.xml").is_file()
     assert (share / "launch").is_dir() and (share / "config").is_dir()
-    assert sorted(p.name for p in (share / "config").iterdir()) == sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
+    installed = sorted(str(p.relative_to(share / "config")) for p in (share / "config").rglob("*.yaml"))
+    assert installed and installed == sorted(str(p.relative_to(ROOT / "config")) for p in (ROOT / "config").rglob("*.yaml"))
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "xmod_ros").is_file()
     assert (install / "lib" / "xmod_ros" / "xmod_sim").is_file()
     site = next((install / "lib").glob("python3*/site-packages"))
