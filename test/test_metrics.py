@@ -1,0 +1,77 @@
+"""Metrics on hand-made cases and against scikit-learn's ARI on random labelings."""
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from xmod_core.metrics import F1Accumulator, all_ari, ari, fg_ari, iou_matrix
+
+
+def scene():
+    gt = np.zeros((20, 30), int)
+    gt[2:8, 2:10], gt[10:18, 5:12], gt[4:14, 18:28] = 1, 2, 3
+    return gt
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ari_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 6, 500), rng.integers(0, 4, 500)
+    b[:250] = a[:250]                                    # partly agreeing
+    assert ari(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+    assert ari(a, a * 7 + 3) == pytest.approx(1.0)       # same partition, other ids
+
+
+def test_perfect_swapped_merged_empty():
+    gt = scene()
+    acc = F1Accumulator()
+    acc.update(gt, gt)
+    assert acc.result()["f1"] == 1.0 and fg_ari(gt, gt) == pytest.approx(1.0) and all_ari(gt, gt) == pytest.approx(1.0)
+    swapped = np.choose(gt, [0, 3, 1, 2])                # the same objects under other ids
+    acc = F1Accumulator()
+    acc.update(gt, swapped)
+    assert acc.result()["f1"] == 1.0 and fg_ari(gt, swapped) == pytest.approx(1.0)
+    merged = np.where(gt == 2, 1, gt)                    # objects 1 and 2 predicted as one
+    acc = F1Accumulator()
+    acc.update(gt, merged)
+    r = acc.result()
+    # the merged mask matches object 2 (IoU 56/104 > 0.5), object 1 (48/104) is missed; 3 is found
+    assert (r["tp"], r["fp"], r["fn"]) == (2, 0, 1)
+    assert fg_ari(gt, merged) < 0.7
+    acc = F1Accumulator()
+    acc.update(gt, np.zeros_like(gt))
+    assert acc.result()["f1"] == 0.0 and acc.result()["fn"] == 3
+    assert fg_ari(gt, np.zeros_like(gt)) == pytest.approx(0.0)
+
+
+def test_frames_with_fewer_than_two_objects_are_skipped():
+    gt = np.zeros((5, 5), int)
+    gt[1:3, 1:3] = 1
+    assert fg_ari(gt, gt) is None and all_ari(gt, gt) is None
+
+
+def test_iou_matrix_and_greedy_by_score():
+    gt = np.array([1, 1, 1, 1, 2, 2, 0, 0])
+    pred = np.array([5, 5, 5, 0, 5, 0, 6, 6])
+    gids, pids, iou, areas = iou_matrix(gt, pred)
+    assert gids.tolist() == [1, 2] and pids.tolist() == [5, 6] and areas.tolist() == [4, 2]
+    assert iou[0, 0] == pytest.approx(3 / 5) and iou[1, 0] == pytest.approx(1 / 5) and iou[:, 1].tolist() == [0, 0]
+    acc = F1Accumulator()
+    acc.update(gt, pred, scores={5: 0.9, 6: 0.1})
+    assert (acc.tp, acc.fp, acc.fn) == (1, 1, 1)
+
+
+def test_ignore_and_moving_still_recall():
+    gt = scene()
+    pred = gt.copy()
+    pred[gt == 3] = 0                                    # object 3 missed
+    pred[0:2, 25:30] = 9                                 # a false positive
+    acc = F1Accumulator()
+    acc.update(gt, pred, ignore_ids=[], moving_ids=[1])
+    r = acc.result()
+    assert (r["tp"], r["fp"], r["fn"]) == (2, 1, 1)
+    assert r["recall_moving"] == 1.0 and r["recall_still"] == 0.5
+    acc = F1Accumulator()
+    tiny = gt.copy()
+    tiny[0:2, 25:30] = 4                                 # the "false positive" is a tiny, ignored object
+    acc.update(tiny, pred, ignore_ids=[4])
+    assert (acc.tp, acc.fp, acc.fn) == (2, 0, 1)

@@ -1,0 +1,149 @@
+"""Instance segmentation metrics, for 2D label images (pixels) and 3D point labels alike: any
+array of integer instance ids (0 = background) works, flattened.
+
+- ARI from the contingency table (bincount of id pairs): `ari`, `fg_ari` (over ground-truth
+  foreground only), `all_ari` (every element, background as a cluster). As in the paper, a frame
+  with fewer than two ground-truth objects has no FG-ARI (None) and is skipped.
+- F1@50 pooled over a test set (`F1Accumulator`): predictions sorted by score, each matched
+  greedily to the unmatched ground-truth instance of highest IoU, a true positive when IoU > 0.5.
+  Ground-truth objects can be flagged `ignore` (too small to count: not a miss, and a prediction
+  matched to one is not a false positive) and `moving` (recall is also reported separately for
+  moving and still objects).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _relabel(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u, inv = np.unique(ids, return_inverse=True)
+    return u, inv.reshape(-1)
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n_a, n_b) counts of every pair of (consecutive) labels of two labelings."""
+    _, ia = _relabel(np.asarray(a).reshape(-1))
+    _, ib = _relabel(np.asarray(b).reshape(-1))
+    nb = int(ib.max()) + 1 if ib.size else 1
+    na = int(ia.max()) + 1 if ia.size else 1
+    return np.bincount(ia * nb + ib, minlength=na * nb).reshape(na, nb)
+
+
+def _comb2(x):
+    x = np.asarray(x, np.float64)
+    return x * (x - 1) / 2
+
+
+def ari(true: np.ndarray, pred: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings of the same elements (1 for identical partitions)."""
+    true, pred = np.asarray(true).reshape(-1), np.asarray(pred).reshape(-1)
+    n = true.size
+    if n < 2:
+        return 1.0
+    c = contingency(true, pred)
+    index = _comb2(c).sum()
+    a, b = _comb2(c.sum(1)).sum(), _comb2(c.sum(0)).sum()
+    expected = a * b / _comb2(n)
+    top = (a + b) / 2
+    if top == expected:                      # both partitions trivial (one cluster or all singletons)
+        return 1.0
+    return float((index - expected) / (top - expected))
+
+
+def fg_ari(gt: np.ndarray, pred: np.ndarray, min_objects: int = 2) -> float | None:
+    """ARI over the ground-truth foreground; None when the frame has fewer than `min_objects`."""
+    gt, pred = np.asarray(gt).reshape(-1), np.asarray(pred).reshape(-1)
+    fg = gt > 0
+    if len(np.unique(gt[fg])) < min_objects:
+        return None
+    return ari(gt[fg], pred[fg])
+
+
+def all_ari(gt: np.ndarray, pred: np.ndarray, min_objects: int = 2) -> float | None:
+    """ARI over every element, the background being one more cluster."""
+    gt = np.asarray(gt).reshape(-1)
+    if len(np.unique(gt[gt > 0])) < min_objects:
+        return None
+    return ari(gt, np.asarray(pred).reshape(-1))
+
+
+def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of every ground-truth instance with every predicted one (0 = background on both sides):
+    (gt_ids (G,), pred_ids (P,), iou (G, P), gt_areas (G,))."""
+    gt, pred = np.asarray(gt).reshape(-1), np.asarray(pred).reshape(-1)
+    gids, gi = _relabel(gt)
+    pids, pi = _relabel(pred)
+    inter = np.bincount(gi * len(pids) + pi, minlength=len(gids) * len(pids)).reshape(len(gids), len(pids))
+    ga, pa = inter.sum(1), inter.sum(0)
+    keep_g, keep_p = gids != 0, pids != 0
+    inter, ga, pa = inter[keep_g][:, keep_p], ga[keep_g], pa[keep_p]
+    union = ga[:, None] + pa[None, :] - inter
+    return gids[keep_g], pids[keep_p], inter / np.maximum(union, 1), ga
+
+
+def greedy_match(iou: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """For predictions in decreasing score order, the unmatched ground truth of highest IoU:
+    (P,) index of the matched ground truth, -1 when none is left or the best IoU is 0."""
+    G, P = iou.shape
+    match = np.full(P, -1)
+    free = np.ones(G, bool)
+    for p in np.argsort(-np.asarray(scores), kind="stable"):
+        if not free.any():
+            break
+        cand = np.where(free, iou[:, p], -1.0)
+        g = int(cand.argmax())
+        if cand[g] > 0:
+            match[p] = g
+            free[g] = False
+    return match
+
+
+@dataclass
+class F1Accumulator:
+    """Pooled F1@IoU over many frames (or point clouds)."""
+    iou_threshold: float = 0.5
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    moving_total: int = 0
+    moving_found: int = 0
+    still_total: int = 0
+    still_found: int = 0
+
+    def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None) -> None:
+        """gt, pred: instance-id arrays of one frame; scores: {pred id: score} (default: area);
+        ignore_ids: ground-truth ids that count neither way; moving_ids: ids of moving objects
+        (the others are still) for the split recall."""
+        gids, pids, iou, _ = iou_matrix(gt, pred)
+        if scores is None:
+            s = np.bincount(np.asarray(pred).reshape(-1))[pids] if len(pids) else np.zeros(0)
+        else:
+            s = np.array([scores.get(int(p), 0.0) for p in pids])
+        match = greedy_match(iou, s)
+        ignored = np.isin(gids, np.asarray(list(ignore_ids)))
+        hit = np.zeros(len(gids), bool)
+        for p, g in enumerate(match):
+            if g >= 0 and iou[g, p] > self.iou_threshold:
+                if not ignored[g]:
+                    self.tp += 1
+                    hit[g] = True
+            elif not (g >= 0 and ignored[g]):
+                self.fp += 1
+        counted = ~ignored
+        self.fn += int((counted & ~hit).sum())
+        if moving_ids is not None:
+            mov = np.isin(gids, np.asarray(list(moving_ids)))
+            self.moving_total += int((counted & mov).sum())
+            self.moving_found += int((counted & mov & hit).sum())
+            self.still_total += int((counted & ~mov).sum())
+            self.still_found += int((counted & ~mov & hit).sum())
+
+    def result(self) -> dict:
+        p = self.tp / max(1, self.tp + self.fp)
+        r = self.tp / max(1, self.tp + self.fn)
+        return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-12, p + r), "tp": self.tp, "fp": self.fp,
+                "fn": self.fn,
+                "recall_moving": self.moving_found / self.moving_total if self.moving_total else None,
+                "recall_still": self.still_found / self.still_total if self.still_total else None}
