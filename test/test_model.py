@@ -80,3 +80,19 @@ def test_errors():
         ModelConfig(num_slots=1)
     with pytest.raises(ValueError, match="norm"):
         ModelConfig(norm="layer")
+
+
+def test_slots_to_instances():
+    from xmod_core.instances import slots_to_instances
+    m = torch.zeros(1, 4, 4, 6)
+    m[0, 3] = 1.0                               # background everywhere ...
+    m[0, 0, :2, :2] = 2.0                       # ... slot 0 wins a 2x2 block (4 px)
+    m[0, 1, 3, 5] = 2.0                         # slot 1 wins one pixel
+    m = m / m.sum(1, keepdim=True)
+    ids, conf = slots_to_instances(m)
+    assert ids[0, :2, :2].eq(1).all() and ids[0, 3, 5] == 2 and (ids == 0).sum() == 24 - 5
+    assert conf[0, 0] == pytest.approx(2 / 3) and conf[0, 2] == 0
+    ids, conf = slots_to_instances(m, min_pixels=2)  # the 1-pixel fragment is dropped
+    assert ids[0, 3, 5] == 0 and ids[0, 0, 0] == 1 and conf[0, 1] == 0
+    up, _ = slots_to_instances(m, size=(8, 12))
+    assert up.shape == (1, 8, 12) and up[0, 0, 0] == 1

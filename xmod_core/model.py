@@ -222,3 +222,24 @@ class DIOD(nn.Module):
     def foreground(masks: torch.Tensor) -> torch.Tensor:
         """(..., K, h, w) -> (..., h, w): 1 - the background slot's attention."""
         return 1 - masks[..., -1, :, :]
+
+
+def load_student(path, device="cpu") -> tuple[DIOD, dict]:
+    """A student exported by the trainer (`student_<modality>.pt`): the model in eval mode on
+    `device` and its metadata (modality, stage, provenance). Loaded with weights_only=True."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .config import ConfigError, from_dict
+    ck = load_checkpoint(path, map_location=device)
+    if ck.get("format") != "xmod-student-1":
+        raise CheckpointError(f"{path} is not an exported student (format {ck.get('format')!r}); "
+                              "use the trainer's out_dir/student_<modality>.pt")
+    try:
+        cfg = from_dict(ModelConfig, ck["model_config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: bad model config: {e}") from None
+    model = DIOD(cfg)
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), {k: ck[k] for k in ("modality", "stage", "meta") if k in ck}
