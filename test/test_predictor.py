@@ -1,0 +1,169 @@
+"""Inference API, late fusion and 3D clusters."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_drive
+from xmod_core.clusters import cluster_objects
+from xmod_core.frontview import project_scan
+from xmod_core.fusion import ID_OFFSET_3D, late_fusion
+from xmod_core.instances import slots_to_instances
+from xmod_core.kitti import KittiRawDrive
+from xmod_core.model import DIOD, ModelConfig
+from xmod_core.predictor import Predictor, PredictorConfig
+from xmod_core.stages import student_config
+from xmod_core.train import export_student
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_fusion import random_instances  # noqa: E402
+from reference_fusion import reference_late_fusion  # noqa: E402
+
+TINY = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1), num_slots=4, slot_dim=16, mlp_hidden=32,
+                   gru_hidden=16, decoder_channels=8, norm="group")
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    d = tmp_path_factory.mktemp("students")
+    torch.manual_seed(0)
+    paths = {}
+    for modality in ("rgb", "lidar"):
+        m = DIOD(student_config(TINY, modality))
+        paths[modality] = d / f"student_{modality}.pt"
+        export_student(paths[modality], "test", modality, TINY, m.state_dict(), {})
+    return paths
+
+
+def predictor(students, drive, mode, **kw):
+    cfg = PredictorConfig(mode=mode, ckpt_2d=str(students["rgb"]), ckpt_3d=str(students["lidar"]), device="cpu",
+                          height=32, width=96, min_pixels=0, **kw)
+    return Predictor(cfg, KittiRawDrive(drive).calib)
+
+
+@pytest.mark.parametrize("mode", ["rgb", "lidar", "fused"])
+def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, mode)
+    frames = range(4)
+    results = [p(image=d.image(t) if mode != "lidar" else None, points=d.scan(t) if mode != "rgb" else None,
+                 stamp=0.1 * t) for t in frames]
+    for r, t in zip(results, frames):
+        assert r.labels.shape == (d.calib.height, d.calib.width) and r.labels.dtype == np.uint16
+        if mode == "rgb":
+            assert r.point_labels is None
+        else:
+            assert r.point_labels.shape == (len(d.scan(t)),) and r.point_labels.dtype == np.uint16
+    assert results[0].new_sequence and not results[1].new_sequence
+    if mode == "fused":
+        return
+    # the same frames as one clip through the model give the same instances
+    modality = "rgb" if mode == "rgb" else "lidar"
+    model = p.models[modality]
+    if modality == "rgb":
+        import cv2
+        x = torch.stack([torch.from_numpy(cv2.resize(d.image(t), (96, 32), interpolation=cv2.INTER_AREA)).permute(2, 0, 1).float() / 255
+                         for t in frames])
+    else:
+        x = torch.stack([torch.from_numpy(project_scan(d.scan(t), d.calib.scaled(32, 96)).features) for t in frames])
+    with torch.no_grad():
+        ids, _ = slots_to_instances(model(x[None])["masks"][0], size=(32, 96))
+    import cv2
+    for r, t in zip(results, frames):
+        np.testing.assert_array_equal(r.labels, cv2.resize(ids[t].numpy().astype(np.uint16), (d.calib.width, d.calib.height),
+                                                           interpolation=cv2.INTER_NEAREST))
+
+
+def test_points_get_the_label_of_their_pixel(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "lidar", min_points=1, depth_gate_m=0)
+    r = p(points=d.scan(0), stamp=0.0)
+    fv = project_scan(d.scan(0), d.calib.scaled(32, 96))
+    inside = fv.point_pixel >= 0
+    assert (r.point_labels[~inside] == 0).all()
+    for o in r.objects:                                   # every cluster point is labelled with its object
+        assert (r.point_labels[o.point_index] == o.id).all() and o.num_points == len(o.point_index)
+
+
+def test_reset_on_gap_and_backwards_stamp(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "rgb")
+    assert p(image=d.image(0), stamp=1.0).new_sequence
+    assert not p(image=d.image(1), stamp=1.1).new_sequence
+    assert p(image=d.image(2), stamp=5.0).new_sequence          # gap
+    assert p(image=d.image(3), stamp=4.0).new_sequence          # backwards
+    a = p(image=d.image(0), stamp=10.0).labels
+    p.reset()
+    np.testing.assert_array_equal(p(image=d.image(0), stamp=0.0).labels, a)   # a new sequence is a new sequence
+
+
+def test_bad_input(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "fused")
+    with pytest.raises(ValueError, match="differs from the calibration"):
+        p(image=d.image(0)[:, :100].copy(), points=d.scan(0))
+    with pytest.raises(ValueError, match="needs a LiDAR scan"):
+        p(image=d.image(0))
+    with pytest.raises(ValueError, match="points must be"):
+        p(image=d.image(0), points=np.zeros((5, 2), np.float32))
+    r = p(image=d.image(0), points=np.zeros((0, 4), np.float32))   # an empty cloud is fine
+    assert r.point_labels.shape == (0,) and r.objects == []
+    scan = d.scan(1)
+    scan[::3] = np.nan
+    r = p(image=d.image(1), points=scan, stamp=0.1)
+    assert (r.point_labels[::3] == 0).all()
+    with pytest.raises(ValueError, match="mode"):
+        Predictor(PredictorConfig(mode="radar"), d.calib)
+    with pytest.raises(FileNotFoundError, match="rgb checkpoint"):
+        Predictor(PredictorConfig(mode="rgb", ckpt_2d="/nonexistent.pt", device="cpu"), d.calib)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_fusion_equals_the_double_loop_reference(keep):
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        a, sa = random_instances(rng, K=12, H=40, W=60)
+        b = a.copy()
+        noise = rng.random(a.shape) < 0.4
+        b[noise] = rng.integers(0, 12, noise.sum())
+        sb = rng.random(11)
+        f1, s1 = late_fusion(a, sa, b, sb, 0.1, keep, 0.5)
+        f2, s2 = reference_late_fusion(a, sa, b, sb, 0.1, keep, 0.5)
+        np.testing.assert_array_equal(f1, f2)
+        assert s1 == pytest.approx(s2)
+
+
+def test_fusion_keeps_agreed_objects_only():
+    a = np.zeros((10, 10), int)
+    b = np.zeros((10, 10), int)
+    a[0:4, 0:4], b[1:5, 1:5] = 1, 2          # agree (IoU 9/23)
+    a[6:9, 6:9] = 2                          # 2D only
+    b[6:8, 0:3] = 1                          # 3D only
+    fused, scores = late_fusion(a, np.array([0.8, 0.95]), b, np.array([0.99, 0.6]))
+    assert set(np.unique(fused)) == {0, 1} and (fused[1:5, 1:5] == 1).all()   # the union of the matched pair
+    assert scores[1] == pytest.approx((0.8 + 0.6) / 2)
+    fused, scores = late_fusion(a, np.array([0.8, 0.95]), b, np.array([0.99, 0.6]), keep_single=True, single_score=0.9)
+    assert set(np.unique(fused)) == {0, 1, 2, ID_OFFSET_3D + 1}
+
+
+def test_clusters_oriented_box_and_depth_gate():
+    rng = np.random.default_rng(0)
+    yaw = 0.4
+    local = rng.uniform([-2, -0.9, 0], [2, 0.9, 1.5], (400, 3))               # a 4 x 1.8 x 1.5 box
+    R = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    car = local @ R.T + [15, 3, -1.7]
+    behind = np.array([[40.0, 8.0, 0.0]] * 20)                                 # a wall seen through the mask
+    pts = np.concatenate([car, behind, rng.uniform(-5, 5, (50, 3))])
+    labels = np.concatenate([np.full(420, 3), np.zeros(50, int)])
+    objs, clean = cluster_objects(pts, labels, {3: 0.7})
+    assert len(objs) == 1 and objs[0].id == 3 and objs[0].num_points == 400 and objs[0].score == 0.7
+    assert (clean[400:420] == 0).all()
+    o = objs[0]
+    err = (o.yaw - yaw + np.pi / 2) % np.pi - np.pi / 2                        # the axis, up to 180 degrees
+    assert abs(err) < 0.1                                                      # PCA of 400 random points
+    np.testing.assert_allclose(o.size, [4, 1.8, 1.5], atol=0.1)
+    np.testing.assert_allclose(o.center, [15, 3, -1.7 + 0.75], atol=0.1)
+    objs, _ = cluster_objects(pts[:3], np.array([1, 1, 1]), min_points=5)       # too few points
+    assert objs == []

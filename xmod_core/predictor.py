@@ -1,0 +1,162 @@
+"""Inference API, used by the ROS node and the evaluator alike.
+
+    pred = Predictor(PredictorConfig(mode="fused"), calib)
+    res = pred(image=rgb, points=scan, stamp=t)      # one frame at a time
+
+Modes: `rgb` (camera only), `lidar` (LiDAR only: needs only the calibration, no image), `fused`
+(late fusion of both, see `fusion`). The students keep their temporal state (ConvGRU and slots)
+from frame to frame, so instance ids (= slot indices) stay stable over a sequence; a gap in the
+timestamps, a stamp going backwards or `reset()` starts a new sequence.
+
+Per frame: `labels` (camera resolution, uint16, 0 = background), `point_labels` (every point of
+the scan; points outside the camera view get 0) and 3D `objects` (see `clusters`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from .clusters import Object3D, cluster_objects
+from .frontview import grid_labels_to_points, project_scan
+from .fusion import late_fusion
+from .instances import slots_to_instances
+from .kitti import CameraCalib
+from .model import load_student
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_2D = str(ASSETS / "student_rgb.pt")
+DEFAULT_3D = str(ASSETS / "student_lidar.pt")
+MODES = ("rgb", "lidar", "fused")
+
+__all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "MODES"]
+
+
+@dataclass
+class PredictorConfig:
+    mode: str = "fused"                 # rgb | lidar | fused
+    ckpt_2d: Optional[str] = None       # exported 2D student; None: the shipped demo model
+    ckpt_3d: Optional[str] = None       # exported 3D student; None: the shipped demo model
+    device: str = "auto"                # auto | cpu | cuda
+    height: int = 96                    # processing resolution (multiples of 4)
+    width: int = 320
+    min_pixels: int = 20                # instance fragments below this many pixels (processing grid) are dropped
+    fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
+    keep_single: bool = False           # also keep confident single-modality objects
+    single_score: float = 0.9           # ... from this score on
+    max_gap_s: float = 0.5              # a larger gap between stamps starts a new sequence
+    min_points: int = 5                 # 3D clusters with fewer LiDAR points are dropped
+    depth_gate_m: float = 3.0           # points this far from their object's median range are not its points
+
+
+@dataclass
+class FrameResult:
+    labels: np.ndarray                          # (H, W) uint16 at camera resolution
+    point_labels: Optional[np.ndarray]          # (N,) uint16, or None without points
+    objects: list = field(default_factory=list)  # list[Object3D]
+    scores: dict = field(default_factory=dict)  # {id: score}
+    timings: dict = field(default_factory=dict)  # ms per stage
+    new_sequence: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+class Predictor:
+    def __init__(self, cfg: PredictorConfig, calib: CameraCalib):
+        if cfg.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+        if cfg.height % 4 or cfg.width % 4:
+            raise ValueError(f"processing size must be multiples of 4, got {cfg.height}x{cfg.width}")
+        self.cfg, self.calib = cfg, calib
+        self.device = pick_device(cfg.device)
+        self.models = {}
+        if cfg.mode in ("rgb", "fused"):
+            self.models["rgb"] = self._load(cfg.ckpt_2d or DEFAULT_2D, "rgb")
+        if cfg.mode in ("lidar", "fused"):
+            self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
+        self.calib_small = calib.scaled(cfg.height, cfg.width)
+        self.reset()
+
+    def _load(self, path: str, modality: str):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{modality} checkpoint not found: {path}")
+        model, meta = load_student(path, self.device)
+        if meta.get("modality") != modality:
+            raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")
+        return model
+
+    def reset(self) -> None:
+        self.states = {k: None for k in self.models}
+        self.last_stamp = None
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray | None = None, points: np.ndarray | None = None,
+                 stamp: float | None = None) -> FrameResult:
+        cfg, t0 = self.cfg, time.perf_counter()
+        H0, W0, H, W = self.calib.height, self.calib.width, cfg.height, cfg.width
+        timings = {}
+        if "rgb" in self.models:
+            if image is None:
+                raise ValueError(f"mode {cfg.mode!r} needs a camera image")
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+            if image.shape[:2] != (H0, W0):
+                raise ValueError(f"image size {image.shape[1]}x{image.shape[0]} differs from the calibration's {W0}x{H0}")
+        if "lidar" in self.models and points is None:
+            raise ValueError(f"mode {cfg.mode!r} needs a LiDAR scan")
+        if points is not None:
+            points = np.asarray(points, np.float32)
+            if points.ndim != 2 or points.shape[1] < 3:
+                raise ValueError(f"points must be (N, >=3), got {points.shape}")
+        new_seq = self.last_stamp is None or (stamp is not None and (stamp < self.last_stamp or
+                                                                     stamp - self.last_stamp > cfg.max_gap_s))
+        if new_seq and self.last_stamp is not None:
+            self.states = {k: None for k in self.models}
+        self.last_stamp = stamp if stamp is not None else (self.last_stamp or 0.0)
+
+        fv = None
+        if points is not None:
+            fv = project_scan(points, self.calib_small)           # (4, H, W) on the processing grid
+        timings["prep"] = (time.perf_counter() - t0) * 1e3
+        inst = {}
+        for modality, model in self.models.items():
+            t = time.perf_counter()
+            if modality == "rgb":
+                x = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+                x = torch.from_numpy(x).to(self.device).permute(2, 0, 1).float().div_(255)[None]
+            else:
+                x = torch.from_numpy(fv.features).to(self.device)[None]
+            out, self.states[modality] = model.step(x, self.states[modality])
+            ids, conf = slots_to_instances(out["masks"], size=(H, W), min_pixels=cfg.min_pixels)
+            inst[modality] = (ids[0].cpu().numpy(), conf[0].cpu().numpy())
+            timings[f"model_{modality}"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        if cfg.mode == "fused":
+            grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score)
+        else:
+            grid, conf = inst[cfg.mode]
+            scores = {int(i): float(conf[i - 1]) for i in np.unique(grid) if 0 < i <= len(conf)}
+        labels = cv2.resize(grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)
+        timings["fusion"] = (time.perf_counter() - t) * 1e3
+        point_labels, objects = None, []
+        if points is not None:
+            t = time.perf_counter()
+            point_labels = grid_labels_to_points(grid, fv.point_pixel)
+            objects, point_labels = cluster_objects(points, point_labels, scores, cfg.min_points, cfg.depth_gate_m)
+            point_labels = point_labels.astype(np.uint16)
+            timings["clusters"] = (time.perf_counter() - t) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(labels, point_labels, objects, scores, timings, new_seq)
