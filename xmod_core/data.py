@@ -155,8 +155,8 @@ class ClipDataset(Dataset):
             imgs = np.stack([cv2.resize(d.image(t)[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
                              for t in frames]).astype(np.float32) / 255.0               # (T, H, W, 3)
             imgs = imgs[:, :, ::-1] if flip else imgs
-            imgs = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2)      # (T, 3, H, W)
-            out["rgb"] = self._colour(imgs, rng) if a else imgs
+            imgs = self._colour(imgs, rng) if a else imgs
+            out["rgb"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))   # (T, 3, H, W)
             out["rgb_target"] = out["rgb"]
         if "lidar" in self.modalities:
             calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)
@@ -180,15 +180,17 @@ class ClipDataset(Dataset):
             out["lidar_valid"] = torch.from_numpy(np.ascontiguousarray(np.stack(valid)))
         return out
 
-    def _colour(self, imgs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Clip-consistent colour jitter and grayscale (T, 3, H, W)."""
+    def _colour(self, imgs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Clip-consistent colour jitter (brightness, contrast, saturation) and grayscale on
+        (T, H, W, 3) float32 in [0, 1] (numpy: cheap and single-threaded in the workers)."""
         j = self.aug.color_jitter
-        b, c, s = (float(rng.uniform(1 - j, 1 + j)) for _ in range(3))
-        luma = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)   # (T, 1, H, W)
+        b, c, s = (np.float32(rng.uniform(1 - j, 1 + j)) for _ in range(3))
+        luma = lambda x: x @ np.array([0.299, 0.587, 0.114], np.float32)          # (T, H, W)
         x = imgs * b
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
         x = (x - mean) * c + mean
-        x = luma(x) + (x - luma(x)) * s
+        g = luma(x)[..., None]
+        x = g + (x - g) * s
         if rng.random() < self.aug.grayscale:
-            x = luma(x).expand(-1, 3, -1, -1)
-        return x.clamp(0, 1).contiguous()
+            x = np.repeat(luma(x)[..., None], 3, axis=-1)
+        return np.clip(x, 0, 1, out=x)

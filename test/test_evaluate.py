@@ -1,0 +1,82 @@
+"""The evaluator and the LiDAR clustering baseline on a tiny simulated drive."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pybullet", reason="pybullet (extra 'sim') is not installed")
+
+from xmod_core.baselines import ClusterConfig, clusters_to_image, euclidean_clusters, ground_mask  # noqa: E402
+from xmod_core.evaluate import evaluate, main, tables  # noqa: E402
+from xmod_core.kitti import KittiRawDrive  # noqa: E402
+from xmod_core.model import DIOD, ModelConfig  # noqa: E402
+from xmod_core.sim.rig import Rig  # noqa: E402
+from xmod_core.sim.writer import simulate_drive  # noqa: E402
+from xmod_core.stages import student_config  # noqa: E402
+from xmod_core.train import export_student  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sim_drive(tmp_path_factory):
+    drive = simulate_drive(tmp_path_factory.mktemp("eval"), 21, 0, 3, Rig.scaled(0.4), preview=False)
+    # motion masks: the ground truth of the moving objects, so the baseline's numbers are known
+    (drive / "image_02/motion_masks").mkdir(parents=True)
+    for f in sorted((drive / "instance_02/data").glob("*.png")):
+        gt = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        moving = [o["id"] for o in json.loads((drive / "objects/data" / f"{f.stem}.json").read_text())["objects"] if o["moving"]]
+        cv2.imwrite(str(drive / "image_02/motion_masks" / f.name), np.where(np.isin(gt, moving), gt, 0).astype(np.uint16))
+    return drive
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    d = tmp_path_factory.mktemp("st")
+    cfg = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1), num_slots=4, slot_dim=16, mlp_hidden=32, gru_hidden=16,
+                      decoder_channels=8, norm="group")
+    torch.manual_seed(0)
+    for m in ("rgb", "lidar"):
+        export_student(d / f"{m}.pt", "test", m, cfg, DIOD(student_config(cfg, m)).state_dict(), {})
+    return d
+
+
+def test_lidar_clustering_finds_objects_and_drops_ground(sim_drive):
+    d = KittiRawDrive(sim_drive)
+    scan = d.scan(0)
+    gt = (np.fromfile(sim_drive / "velodyne_labels/data/0000000000.label", np.uint32) & 0xFFFF)
+    ground = ground_mask(scan, ClusterConfig())
+    road = np.isin(gt, [40, 48, 72])
+    assert (ground & road).sum() / road.sum() > 0.9 and (ground & ~road).sum() / ground.sum() < 0.05
+    labels = euclidean_clusters(scan)
+    assert labels.max() >= 3
+    assert (road & (labels > 0)).sum() / (labels > 0).sum() < 0.05              # clusters are not road
+    objects = (gt == 10) | (gt == 18) | (gt == 30) | (gt == 31)
+    assert (objects & (labels > 0)).sum() / (labels > 0).sum() > 0.5            # mostly objects
+    img = clusters_to_image(scan, labels, d.calib, d.calib.height, d.calib.width)
+    assert img.shape == (d.calib.height, d.calib.width) and set(np.unique(img)) <= set(np.unique(labels))
+    assert (euclidean_clusters(np.zeros((0, 4), np.float32)) == 0).all()
+
+
+def test_evaluator_table_and_baselines(sim_drive, students, tmp_path):
+    res = evaluate([sim_drive], ["rgb", "lidar", "fused"], str(students / "rgb.pt"), str(students / "lidar.pt"),
+                   height=32, width=96, device="cpu", progress=False)
+    assert set(res) == {"2d_grid", "2d_full", "3d"}
+    for dom in res.values():
+        assert set(dom) == {"motion masks", "LiDAR clustering", "DIOD 2D (rgb)", "DIOD-3D (lidar)", "fused"}
+    motion = res["2d_full"]["motion masks"]
+    # the motion masks here are exactly the moving objects: perfect precision, every moving object found
+    assert motion["precision"] == 1.0 and motion["recall_moving"] == 1.0
+    assert motion["recall_still"] == 0.0
+    assert res["2d_full"]["LiDAR clustering"]["f1"] > 0.2
+    md = tables(res, "t")
+    assert "| LiDAR clustering |" in md and "FG-ARI" in md
+    assert main(["--data", str(sim_drive), "--ckpt-2d", str(students / "rgb.pt"), "--ckpt-3d", str(students / "lidar.pt"),
+                 "--mode", "rgb", "--height", "32", "--width", "96", "--device", "cpu", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o/results.json").read_text())["3d"]["DIOD 2D (rgb)"]["fps"] > 0
+
+
+def test_evaluator_needs_ground_truth(tmp_path):
+    from conftest import make_tiny_drive
+    drive = make_tiny_drive(tmp_path)
+    assert main(["--data", str(drive), "--device", "cpu"]) == 2
