@@ -5,8 +5,10 @@ horizontal flip) identical for every frame, for the images, the LiDAR front view
 
     rgb           (T, 3, H, W) float in [0, 1]   the 2D student's input (colour jitter, grayscale)
     rgb_target    (T, 3, H, W)                   reconstruction target (= the student's input)
+    rgb_clean     (T, 3, H, W)                   the same crop without colour augmentation (teachers' input)
     lidar         (T, 4, H, W)                   the 3D student's input: a sparser cloud (point drop, jitter)
-    lidar_target  (T, 4, H, W)                   the original cloud's projection (scene completion target)
+    lidar_target  (T, 4, H, W)                   the original cloud's projection (scene completion target,
+                                                 and the 3D teacher's input)
     lidar_valid   (T, H, W) bool                 pixels with a return in the original projection
     motion        (T, H/4, W/4) int64            motion-mask instances 1..G per frame, 0 = background
     motion_valid  (T,) bool                      False where the motion mask is unknown or missing
@@ -155,8 +157,9 @@ class ClipDataset(Dataset):
             imgs = np.stack([cv2.resize(d.image(t)[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
                              for t in frames]).astype(np.float32) / 255.0               # (T, H, W, 3)
             imgs = imgs[:, :, ::-1] if flip else imgs
-            imgs = self._colour(imgs, rng) if a else imgs
-            out["rgb"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))   # (T, 3, H, W)
+            out["rgb_clean"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))  # (T, 3, H, W)
+            out["rgb"] = torch.from_numpy(np.ascontiguousarray(self._colour(imgs, rng).transpose(0, 3, 1, 2))) \
+                if a else out["rgb_clean"]
             out["rgb_target"] = out["rgb"]
         if "lidar" in self.modalities:
             calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)

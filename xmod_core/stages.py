@@ -5,6 +5,14 @@ Burn-in stages (DIOD / DIOD-3D): the student learns from the motion masks alone.
     2d_burn_in  the 2D student on RGB clips, reconstruction of the RGB input
     3d_burn_in  the 3D student on the LiDAR front view; scene completion: it sees a sparser cloud
                 (point drop) and reconstructs the original projection on the pixels that have a return
+Teacher-student stages: an EMA teacher per student turns its confident slots into pseudo-labels
+that join the (teacher-filtered, teacher-weighted) motion masks.
+    2d_ts       DIOD self-distillation of the 2D student
+    3d_ts       DIOD-3D self-distillation
+    2d_3d_ts    xMOD: the 2D teacher's pseudo-labels train the 3D student and the 3D teacher's the
+                2D student (`distill.cross_modal`; false: each its own, the same-modal ablation).
+Teachers see the same crop and flip as their students (so their labels line up on the shared,
+pixel-aligned grid) without the colour jitter or point drop.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .distill import DistillConfig, ema_update, make_teacher, merge_targets
 from .losses import LossConfig, motion_losses, recon_loss
 from .model import DIOD, ModelConfig
 
@@ -50,6 +59,9 @@ class Stage:
     def after_step(self, step: int) -> None:
         """Hook after each optimiser step (EMA teacher updates in distillation stages)."""
 
+    def on_start(self) -> None:
+        """Hook once the students hold their initial weights (fresh runs, not resumes)."""
+
     def state_dict(self) -> dict:
         return {"students": {k: m.state_dict() for k, m in self.students.items()},
                 "teachers": {k: m.state_dict() for k, m in self.teachers.items()}}
@@ -84,13 +96,61 @@ class BurnIn(Stage):
         return total, logs, {key: out["masks"].detach()}
 
 
+TEACHER_INPUT = {"rgb": "rgb_clean", "lidar": "lidar_target"}
+
+
+class TeacherStudent(Stage):
+    """DIOD self-distillation (one modality) or xMOD cross-modal distillation (both)."""
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, distill_cfg: DistillConfig, name: str,
+                 modalities: tuple):
+        super().__init__(model_cfg, loss_cfg)
+        self.name, self.modalities, self.dcfg = name, modalities, distill_cfg
+        self.students = {m: DIOD(student_config(model_cfg, m)) for m in modalities}
+        self.teachers = {m: make_teacher(s) for m, s in self.students.items()}
+
+    def on_start(self):
+        for m, s in self.students.items():          # teachers start as the (initialised) students
+            self.teachers[m].load_state_dict(s.state_dict())
+
+    def source(self, modality: str) -> str:
+        """Whose teacher labels this student: the other modality's in cross-modal xMOD."""
+        if len(self.modalities) == 2 and self.dcfg.cross_modal:
+            return next(m for m in self.modalities if m != modality)
+        return modality
+
+    def loss(self, batch, nets):
+        with torch.no_grad():
+            t_masks = {m: t(batch[TEACHER_INPUT[m]])["masks"] for m, t in self.teachers.items()}
+        total, logs, vis = 0.0, {}, {}
+        for m in self.modalities:
+            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg)
+            out = nets[m](batch[m])
+            terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)
+            valid = batch.get("lidar_valid") if m == "lidar" else None
+            terms["recon"] = recon_loss(out["recon"], batch[f"{m}_target"], valid)
+            total = total + terms["total"] + self.loss_cfg.w_recon * terms["recon"]
+            logs |= {f"{m}/{k}": float(v.detach()) for k, v in terms.items()}
+            logs[f"{m}/targets"] = float((ids.flatten(2).amax(-1)).float().mean())
+            vis[m] = out["masks"].detach()
+        logs["total"] = float(total.detach())
+        return total, logs, vis
+
+    def after_step(self, step: int):
+        for m in self.modalities:
+            ema_update(self.teachers[m], self.students[m], self.dcfg.ema_keep)
+
+
 STAGES = {
-    "2d_burn_in": lambda m, l: BurnIn(m, l, "rgb"),
-    "3d_burn_in": lambda m, l: BurnIn(m, l, "lidar"),
+    "2d_burn_in": lambda m, l, d: BurnIn(m, l, "rgb"),
+    "3d_burn_in": lambda m, l, d: BurnIn(m, l, "lidar"),
+    "2d_ts": lambda m, l, d: TeacherStudent(m, l, d, "2d_ts", ("rgb",)),
+    "3d_ts": lambda m, l, d: TeacherStudent(m, l, d, "3d_ts", ("lidar",)),
+    "2d_3d_ts": lambda m, l, d: TeacherStudent(m, l, d, "2d_3d_ts", ("rgb", "lidar")),
 }
 
 
-def build_stage(name: str, model_cfg: ModelConfig, loss_cfg: LossConfig) -> Stage:
+def build_stage(name: str, model_cfg: ModelConfig, loss_cfg: LossConfig, distill_cfg: DistillConfig | None = None) -> Stage:
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; stages: {sorted(STAGES)}")
-    return STAGES[name](model_cfg, loss_cfg)
+    return STAGES[name](model_cfg, loss_cfg, distill_cfg or DistillConfig())

@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Union
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
@@ -30,6 +30,7 @@ from . import distributed as dist
 from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from .config import ConfigError, config_hash, load_config, to_dict
 from .data import AugmentConfig, ClipDataset, DataConfig
+from .distill import DistillConfig
 from .losses import LossConfig
 from .model import ModelConfig
 from .schedule import warmup_exponential
@@ -51,7 +52,8 @@ class OptimConfig:
 class TrainConfig:
     stage: str = "2d_burn_in"
     out_dir: str = "runs/2d_burn_in"
-    init_from: Optional[str] = None     # checkpoint (or exported student) to start the students from
+    init_from: Union[str, dict[str, str], None] = None   # checkpoint or exported student(s) to start from;
+                                                          # a mapping {rgb: path, lidar: path} per student
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda
     amp: bool = True                    # mixed precision (CUDA only)
@@ -64,6 +66,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 class TrainingError(RuntimeError):
@@ -139,7 +142,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
         raise TrainingError(f"optim.batch_size={cfg.optim.batch_size} is not divisible by the {world} processes")
     per_rank = cfg.optim.batch_size // world
     dist.seed_everything(cfg.seed, rank)
-    stage = build_stage(cfg.stage, cfg.model, cfg.loss).to(dev)
+    stage = build_stage(cfg.stage, cfg.model, cfg.loss, cfg.distill).to(dev)
     manager = CheckpointManager(out / "checkpoints", keep_last=cfg.keep_last)
     latest = manager.latest()
     if latest is not None and not resume:
@@ -148,14 +151,22 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
     if resume and latest is None:
         raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'}")
     if cfg.init_from and not resume:
+        sources = cfg.init_from if isinstance(cfg.init_from, dict) else {m: cfg.init_from for m in stage.students}
+        unknown = set(sources) - set(stage.students)
+        if unknown:
+            raise TrainingError(f"init_from names {sorted(unknown)}, but stage {cfg.stage} has students {sorted(stage.students)}")
         for modality, net in stage.students.items():
-            weights = load_student_weights(cfg.init_from, modality)
+            if modality not in sources:
+                continue
+            weights = load_student_weights(sources[modality], modality)
             try:
                 net.load_state_dict(weights)
             except RuntimeError as e:
-                raise TrainingError(f"init_from {cfg.init_from}: the {modality} student does not fit this "
+                raise TrainingError(f"init_from {sources[modality]}: the {modality} student does not fit this "
                                     f"model config: {str(e).splitlines()[0]}") from None
 
+    if not resume:
+        stage.on_start()
     dataset = ClipDataset(cfg.data, cfg.augment, stage.modalities, seed=cfg.seed)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     if len(sampler) < per_rank:

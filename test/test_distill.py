@@ -1,0 +1,120 @@
+"""Distillation pieces: EMA teacher, pseudo-labels (slot 0 as an object, split components),
+motion confidence and merged targets."""
+import torch
+
+from xmod_core.distill import (DistillConfig, compact_per_frame, connected_components, ema_update, make_teacher,
+                               merge_targets, pseudo_labels)
+from xmod_core.model import DIOD, ModelConfig
+
+TINY = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1), num_slots=4, slot_dim=16, mlp_hidden=32,
+                   gru_hidden=16, decoder_channels=8, norm="batch")
+
+
+def test_ema_update_averages_parameters_and_copies_buffers():
+    torch.manual_seed(0)
+    student = DIOD(TINY)
+    teacher = make_teacher(student)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    student.train()(torch.randn(2, 1, 3, 16, 32))                      # moves BatchNorm statistics
+    before = [p.clone() for p in teacher.parameters()]
+    ema_update(teacher, student, keep=0.9)
+    for b, t, s in zip(before, teacher.parameters(), student.parameters()):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+    for bt, bs in zip(teacher.buffers(), student.buffers()):
+        assert torch.equal(bt, bs)                                     # copied, counters included
+    bn = dict(teacher.named_buffers())["encoder.stem.1.num_batches_tracked"]
+    assert bn.dtype == torch.long and int(bn) == 1
+
+
+def test_connected_components_and_compaction():
+    m = torch.zeros(1, 6, 8, dtype=torch.bool)
+    m[0, 0:2, 0:2] = True
+    m[0, 4:6, 5:8] = True
+    m[0, 2, 2] = True                                                  # diagonal neighbour: same component
+    cc = connected_components(m)
+    assert len(torch.unique(cc[m])) == 2 and cc[0, 2, 2] == cc[0, 0, 0] and (cc[~m] == 0).all()
+    ids = torch.tensor([[[0, 7], [7, 40]], [[3, 3], [9, 9]]])
+    out = compact_per_frame(ids)
+    assert out[0].tolist() == [[0, 1], [1, 2]] and out[1].tolist() == [[1, 1], [2, 2]]
+
+
+def test_pseudo_labels_slot0_and_split_components():
+    K, h, w = 4, 12, 16
+    logits = torch.full((1, K, h, w), -5.0)
+    logits[0, K - 1] = 5.0                                             # background everywhere ...
+    logits[0, 0, 1:4, 1:5] = 10.0                                      # slot 0 is an object
+    logits[0, 1, 6:9, 0:3] = 10.0                                      # slot 1: two separate blobs -> two objects
+    logits[0, 1, 6:9, 10:14] = 10.0
+    logits[0, 2, 10:12, 6:8] = 0.6                                     # slot 2: weak, not confident
+    logits[0, 2, 10:12, 6:8] += 5.0
+    masks = torch.softmax(logits, 1)
+    masks[0, :, 10:12, 6:8] = torch.tensor([0.0, 0.0, 0.55, 0.45]).view(K, 1, 1)   # fg 0.55 < 0.9
+    ids, conf = pseudo_labels(masks, DistillConfig(min_size=4))
+    assert ids.shape == (1, h, w)
+    assert ids.max() == 3                                              # slot 0 + two components of slot 1
+    assert ids[0, 2, 2] > 0 and ids[0, 7, 1] > 0 and ids[0, 7, 11] > 0 and ids[0, 7, 1] != ids[0, 7, 11]
+    assert ids[0, 10, 6] == 0 and (conf[ids == 0] == 0).all() and (conf[ids > 0] > 0.9).all()
+
+
+def test_merge_targets_weights_and_teacher_objects():
+    K, h, w = 4, 10, 12
+    logits = torch.full((1, 1, K, h, w), -5.0)
+    logits[..., K - 1, :, :] = 5.0
+    logits[0, 0, 0, 1:4, 1:4] = 10.0                                   # teacher sees the moving object
+    logits[0, 0, 1, 6:9, 6:10] = 10.0                                  # and a static one (no motion)
+    masks = torch.softmax(logits, 2)
+    motion = torch.zeros(1, 1, h, w, dtype=torch.long)
+    motion[0, 0, 1:4, 1:4] = 1
+    motion[0, 0, 8:10, 0:2] = 2                                        # a motion blob the teacher does not see
+    ids, weights = merge_targets(motion, torch.ones(1, 1, dtype=torch.bool), masks, DistillConfig(min_size=4))
+    assert ids.max() == 2                                              # moving object + teacher's static object
+    assert ids[0, 0, 2, 2] == 1 and ids[0, 0, 7, 7] == 2 and ids[0, 0, 9, 0] == 0
+    assert weights.shape == (1, 2) and ((weights > 1.9) & (weights <= 2)).all()    # 1 + confidence
+    ids, _ = merge_targets(motion, torch.zeros(1, 1, dtype=torch.bool), masks, DistillConfig(min_size=4))
+    assert ids.max() == 2 and ids[0, 0, 9, 0] == 0                     # unknown motion frame: teacher objects only
+
+
+def _cfg(drive, out, stage, **over):
+    from test_train import tiny_cfg
+    return tiny_cfg(drive, out, stage=stage, **{"optim.steps": 2, "optim.batch_size": 2, **over})
+
+
+def test_every_distillation_stage_trains_two_steps(tiny_drive, tmp_path):
+    from xmod_core.train import train
+    import json
+    train(_cfg(tiny_drive, tmp_path / "b2", "2d_burn_in"), progress=False)
+    train(_cfg(tiny_drive, tmp_path / "b3", "3d_burn_in"), progress=False)
+    train(_cfg(tiny_drive, tmp_path / "t2", "2d_ts", init_from=str(tmp_path / "b2/student_rgb.pt")), progress=False)
+    train(_cfg(tiny_drive, tmp_path / "t3", "3d_ts", init_from=str(tmp_path / "b3/student_lidar.pt")), progress=False)
+    train(_cfg(tiny_drive, tmp_path / "x", "2d_3d_ts", init_from={"rgb": str(tmp_path / "t2/student_rgb.pt"),
+                                                                  "lidar": str(tmp_path / "t3/student_lidar.pt")}), progress=False)
+    for run, students in (("t2", ["rgb"]), ("t3", ["lidar"]), ("x", ["rgb", "lidar"])):
+        logs = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert len(logs) == 2 and all(f"{m}/bce" in logs[0] for m in students)
+        for m in students:
+            assert (tmp_path / run / f"student_{m}.pt").is_file()
+
+
+def test_cross_modal_routes_teacher_labels_to_the_other_student(tiny_drive, monkeypatch):
+    from xmod_core import stages
+    from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
+    from xmod_core.losses import LossConfig
+    from torch.utils.data import default_collate
+    ds = ClipDataset(DataConfig(drives=[str(tiny_drive)], clip_len=2, height=32, width=96, workers=0), AugmentConfig(),
+                     ("rgb", "lidar"))
+    batch = default_collate([ds[0], ds[1]])
+    for cross, expect in ((True, {"rgb": "lidar", "lidar": "rgb"}), (False, {"rgb": "rgb", "lidar": "lidar"})):
+        st = stages.build_stage("2d_3d_ts", TINY, LossConfig(), DistillConfig(cross_modal=cross))
+        st.on_start()
+        with torch.no_grad():
+            teacher_out = {m: t(batch[stages.TEACHER_INPUT[m]])["masks"] for m, t in st.teachers.items()}
+        seen = []
+        real = stages.merge_targets
+        monkeypatch.setattr(stages, "merge_targets", lambda mo, mv, tm, c: (seen.append(tm), real(mo, mv, tm, c))[1])
+        st.loss(batch, st.students)
+        for m, tm in zip(st.modalities, seen):                       # students in order: rgb, lidar
+            assert torch.equal(tm, teacher_out[expect[m]]), (cross, m)
+        monkeypatch.setattr(stages, "merge_targets", real)
