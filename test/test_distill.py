@@ -1,5 +1,7 @@
 """Distillation pieces: EMA teacher, pseudo-labels (slot 0 as an object, split components),
 motion confidence and merged targets."""
+import json
+
 import torch
 
 from xmod_core.distill import (DistillConfig, compact_per_frame, connected_components, ema_update, make_teacher,
@@ -118,3 +120,43 @@ def test_cross_modal_routes_teacher_labels_to_the_other_student(tiny_drive, monk
         for m, tm in zip(st.modalities, seen):                       # students in order: rgb, lidar
             assert torch.equal(tm, teacher_out[expect[m]]), (cross, m)
         monkeypatch.setattr(stages, "merge_targets", real)
+
+
+def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_path, capsys):
+    import yaml
+    from xmod_core.train import main
+    from test_train import TINY_MODEL
+    base = {"device": "cpu", "seed": 1, "model": TINY_MODEL,
+            "data": {"drives": [str(tiny_drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
+            "optim": {"batch_size": 2, "steps": 2, "warmup_steps": 1}}
+    for name in ("2d_burn_in", "2d_ts"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "stage": name}))
+    pipe = tmp_path / "pipeline.yaml"
+    pipe.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "runs"), "stages": [
+        {"name": "2d_burn_in", "config": str(tmp_path / "2d_burn_in.yaml")},
+        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
+    assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert first.count("trained") == 2
+    cfg = json.loads((tmp_path / "runs/2d_ts/config.json").read_text())
+    assert cfg["init_from"] == {"rgb": str(tmp_path / "runs/2d_burn_in/student_rgb.pt")}
+    assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("skipped") == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "r2"), "stages": [
+        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
+    assert main(["--pipeline", str(bad), "--no-progress"]) == 2
+    assert "not an earlier stage" in capsys.readouterr().err
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    from xmod_core.config import load_config
+    from xmod_core.train import PipelineConfig, TrainConfig
+    root = Path(__file__).resolve().parents[1] / "config"
+    files = sorted(root.glob("*/*_*.yaml"))
+    assert len(files) >= 7
+    for f in files:
+        assert load_config(TrainConfig, f).stage in f.stem
+    assert [s.name for s in load_config(PipelineConfig, root / "demo/pipeline.yaml").stages] == \
+        ["2d_burn_in", "2d_ts", "3d_burn_in", "3d_ts", "2d_3d_ts"]

@@ -291,21 +291,75 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
     return {"step": step, "smooth_loss": smooth, "out_dir": str(out)}
 
 
+@dataclass
+class PipelineStage:
+    name: str                              # a stage name (2d_burn_in, 2d_ts, 3d_burn_in, 3d_ts, 2d_3d_ts)
+    config: str                            # its training config
+    init_from: dict[str, str] = field(default_factory=dict)   # modality -> name of an earlier stage
+
+
+@dataclass
+class PipelineConfig:
+    out_dir: str = "runs/pipeline"
+    stages: list[PipelineStage] = field(default_factory=list)
+
+
+def run_pipeline(path: str, overrides=(), progress: bool = True) -> list[dict]:
+    """Every stage in order, each in out_dir/<name>, initialised from the students that earlier
+    stages exported; a stage whose students are all exported is finished and skipped, one whose
+    checkpoints exist without them is resumed."""
+    pipe = load_config(PipelineConfig, path)
+    root, done, summary = Path(pipe.out_dir), {}, []
+    for st in pipe.stages:
+        out = root / st.name
+        cfg = load_config(TrainConfig, Path(st.config), list(overrides) + [f"out_dir={out}", f"stage={st.name}"])
+        sources = {}
+        for modality, earlier in st.init_from.items():
+            if earlier not in done:
+                raise TrainingError(f"pipeline stage {st.name}: init_from {modality}={earlier} is not an earlier stage")
+            sources[modality] = str(done[earlier] / f"student_{modality}.pt")
+        cfg.init_from = sources or cfg.init_from
+        stage_students = build_stage(cfg.stage, cfg.model, cfg.loss, cfg.distill).students
+        finished = all((out / f"student_{m}.pt").is_file() for m in stage_students)
+        t0 = time.perf_counter()
+        if finished:
+            result = {"step": None, "smooth_loss": None, "out_dir": str(out), "skipped": True}
+        else:
+            resume = CheckpointManager(out / "checkpoints").latest() is not None
+            result = train(cfg, resume=resume, progress=progress) | {"skipped": False, "resumed": resume}
+        done[st.name] = out
+        summary.append({"stage": st.name, "seconds": time.perf_counter() - t0, **result})
+    return summary
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m xmod_core.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="YAML training config (config/demo/*.yaml, config/paper/*.yaml)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="YAML training config (config/demo/*.yaml, config/paper/*.yaml)")
+    src.add_argument("--pipeline", help="YAML pipeline: every stage in order (config/demo/pipeline.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir's latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.steps=100 data.workers=0")
     a = p.parse_args(argv)
     try:
-        cfg = load_config(TrainConfig, a.config, a.overrides)
-        result = train(cfg, resume=a.resume, progress=not a.no_progress)
+        if a.pipeline:
+            summary = run_pipeline(a.pipeline, a.overrides, progress=not a.no_progress)
+        else:
+            cfg = load_config(TrainConfig, a.config, a.overrides)
+            result = train(cfg, resume=a.resume, progress=not a.no_progress)
     except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if dist.is_main():
+    if not dist.is_main():
+        return 0
+    if a.pipeline:
+        print(f"{'stage':12s} {'status':9s} {'steps':>6s} {'loss':>8s} {'time':>8s}  outputs")
+        for r in summary:
+            status = "skipped" if r["skipped"] else "resumed" if r.get("resumed") else "trained"
+            loss = "" if r["smooth_loss"] is None else f"{r['smooth_loss']:.4f}"
+            print(f"{r['stage']:12s} {status:9s} {r['step'] or '':>6} {loss:>8s} {r['seconds']:7.0f}s  {r['out_dir']}")
+    else:
         print(f"done: step {result['step']}, smoothed loss {result['smooth_loss']:.4f}, outputs in {result['out_dir']}")
     return 0
 
