@@ -177,3 +177,15 @@ def test_rng_capture_restore_weights_only_round_trip(tmp_path):
     assert draw() == expected
     with pytest.raises(CheckpointError, match="invalid RNG state"):
         restore_rng_state({"python": {}})
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+    from xmod_core.checkpoint import save_atomic
+    umask = os.umask(0o022)
+    try:
+        path = save_atomic({"a": 1}, tmp_path / "x.pt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

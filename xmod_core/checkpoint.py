@@ -60,6 +60,9 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp's 0600 would make shared checkpoints unreadable
         os.replace(tmp, path)
     except BaseException:
         try:
