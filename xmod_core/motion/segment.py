@@ -1,0 +1,564 @@
+"""Per-frame motion evidence and instance masks (see the package docstring for the method)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from ..flow import forward_backward_error, make_flow, to_gray
+from ..kitti import CameraCalib
+from .config import MotionConfig
+from .ego import (EgoMotion, LidarView, MotionInputError, camera_offset, estimate_essential,
+                  estimate_pnp, lidar_view, processing_calib, rect_to_cam)
+
+__all__ = ["Evidence", "PairResult", "MotionSegmenter", "MotionInputError"]
+
+
+@dataclass
+class Evidence:
+    """Motion evidence for the pixels of one frame from one flow direction (processing res).
+
+    score (h,w) float32: distance of the measured flow to the static-world flow, in units of its
+    tolerance (> 1: not explained by ego-motion); NaN where the flow is not valid.
+    valid (h,w) bool: flow passed the forward-backward check and is inside the border.
+    reliable (h,w) bool: valid and textured (allowed to seed a mask or to veto one).
+    """
+    score: np.ndarray
+    valid: np.ndarray
+    reliable: np.ndarray
+    flow: np.ndarray
+    ego: EgoMotion
+    textured: np.ndarray | None = None
+
+
+@dataclass
+class PairResult:
+    """Result of :meth:`MotionSegmenter.segment_pair` (or one frame of a drive).
+
+    instances: uint16 (H,W) at the input resolution, 0 = background, 1..n objects; None when
+               the ego-motion estimate failed (the frame is *unknown*, not empty).
+    residual:  float32 (h,w) combined motion score at the processing resolution (NaN: no valid flow).
+    reliable:  bool (h,w) pixels whose flow can be trusted (evidence either way).
+    ego:       :class:`EgoMotion` of the pair (status "failed" -> unknown).
+    """
+    instances: np.ndarray | None
+    residual: np.ndarray
+    reliable: np.ndarray
+    ego: EgoMotion
+    n_instances: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def unknown(self) -> bool:
+        return self.instances is None
+
+
+def _check_image(img, name: str) -> np.ndarray:
+    if img is None:
+        raise MotionInputError(f"{name}: missing image (no neighbour frame?)")
+    a = np.asarray(img)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise MotionInputError(f"{name}: expected a uint8 (H,W) or (H,W,3) image, got dtype {a.dtype} "
+                               f"shape {a.shape}")
+    if min(a.shape[:2]) < 16:
+        raise MotionInputError(f"{name}: image {a.shape[1]}x{a.shape[0]} is too small")
+    return a
+
+
+def _odd(x: float) -> int:
+    """Nearest odd integer >= 1 (window sizes)."""
+    return max(1, 2 * int(round((x - 1) / 2)) + 1)
+
+
+@dataclass(frozen=True)
+class ProcPx:
+    """Pixel parameters at the processing resolution (config values are at input resolution)."""
+    fb_abs: float
+    border: int
+    sigma: float
+    depth_window: tuple
+    near_window: tuple
+    open: int
+    close: int
+    split_min: float
+
+    @classmethod
+    def from_config(cls, cfg: MotionConfig) -> "ProcPx":
+        s = cfg.scale
+        r, m = cfg.residual, cfg.mask
+        return cls(cfg.reliability.fb_abs_px * s, int(round(cfg.reliability.border_px * s)), r.sigma_px * s,
+                   tuple(_odd(k * s) for k in r.depth_window), tuple(_odd(k * s) for k in r.near_window),
+                   _odd(m.open_px * s) if m.open_px > 0 else 0, _odd(m.close_px * s) if m.close_px > 0 else 0,
+                   m.split_min_px * s)
+
+
+class MotionSegmenter:
+    """Motion instance masks from consecutive frames; see :mod:`xmod_core.motion`.
+
+    Library use::
+
+        seg = MotionSegmenter(load_motion_config("config/motion.yaml"))
+        res = seg.segment_pair(img_t, img_t1, scan_t, calib, T_t_to_t1)   # scan / pose may be None
+        res.instances, res.residual, res.reliable, res.ego.status
+    """
+
+    def __init__(self, cfg: MotionConfig | None = None, flow=None):
+        self.cfg = cfg or MotionConfig()
+        try:
+            self.flow = flow or make_flow(self.cfg.flow.method, **self.cfg.flow.kwargs())
+        except (ValueError, TypeError) as exc:
+            raise MotionInputError(f"flow: {exc}") from exc
+        self._grid_cache: dict = {}
+        self.px = ProcPx.from_config(self.cfg)
+
+    # ------------------------------------------------------------------ sizes and inputs
+    def processing_size(self, height: int, width: int) -> tuple[int, int]:
+        s = self.cfg.scale
+        return max(16, int(round(height * s))), max(16, int(round(width * s)))
+
+    def prepare_image(self, img, name: str = "image") -> np.ndarray:
+        """uint8 grey image at the processing resolution."""
+        a = _check_image(img, name)
+        g = to_gray(a, name)
+        h, w = self.processing_size(*g.shape)
+        if (h, w) != g.shape:
+            g = cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)
+        return g
+
+    def processing_calib(self, calib: CameraCalib, height: int, width: int) -> CameraCalib:
+        if not isinstance(calib, CameraCalib):
+            raise MotionInputError(f"calib: expected a CameraCalib, got {type(calib).__name__}")
+        if (calib.height, calib.width) != (height, width):
+            raise MotionInputError(f"calib is for {calib.width}x{calib.height} images but the image is "
+                                   f"{width}x{height}")
+        return processing_calib(calib, *self.processing_size(height, width))
+
+    def lidar(self, scan, pcalib: CameraCalib, rng=None) -> LidarView | None:
+        if scan is None:
+            return None
+        rng = rng or np.random.default_rng(0)
+        return lidar_view(scan, pcalib, self.cfg.ego, rng, self.px.depth_window, self.px.near_window,
+                          self.cfg.residual.open_far_near_holes)
+
+    # ------------------------------------------------------------------ flow and reliability
+    def flows(self, ga: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.flow(ga, gb), self.flow(gb, ga)
+
+    def texture(self, g: np.ndarray) -> np.ndarray:
+        c = self.cfg.reliability
+        eig = cv2.cornerMinEigenVal(g.astype(np.float32) / 255.0, c.texture_block, ksize=3)
+        # gradients per pixel grow as the image shrinks: the threshold is given at input resolution
+        return eig > c.texture_min_eig / self.cfg.scale ** 2
+
+    def validity(self, fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
+        """Forward-backward consistent flow, not within ``border_px`` of the image edge."""
+        c = self.cfg.reliability
+        err = forward_backward_error(fw, bw)
+        mag = cv2.magnitude(fw[..., 0], fw[..., 1])
+        valid = err < self.px.fb_abs + c.fb_rel * mag
+        b = self.px.border
+        if b > 0:
+            valid[:b], valid[-b:], valid[:, :b], valid[:, -b:] = False, False, False, False
+        return valid
+
+    # ------------------------------------------------------------------ ego-motion
+    def ego_motion(self, pose, lv: LidarView | None, flow: np.ndarray, reliable: np.ndarray,
+                   pcalib: CameraCalib, rng) -> EgoMotion:
+        src = self.cfg.ego.source
+        if pose is not None and src in ("auto", "oxts"):
+            T = np.asarray(pose, dtype=np.float64)
+            if T.shape != (4, 4):
+                raise MotionInputError(f"pose_t_to_t1: expected a (4,4) transform, got shape {T.shape}")
+            if not np.all(np.isfinite(T)):
+                return EgoMotion("failed", reason="pose_t_to_t1 is not finite")
+            return EgoMotion("oxts", T, True)
+        if src == "oxts":
+            return EgoMotion("failed", reason="ego.source=oxts but no pose for this pair")
+        if lv is not None:
+            return estimate_pnp(lv, flow, reliable, pcalib, self.cfg.ego, rng, self.cfg.scale)
+        return estimate_essential(flow, reliable, pcalib, self.cfg.ego, rng, self.cfg.scale)
+
+    # ------------------------------------------------------------------ residual
+    def _pixel_grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(u, v) float32 (h,w) pixel coordinates (cached)."""
+        key = (h, w)
+        if key not in self._grid_cache:
+            vv, uu = np.mgrid[0:h, 0:w].astype(np.float32)
+            self._grid_cache[key] = (uu, vv)
+        return self._grid_cache[key]
+
+    def depth_interval(self, lv: LidarView | None, h: int, w: int, metric: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse-depth interval [rho_lo, rho_hi] per pixel (h,w): min / max of the LiDAR inverse
+        depths in a ``depth_window`` around the pixel, widened by ``depth_rel``; where the window
+        holds no point (or without LiDAR) [0, 1 / min_depth_m]: only the epipolar constraint."""
+        c = self.cfg.residual
+        rho_cap = 1.0 / c.min_depth_m if metric else 2.0
+        if lv is None or lv.n == 0 or not metric:
+            return np.zeros((h, w), np.float32), np.full((h, w), rho_cap, np.float32)
+        known = lv.rho_max > 0
+        lo = lv.rho_min * np.float32(1 - c.depth_rel)                      # 0 where unknown
+        hi = np.where(known, lv.rho_max * np.float32(1 + c.depth_rel), np.float32(rho_cap))
+        return lo, hi
+
+    def evidence(self, g_a: np.ndarray, fw: np.ndarray, bw: np.ndarray, ego: EgoMotion,
+                 lv: LidarView | None, pcalib: CameraCalib, valid: np.ndarray | None = None,
+                 textured: np.ndarray | None = None) -> Evidence:
+        """Score how far the measured flow fw (a -> b) is from the static world's flow under
+        ``ego``: distance of p + fw(p) to the segment of possible rigid positions
+        p'(rho) = pi(K R K^-1 p + rho K t), rho in the pixel's inverse-depth interval."""
+        h, w = fw.shape[:2]
+        if valid is None:
+            valid = self.validity(fw, bw)
+        if textured is None:
+            textured = self.texture(g_a)
+        reliable = valid & textured
+        score = np.full((h, w), np.nan, np.float32)
+        if ego.ok:
+            c = self.cfg.residual
+            T = rect_to_cam(ego.T, camera_offset(pcalib)) if ego.metric else ego.T
+            K = pcalib.P_rect[:, :3]
+            Hm = K @ T[:3, :3] @ np.linalg.inv(K)
+            b0, b1, b2 = (float(x) for x in K @ T[:3, 3])
+            u, v = self._pixel_grid(h, w)
+            # element-wise (3x3 BLAS on (3, hw) float32 is slower and spawns threads)
+            a0 = np.float32(Hm[0, 0]) * u + np.float32(Hm[0, 1]) * v + np.float32(Hm[0, 2])
+            a1 = np.float32(Hm[1, 0]) * u + np.float32(Hm[1, 1]) * v + np.float32(Hm[1, 2])
+            a2 = np.float32(Hm[2, 0]) * u + np.float32(Hm[2, 1]) * v + np.float32(Hm[2, 2])
+            lo, hi = self.depth_interval(lv, h, w, ego.metric)
+            if b2 < 0:  # forward motion: keep the point at least half its depth away at b
+                np.minimum(hi, a2 * np.float32(0.5 / -b2), out=hi)
+                np.minimum(lo, hi, out=lo)
+            den = a2 + lo * np.float32(b2)
+            e0x = (a0 + lo * np.float32(b0)) / den
+            e0y = (a1 + lo * np.float32(b1)) / den
+            den = a2 + hi * np.float32(b2)
+            dx = (a0 + hi * np.float32(b0)) / den - e0x
+            dy = (a1 + hi * np.float32(b1)) / den - e0y
+            qx = u + fw[..., 0] - e0x          # q - e0
+            qy = v + fw[..., 1] - e0y
+            t = (qx * dx + qy * dy) / (dx * dx + dy * dy + np.float32(1e-9))
+            np.clip(t, 0.0, 1.0, out=t)
+            # q - closest = (q - e0) - t d ; rigid flow = e0 + t d - p
+            dist = np.hypot(qx - t * dx, qy - t * dy)
+            rigid = np.hypot(e0x + t * dx - u, e0y + t * dy - v)
+            score = dist / (np.float32(self.px.sigma) + np.float32(c.rel) * rigid)
+            score[~valid] = np.nan
+        return Evidence(score, valid, reliable, fw, ego, textured)
+
+    # ------------------------------------------------------------------ masks
+    def combine(self, evs: list[Evidence]) -> tuple[np.ndarray, np.ndarray]:
+        """Temporal agreement: where several evidences are valid the *smallest* score counts
+        (a pixel must look moving in both directions).  Where only one of several is valid
+        (occlusion, border) its score is scaled by ``single_evidence_factor``; a frame judged on
+        one pair only (:meth:`segment_pair`, first / last frame of a drive, a missing neighbour)
+        has its score scaled by ``single_pair_factor`` (no temporal agreement to lean on).
+        Returns (score with NaN where none is valid, reliable-any)."""
+        c = self.cfg.mask
+        evs = [e for e in evs if e.ego.ok]
+        if not c.temporal:
+            evs = evs[:1]
+        if len(evs) == 1:
+            score = evs[0].score * c.single_pair_factor
+        else:
+            stack = np.stack([e.score for e in evs])
+            n_valid = np.isfinite(stack).sum(0)
+            with np.errstate(all="ignore"):
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    score = np.nanmin(stack, axis=0)
+            score[n_valid == 1] *= c.single_evidence_factor
+        reliable = np.logical_or.reduce([e.reliable for e in evs])
+        return score, reliable
+
+    def masks(self, score: np.ndarray, reliable: np.ndarray, lv: LidarView | None, flow: np.ndarray,
+              out_size: tuple[int, int]) -> tuple[np.ndarray, dict]:
+        """Threshold, clean and split the combined score into instances; uint16 (H,W) at out_size."""
+        c, r = self.cfg.mask, self.cfg.residual
+        h, w = score.shape
+        s = np.nan_to_num(score, nan=0.0)
+        cand = s > r.threshold
+        info = {}
+        ground_only = lv.ground_only if (lv is not None and lv.n > 0) else None
+        if ground_only is not None:
+            cand &= ~ground_only
+        m = cand.astype(np.uint8)
+        if self.px.open > 1:
+            m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.px.open,) * 2))
+        if self.px.close > 1:
+            m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.px.close,) * 2))
+            if ground_only is not None:
+                m[ground_only] = 0
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        keep = np.zeros(n, bool)
+        area_min = c.min_area_px * (h * w) / float(out_size[0] * out_size[1])
+        if n > 1:
+            seeds = np.bincount(lab[(s > r.seed_threshold) & reliable & (m > 0)], minlength=n)
+            keep = ((stats[:, cv2.CC_STAT_AREA] >= area_min)
+                    & (seeds >= np.maximum(c.min_seed_px, c.min_seed_share * stats[:, cv2.CC_STAT_AREA])))
+            keep[0] = False
+            info["rejected_small_or_unseeded"] = int(n - 1 - keep[1:].sum())
+            if lv is not None and lv.n > 0:
+                l_pts = lab.ravel()[lv.pix]
+                above = np.bincount(l_pts[lv.above], minlength=n)
+                ground = np.bincount(l_pts[lv.ground], minlength=n)
+                share = above / np.maximum(above + ground, 1)
+                obj = (above >= c.min_object_points) & (share >= c.min_object_share)
+                info["rejected_no_object_points"] = int((keep & ~obj).sum())
+                keep &= obj
+        out = np.zeros((h, w), np.int32)
+        next_id = 1
+        use_lidar = lv is not None and lv.n > 0 and c.lidar_refine and n > 1
+        if use_lidar:
+            kw, kh = self.px.depth_window
+            kernel = np.ones((kh, kw), np.uint8)
+            l_pts = lab.ravel()[lv.pix]
+            valid = np.isfinite(score)
+            grow_ok = (~valid | (s > c.grow_threshold))
+            if ground_only is not None:
+                grow_ok &= ~ground_only
+            above_idx = np.flatnonzero(lv.above)
+            has_pt = cv2.dilate((lv.depth_map > 0).astype(np.uint8), kernel) > 0
+            scene_obj = self._scene_objects(lv, above_idx)
+        for k in np.flatnonzero(keep):
+            x, y, bw_, bh_ = stats[k, :4]
+            if use_lidar:
+                mg = max(8, int(0.5 * max(bw_, bh_)))
+                x0, y0 = max(0, x - mg), max(0, y - mg)
+                x1, y1 = min(w, x + bw_ + mg), min(h, y + bh_ + mg)
+                lab_c = lab[y0:y1, x0:x1]
+                sub = lab_c == k
+                others = keep[lab_c] & ~sub          # other motion regions are not grown into
+                pts = above_idx[l_pts[above_idx] == k]
+                parts = self._lidar_parts(sub, pts, lv, (y0, y1, x0, x1), s, score,
+                                          grow_ok[y0:y1, x0:x1] & ~others, has_pt, kernel, scene_obj)
+            else:
+                x0, y0, x1, y1 = x, y, x + bw_, y + bh_
+                parts = [lab[y0:y1, x0:x1] == k]
+            region = out[y0:y1, x0:x1]
+            for part in parts:
+                if c.fill_holes:
+                    part = ndimage.binary_fill_holes(part)
+                for piece in self._split(part, flow[y0:y1, x0:x1]):
+                    piece = piece & (region == 0)
+                    if piece.sum() < area_min:
+                        continue
+                    region[piece] = next_id
+                    next_id += 1
+        info["instances"] = next_id - 1
+        H, W = out_size
+        if (H, W) != (h, w):
+            out = cv2.resize(out.astype(np.uint16), (W, H), interpolation=cv2.INTER_NEAREST)
+        return out.astype(np.uint16), info
+
+    def _scene_objects(self, lv: LidarView, above_idx: np.ndarray) -> np.ndarray:
+        """(M,) object label of every visible LiDAR point (-1: not above the ground): the
+        above-ground points clustered over the whole frame in bird's-eye view (occupancy cells
+        of ``cluster_cell_m``, 8-connected) -- the objects of the scene, whole."""
+        lab = np.full(lv.n, -1, np.int64)
+        if len(above_idx) == 0:
+            return lab
+        P = lv.xyz_cam[above_idx]
+        cell = self.cfg.mask.cluster_cell_m
+        ix = np.floor(P[:, 0] / cell).astype(np.int64)
+        iz = np.floor(P[:, 2] / cell).astype(np.int64)
+        ix -= ix.min()
+        iz -= iz.min()
+        if (ix.max() + 1) * (iz.max() + 1) > 16_000_000:   # absurd extent: points are outliers
+            keep = (np.abs(P[:, 0]) < 200) & (P[:, 2] < 400)
+            ix, iz = ix * keep, iz * keep
+        grid = np.zeros((ix.max() + 1, iz.max() + 1), bool)
+        grid[ix, iz] = True
+        glab, _ = ndimage.label(grid, structure=np.ones((3, 3), bool))
+        lab[above_idx] = glab[ix, iz]
+        return lab
+
+    def _lidar_parts(self, sub: np.ndarray, pts: np.ndarray, lv: LidarView, box, s: np.ndarray,
+                     score: np.ndarray, grow_ok: np.ndarray, has_pt: np.ndarray,
+                     kernel: np.ndarray, scene_obj: np.ndarray) -> list[np.ndarray]:
+        """Objects of one motion component from its LiDAR points (crop ``box`` = y0, y1, x0, x1).
+
+        The above-ground points ``pts`` of the component are clustered in the bird's-eye view
+        (occupancy cells of ``cluster_cell_m``, 8-connected): two vehicles in a queue become two
+        clusters.  A cluster whose points do not look moving (median score <= threshold) is
+        dropped (static structure caught in the component by flow bleeding), and so is one whose
+        whole scene object (:meth:`_scene_objects`, also outside the region) has a median score
+        <= ``object_min_score`` (a moving object moves as a whole).  Each cluster keeps
+        the component pixels near its points (depth trimming: pixels whose LiDAR neighbourhood is
+        background are cut), then grows over neighbouring pixels near its points (same BEV box)
+        that are moving-ish (score > grow_threshold) or have no valid flow (textureless paint,
+        large displacements): the whole object, not only its textured part.  Component pixels
+        without any LiDAR nearby (above the scan) go to the nearest cluster."""
+        c, r = self.cfg.mask, self.cfg.residual
+        y0, y1, x0, x1 = box
+        if len(pts) < c.min_object_points:
+            return [sub]
+        P = lv.xyz_cam[pts]
+        cell = c.cluster_cell_m
+        ix = np.floor(P[:, 0] / cell).astype(np.int64)
+        iz = np.floor(P[:, 2] / cell).astype(np.int64)
+        ix -= ix.min()
+        iz -= iz.min()
+        if (ix.max() + 1) * (iz.max() + 1) > 4_000_000:  # absurd extent: leave the component as is
+            return [sub]
+        grid = np.zeros((ix.max() + 1, iz.max() + 1), bool)
+        grid[ix, iz] = True
+        glab, ng = ndimage.label(grid, structure=np.ones((3, 3), bool))
+        plab = glab[ix, iz] - 1
+        counts = np.bincount(plab, minlength=ng)
+        ps = s.ravel()[lv.pix[pts]]
+        hw = (y1 - y0, x1 - x0)
+        W = s.shape[1]
+        pu, pv = lv.pix[pts] % W - x0, lv.pix[pts] // W - y0
+        ax = lv.xyz_cam[:, 0]
+        az = lv.xyz_cam[:, 2]
+        # above-ground points inside the crop (candidates for each cluster's neighbourhood)
+        crop_pts = np.flatnonzero(lv.above & (lv.pix // W >= y0) & (lv.pix // W < y1)
+                                  & (lv.pix % W >= x0) & (lv.pix % W < x1))
+        cu, cv_ = lv.pix[crop_pts] % W - x0, lv.pix[crop_pts] // W - y0
+        g_ok = grow_ok                                   # already cropped
+        parts, cores = [], []
+        for j in np.argsort(-counts):
+            if counts[j] < max(c.min_object_points, c.cluster_min_share * len(pts)):
+                continue
+            mj = plab == j
+            if np.median(ps[mj]) <= r.threshold:
+                continue
+            pj = P[mj]
+            m = c.cluster_margin_m
+            zlo, zhi = pj[:, 2].min() * (1 - r.depth_rel) - m, pj[:, 2].max() * (1 + r.depth_rel) + m
+            xlo, xhi = pj[:, 0].min() - m, pj[:, 0].max() + m
+            inside = ((az[crop_pts] >= zlo) & (az[crop_pts] <= zhi)
+                      & (ax[crop_pts] >= xlo) & (ax[crop_pts] <= xhi))
+            # a moving object moves as a whole: all points of the scene object the cluster belongs
+            # to (also outside the region) must agree -- a strip on the edge of a static lorry,
+            # a reflection in a parked car's window are not motion
+            whole = np.bincount(scene_obj[pts[mj]]).argmax()      # the scene object it is part of
+            obj_pts = np.flatnonzero(scene_obj == whole)
+            obj_scores = score.ravel()[lv.pix[obj_pts]]
+            obj_scores = obj_scores[np.isfinite(obj_scores)]
+            if len(obj_scores) and np.median(obj_scores) <= c.object_min_score:
+                continue
+            near = np.zeros(hw, np.uint8)
+            near[cv_[inside], cu[inside]] = 1
+            near = cv2.dilate(near, kernel) > 0
+            core = np.zeros(hw, np.uint8)
+            core[pv[mj], pu[mj]] = 1
+            core = (cv2.dilate(core, kernel) > 0) & sub
+            if not core.any():
+                continue
+            reach = core | (near & g_ok)
+            nl, rl = cv2.connectedComponents(reach.astype(np.uint8), connectivity=8)
+            touch = np.unique(rl[core])
+            part = np.isin(rl, touch[touch > 0])
+            parts.append(part)
+            cores.append(core)
+        if not parts:
+            return []
+        # component pixels with no LiDAR point nearby (above the scan): nearest cluster
+        lost = sub & ~has_pt[y0:y1, x0:x1] & ~np.logical_or.reduce(parts)
+        if lost.any():
+            lbl = np.zeros(hw, np.int32)
+            for i, part in enumerate(parts):
+                lbl[part & (lbl == 0)] = i + 1
+            _, (iy, ixx) = ndimage.distance_transform_edt(lbl == 0, return_indices=True)
+            near_lbl = lbl[iy, ixx]
+            for i in range(len(parts)):
+                parts[i] = parts[i] | (lost & (near_lbl == i + 1))
+        return parts
+
+    def _split(self, region: np.ndarray, flow: np.ndarray) -> list[np.ndarray]:
+        """Split a region whose flow is clearly two motions: 2-means on the flow vectors, one
+        affine flow model per cluster vs one for all; split when the single model leaves a
+        median error above ``split_min_px`` and ``split_ratio`` times that of the worse of the
+        two models, and both parts hold ``split_min_share`` of the region.  (An approaching or
+        turning rigid object has a smoothly varying, near-affine flow: it is not split.)"""
+        c = self.cfg.mask
+        area_min = 2 * c.min_area_px * self.cfg.scale ** 2
+        vv, uu = np.nonzero(region)
+        if len(uu) < area_min:
+            return [region]
+        f_all = flow[vv, uu].astype(np.float32)
+        if not np.all(np.isfinite(f_all)):
+            return [region]
+        # the decision is taken on at most 600 pixels (evenly strided): cheap and plenty
+        stride = max(1, len(uu) // 600)
+        f = f_all[::stride]
+        A = np.stack([uu[::stride], vv[::stride], np.ones_like(uu[::stride])], 1).astype(np.float64)
+
+        def rms(sel):  # robust: median residual of an affine flow fit (boundary blur is the tail)
+            coef, *_ = np.linalg.lstsq(A[sel], f[sel], rcond=None)
+            return float(np.median(np.linalg.norm(A[sel] @ coef - f[sel], axis=1)))
+
+        one = rms(slice(None))
+        if one < self.px.split_min:  # one affine motion explains the region
+            return [region]
+        crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
+        cv2.setRNGSeed(1)
+        _, lbl, centres = cv2.kmeans(f, 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)
+        lbl = lbl.ravel()
+        share = min(lbl.mean(), 1 - lbl.mean())
+        if share < c.split_min_share or min((lbl == 0).sum(), (lbl == 1).sum()) < 3:
+            return [region]
+        two = max(rms(lbl == 0), rms(lbl == 1))
+        if one < c.split_ratio * two:
+            return [region]
+        d0 = np.sum((f_all - centres[0]) ** 2, 1)
+        d1 = np.sum((f_all - centres[1]) ** 2, 1)
+        lbl = (d1 < d0).astype(np.int8)
+        parts = []
+        lab_img = np.full(region.shape, -1, np.int8)
+        lab_img[vv, uu] = lbl
+        lab_img = cv2.medianBlur((lab_img + 1).astype(np.uint8), 5).astype(np.int8) - 1
+        for k in (0, 1):
+            mk = ((lab_img == k) & region).astype(np.uint8)
+            n, lab = cv2.connectedComponents(mk, connectivity=8)
+            for j in range(1, n):
+                comp = lab == j
+                if comp.sum() >= c.split_min_share * len(uu):
+                    parts.append(comp)
+        return parts if len(parts) >= 2 else [region]
+
+    # ------------------------------------------------------------------ public one-pair API
+    def segment_pair(self, img_t, img_t1, scan_t, calib: CameraCalib, pose_t_to_t1=None,
+                     seed: int = 0) -> PairResult:
+        """Motion instances of frame t from the pair (t, t+1).
+
+        img_t, img_t1: uint8 RGB (H,W,3) or grey (H,W), same size as ``calib``.
+        scan_t: (N,3|4) velodyne points of frame t, or None (no LiDAR: epipolar test only,
+                no objectness test).  Non-finite points are ignored.
+        pose_t_to_t1: (4,4) rect(t) -> rect(t+1) camera motion (e.g. from oxts, see
+                :func:`relative_motion_from_poses`), or None to estimate it from the data.
+        """
+        a = _check_image(img_t, "img_t")
+        b = _check_image(img_t1, "img_t1")
+        if a.shape[:2] != b.shape[:2]:
+            raise MotionInputError(f"img_t is {a.shape[1]}x{a.shape[0]} but img_t1 is {b.shape[1]}x{b.shape[0]}: "
+                                   "frames of a pair must have the same size")
+        H, W = a.shape[:2]
+        pcalib = self.processing_calib(calib, H, W)
+        ga, gb = self.prepare_image(a, "img_t"), self.prepare_image(b, "img_t1")
+        rng = np.random.default_rng(seed)
+        lv = self.lidar(scan_t, pcalib, rng)
+        fw, bw = self.flows(ga, gb)
+        valid = self.validity(fw, bw)
+        tex = self.texture(ga)
+        ego = self.ego_motion(pose_t_to_t1, lv, fw, valid & tex, pcalib, rng)
+        ev = self.evidence(ga, fw, bw, ego, lv, pcalib, valid, tex)
+        return self.finish([ev], lv, (H, W))
+
+    def finish(self, evs: list[Evidence], lv: LidarView | None, out_size) -> PairResult:
+        """Instances of one frame from its evidences (1 or 2 flow directions)."""
+        ok = [e for e in evs if e.ego.ok]
+        ego = ok[0].ego if ok else (evs[0].ego if evs else EgoMotion("failed", reason="no neighbour frame"))
+        if not ok:
+            h, w = evs[0].score.shape if evs else (1, 1)
+            rel = np.zeros((h, w), bool)
+            return PairResult(None, np.full((h, w), np.nan, np.float32), rel, ego,
+                              info={"reason": ego.reason or "ego-motion failed"})
+        score, reliable = self.combine(ok)
+        inst, info = self.masks(score, reliable, lv, ok[0].flow, out_size)
+        info["evidences"] = len(ok)
+        return PairResult(inst, score, reliable, ego, info["instances"], info)
