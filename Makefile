@@ -6,7 +6,7 @@ setup:
 	@tools/setup_env.sh
 
 demo: setup
-	$(PY) -m xmod_core.sim --out out/demo/sim --sequences 2 --frames 20
+	$(PY) -m xmod_ros.demo --out out/demo
 
 test: setup
 	$(PY) -m pytest -q
@@ -14,6 +14,11 @@ test: setup
 bench: setup
 	$(PY) bench/bench_frontview.py
 	$(PY) bench/bench_sim.py
+	$(PY) bench/bench_motion.py
+	$(PY) bench/bench_losses.py
+	$(PY) bench/bench_fusion.py
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_node.py
 
 clean:
 	rm -rf out build install log

@@ -14,7 +14,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.py") + glob("launch/*.md")),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/demo", glob("config/demo/*.yaml")),
         (f"share/{PACKAGE}/config/paper", glob("config/paper/*.yaml")),
@@ -30,6 +30,13 @@ setup(
     entry_points={
         "console_scripts": [
             "xmod_sim = xmod_core.sim:main",
+            "xmod_node = xmod_ros.node:main",
+            "xmod_bag = xmod_ros.bag:main",
+            "xmod_launch = xmod_ros.launch:main",
+            "xmod_demo = xmod_ros.demo:main",
+            "xmod_motion = xmod_core.motion.cli:main",
+            "xmod_train = xmod_core.train:main",
+            "xmod_evaluate = xmod_core.evaluate:main",
         ],
     },
 )

@@ -1,0 +1,126 @@
+"""xmod_node in its own process over real DDS, in the one-sensor modes (rgb with camera_info
+alone, lidar with camera_info and the lidar_to_camera parameter: only that sensor is subscribed),
+and its refusals to start (missing calibration folder, camera_info, extrinsics or checkpoint, bad
+mode): exit status 2 and a message saying which."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ros_helpers as H  # noqa: E402
+
+from xmod_ros import convert  # noqa: E402
+from xmod_ros.bag import camera_info_msg  # noqa: E402
+from xmod_ros.node import camera_info_to_calib  # noqa: E402
+
+CAM, VELO, IMAGE_TOPIC, CLOUD_TOPIC = H.CAM, H.VELO, H.IMAGE_TOPIC, H.CLOUD_TOPIC
+base_params, outputs_at = H.base_params, H.outputs_at
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return H.node_assets(tmp_path_factory.mktemp("xmod_node_modes"))
+
+
+@pytest.fixture(scope="module")
+def probe():
+    p = H.Probe()
+    yield p
+    p.close()
+
+
+# ---------------------------------------------------------------------------------- one sensor
+def test_rgb_mode_with_camera_info(assets, probe):
+    """rgb mode, no calibration folder: the camera_info gives the camera; only the image is subscribed."""
+    from xmod_core.kitti import load_calib
+    calib = load_calib(assets["calib"])
+    probe.clear()
+    node = H.NodeProcess(base_params(assets, mode="rgb", calibration_timeout=60.0), assets["dir"] / "rgb.log")
+    try:
+        info = camera_info_msg(calib, 0, CAM)
+        assert probe.wait_until(lambda: probe.pub_image.get_subscription_count() > 0, 60, 0.2,
+                                lambda: probe.pub_info.publish(info)), node.output()
+        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
+        assert IMAGE_TOPIC in subs and CLOUD_TOPIC not in subs
+        pubs = dict(probe.node.get_publisher_names_and_types_by_node("xmod_node", "/"))
+        assert "/xmod_node/instances" in pubs and "/xmod_node/clusters" not in pubs
+        s = 6000.1
+        img = convert.numpy_to_image(H.synthetic_scene(0)[0][..., ::-1], "bgr8", H.header(s, CAM))
+        assert probe.wait_until(lambda: outputs_at(probe, "instances", s) and outputs_at(probe, "overlay", s), 30, 0.3,
+                                lambda: probe.pub_image.publish(img)), node.output()
+        assert "camera_info on /kitti/camera_color_left/camera_info" in node.output()
+    finally:
+        assert node.stop() == 0, node.output()
+
+
+def test_lidar_mode_with_camera_info_and_extrinsics(assets, probe):
+    from xmod_core.kitti import load_calib
+    calib = load_calib(assets["calib"])
+    probe.clear()
+    node = H.NodeProcess(base_params(assets, mode="lidar", calibration_timeout=60.0,
+                                     lidar_to_camera=list(calib.T_velo_to_cam.reshape(-1))), assets["dir"] / "lidar.log")
+    try:
+        info = camera_info_msg(calib, 0, CAM)
+        assert probe.wait_until(lambda: probe.pub_cloud.get_subscription_count() > 0, 60, 0.2,
+                                lambda: probe.pub_info.publish(info)), node.output()
+        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
+        assert CLOUD_TOPIC in subs and IMAGE_TOPIC not in subs
+        s = 6100.1
+        cl = convert.xyzi_to_cloud(H.synthetic_scene(0)[1], H.header(s, VELO))
+        assert probe.wait_until(lambda: all(outputs_at(probe, k, s) for k in ("instances", "clusters", "markers")),
+                                30, 0.3, lambda: probe.pub_cloud.publish(cl)), node.output()
+        inst = outputs_at(probe, "instances", s)[-1]
+        assert inst.header.frame_id == CAM and (inst.width, inst.height) == (H.TINY_W, H.TINY_H)
+        assert "parameter lidar_to_camera" in node.output()
+    finally:
+        assert node.stop() == 0, node.output()
+
+
+# ---------------------------------------------------------------------------------- refusals
+def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe):
+    cases = {
+        "no_calib_dir": (base_params(assets, calibration="/nonexistent/calib"),
+                         ["calibration '/nonexistent/calib' cannot be loaded", "calib_cam_to_cam.txt"]),
+        "no_camera_info": (base_params(assets, mode="rgb", calibration_timeout=1.0, camera_info_topic="/nobody/camera_info"),
+                           ["no camera_info received on /nobody/camera_info within 1 s"]),
+        "no_checkpoint": (base_params(assets, calibration=str(assets["calib"]), checkpoint_rgb="/nope/student_rgb.pt"),
+                          ["checkpoint_rgb: checkpoint /nope/student_rgb.pt not found"]),
+        "bad_mode": (base_params(assets, calibration=str(assets["calib"]), mode="radar"),
+                     ["mode must be one of rgb, lidar, fused"]),
+    }
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        cases["no_extrinsics"] = (base_params(assets, calibration_timeout=1.0),
+                                  ["tf2_ros is not installed", "lidar_to_camera"])
+    procs = {k: H.NodeProcess(p, assets["dir"] / f"refuse_{k}.log") for k, (p, _) in cases.items()}
+    for k, proc in procs.items():
+        try:
+            rc = proc.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.stop()
+            pytest.fail(f"{k}: still running\n{proc.output()}")
+        out = proc.output()
+        assert rc == 2, (k, out)
+        for text in cases[k][1]:
+            assert text in out, (k, out)
+        assert re.search(r"cannot start: ", out) and "Traceback" not in out, (k, out)
+
+
+# ---------------------------------------------------------------------------------- units
+def test_camera_info_and_extrinsics_reproduce_the_kitti_projection(assets):
+    from xmod_core.kitti import load_calib
+    calib = load_calib(assets["calib"])
+    back = camera_info_to_calib(camera_info_msg(calib, 0, CAM), calib.T_velo_to_cam)
+    pts = H.synthetic_scene(0)[1]
+    (uv1, d1), (uv2, d2) = calib.project(pts), back.project(pts)
+    assert np.allclose(uv1, uv2) and np.allclose(d1, d2) and (back.width, back.height) == (calib.width, calib.height)
+    if H.KITTI_DATE.is_dir():
+        real = load_calib(H.KITTI_DATE)
+        back = camera_info_to_calib(camera_info_msg(real, 0, CAM), real.T_velo_to_cam)
+        assert np.allclose(real.project(pts)[0], back.project(pts)[0])
