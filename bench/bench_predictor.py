@@ -1,0 +1,62 @@
+"""Predictor speed per mode at a given model configuration and processing resolution: the model
+work of one frame (front view, students, instances, fusion, 3D clusters), median over frames, on
+the device at hand. Random-weight students (speed does not depend on the weights) and synthetic
+frames at KITTI geometry (1242x375 image, 120k-point scan), so it runs anywhere.
+
+    python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xmod_core.config import load_config
+from xmod_core.kitti import CameraCalib
+from xmod_core.model import DIOD
+from xmod_core.predictor import Predictor, PredictorConfig
+from xmod_core.sim.rig import HEIGHT, P_RECT_02, R_RECT_00, WIDTH, Rig
+from xmod_core.stages import student_config
+from xmod_core.train import TrainConfig, export_student
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="config/demo/2d_burn_in.yaml")
+    ap.add_argument("--height", type=int, default=96)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--frames", type=int, default=30)
+    a = ap.parse_args()
+    cfg = load_config(TrainConfig, a.config)
+    calib = CameraCalib(P_RECT_02, R_RECT_00, Rig().T_velo_to_cam, WIDTH, HEIGHT, 2)
+    rng = np.random.default_rng(0)
+    image = (rng.random((HEIGHT, WIDTH, 3)) * 255).astype(np.uint8)
+    az, el = rng.uniform(-np.pi, np.pi, 120_000), rng.uniform(-0.43, 0.03, 120_000)
+    r = rng.uniform(3, 60, 120_000)
+    scan = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el), rng.random(120_000)], 1).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for m in ("rgb", "lidar"):
+            paths[m] = Path(d) / f"{m}.pt"
+            export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
+        print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
+        for mode in ("rgb", "lidar", "fused"):
+            p = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]), device=a.device,
+                                          height=a.height, width=a.width), calib)
+            times = []
+            for t in range(a.frames + 3):
+                t0 = time.perf_counter()
+                p(image=image if mode != "lidar" else None, points=scan, stamp=0.1 * t)
+                if a.device == "cuda":
+                    torch.cuda.synchronize()
+                if t >= 3:
+                    times.append(time.perf_counter() - t0)
+            ms = 1e3 * np.median(times)
+            print(f"  {mode:6s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> {1e3 / ms:6.1f} Hz")
+
+
+if __name__ == "__main__":
+    main()
