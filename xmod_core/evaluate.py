@@ -143,13 +143,16 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--min-area", type=float, default=0.001, help="ignore ground-truth objects under this share of the image")
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
+    ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
+    ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     a = ap.parse_args(argv)
     try:
         drives = find_drives(a.data)
         modes = list(MODES) if a.mode == "all" else [a.mode]
         t0 = time.perf_counter()
-        res = evaluate(drives, modes, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points)
+        res = evaluate(drives, modes, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
+                       predictor_overrides={"fusion_iou": a.fusion_iou, "keep_single": a.keep_single})
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

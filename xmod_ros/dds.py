@@ -8,7 +8,7 @@ every xmod process that publishes large messages (the node, the bag player) call
 :func:`use_large_message_profile` before ``rclpy.init``: with rmw_fastrtps (the default RMW), when
 ``FASTDDS_DEFAULT_PROFILES_FILE`` is not set and ``XMOD_DDS_TUNING`` is not ``0``, it points that
 variable at a profile with a 32 MB shared-memory segment and 8 MB UDP socket buffers (30 of 30
-arrived). A sensor driver in another process needs the same (export the variable, see docs/node.md).
+arrived). A sensor driver in another process needs the same (export the variable, see README, "The ROS 2 node").
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 # Before PyTorch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a shared 2-core CPU
-# spinning threads of several processes made the fused model 5 to 20 times slower (docs/node.md).
+# spinning threads of several processes made the fused model 5 to 20 times slower (README, "The ROS 2 node").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import collections
