@@ -9,7 +9,7 @@ demo: setup
 	$(PY) -m xmod_ros.demo --out out/demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 bench: setup
 	$(PY) bench/bench_frontview.py
