@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .. import kitti
-from .rig import Rig
+from .rig import R_RECT_00, Rig
 from .scene import CLASS_IDS, DT, MOVING_SPEED, OBJECT_CLASSES, Scene, generate
 
 GT_INSTANCE_DIR = "instance_02"
@@ -92,13 +92,8 @@ def drive_dir(out: Path, seed: int, sequence: int) -> Path:
 
 
 def write_calibration(date_dir: Path, rig: Rig) -> None:
-    kitti.write_calib_files(date_dir, {0: rig.P_rect_00, 2: rig.P_rect_02}, _r_rect(), rig.T_velo_to_cam,
+    kitti.write_calib_files(date_dir, {0: rig.P_rect_00, 2: rig.P_rect_02}, R_RECT_00, rig.T_velo_to_cam,
                             rig.T_imu_to_velo, width=rig.width, height=rig.height, fmt="%.10e")
-
-
-def _r_rect():
-    from .rig import R_RECT_00
-    return R_RECT_00
 
 
 def ego_motion_labels(scene: Scene) -> tuple[np.ndarray, list]:
