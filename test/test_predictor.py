@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_drive
 from xmod_core.clusters import cluster_objects
 from xmod_core.frontview import project_scan
 from xmod_core.fusion import ID_OFFSET_3D, late_fusion

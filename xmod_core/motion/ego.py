@@ -392,7 +392,7 @@ def _refine_irls(obj: np.ndarray, img: np.ndarray, K: np.ndarray, R: np.ndarray,
         ru, rv = u - img[ok, 0], v - img[ok, 1]
         w = 1.0 / (1.0 + (ru * ru + rv * rv) / (scale_px * scale_px))     # Cauchy weights
         xs, ys = X / Z, Y / Z
-        o, zr = np.ones_like(Z), np.zeros_like(Z)
+        zr = np.zeros_like(Z)
         # d(u)/d(w, dt), d(v)/d(w, dt) of the projection (pixels per radian / metre)
         Ju = K[0, 0] * np.stack([-xs * ys, 1 + xs * xs, -ys, 1 / Z, zr, -xs / Z], 1)
         Jv = K[1, 1] * np.stack([-(1 + ys * ys), xs * ys, xs, zr, 1 / Z, -ys / Z], 1)
