@@ -559,6 +559,11 @@ def main(args=None) -> int:
         rc = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # a message taken while the context shuts down (SIGINT during a take) fails inside rclpy;
+        # that is a normal shutdown. Any other RuntimeError is a real error.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.shutdown()
