@@ -29,7 +29,7 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
     return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_NEAREST)
 
 
-def evaluate(drives, students: dict, H: int, W: int, min_area: int) -> dict:
+def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3) -> dict:
     rows = {"motion masks": (F1Accumulator(), [])} | {f"{m} student": (F1Accumulator(), []) for m in students}
     for drive in drives:
         n = len(sorted((drive / "image_02" / "data").glob("*.png")))
@@ -39,8 +39,10 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int) -> dict:
         preds = {}
         with torch.no_grad():
             for modality, model in students.items():
-                out = model(sample[modality][None])
-                ids, conf = slots_to_instances(out["masks"][0], size=(H, W), min_pixels=min_area)
+                x = sample[modality][None]                          # (1, T, C, H, W): the whole drive
+                step = window or x.shape[1]                          # state restarted every `window` frames
+                masks = torch.cat([model(x[:, i:i + step])["masks"] for i in range(0, x.shape[1], step)], 1)
+                ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area)
                 preds[f"{modality} student"] = (ids.numpy(), conf.numpy())
         for t, fid in enumerate(ds.drives[0].frame_ids):
             gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
@@ -74,6 +76,9 @@ def main():
     ap.add_argument("--height", type=int, default=96)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--min-area", type=int, default=50, help="pixels at the evaluation resolution")
+    ap.add_argument("--window", type=int, default=3,
+                    help="frames the students carry their state before it restarts, as the Predictor's "
+                         "state_horizon (0: the whole drive)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     students = {}
@@ -81,8 +86,9 @@ def main():
         if path:
             students[modality] = load_student(path)[0]
     drives = find_drives([a.data])
-    res = evaluate(drives, students, a.height, a.width, a.min_area)
-    print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px")
+    res = evaluate(drives, students, a.height, a.width, a.min_area, a.window)
+    print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px, "
+          f"state restarted every {a.window or 'drive'} frames")
     print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'R still':>8s} {'R moving':>9s}")
     fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
     for name, r in res.items():

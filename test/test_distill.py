@@ -134,14 +134,20 @@ def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_p
     pipe = tmp_path / "pipeline.yaml"
     pipe.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "runs"), "stages": [
         {"name": "2d_burn_in", "config": str(tmp_path / "2d_burn_in.yaml")},
-        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
+        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}},
+        # an ablation: another folder, the same training stage, one setting changed
+        {"name": "2d_ts_ablation", "stage": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"),
+         "init_from": {"rgb": "2d_burn_in"}, "overrides": ["loss.w_reg=0.25"]}]}))
     assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
     first = capsys.readouterr().out
-    assert first.count("trained") == 2
+    assert first.count("trained") == 3
     cfg = json.loads((tmp_path / "runs/2d_ts/config.json").read_text())
     assert cfg["init_from"] == {"rgb": str(tmp_path / "runs/2d_burn_in/student_rgb.pt")}
+    abl = json.loads((tmp_path / "runs/2d_ts_ablation/config.json").read_text())
+    assert abl["stage"] == "2d_ts" and abl["loss"]["w_reg"] == 0.25 and cfg["loss"]["w_reg"] != 0.25
+    assert abl["init_from"] == cfg["init_from"]
     assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
-    assert capsys.readouterr().out.count("skipped") == 2
+    assert capsys.readouterr().out.count("skipped") == 3
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "r2"), "stages": [
         {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
@@ -158,5 +164,9 @@ def test_shipped_configs_load():
     assert len(files) >= 7
     for f in files:
         assert load_config(TrainConfig, f).stage in f.stem
-    assert [s.name for s in load_config(PipelineConfig, root / "demo/pipeline.yaml").stages] == \
-        ["2d_burn_in", "2d_ts", "3d_burn_in", "3d_ts", "2d_3d_ts"]
+    main_stages = ["2d_burn_in", "2d_ts", "3d_burn_in", "3d_ts", "2d_3d_ts"]
+    assert [s.name for s in load_config(PipelineConfig, root / "demo/pipeline.yaml").stages] == main_stages
+    abl = load_config(PipelineConfig, root / "demo/ablations.yaml")
+    assert [s.name for s in abl.stages][:5] == main_stages and len(abl.stages) == 7
+    for st in abl.stages[5:]:                      # every ablation override names a real key
+        load_config(TrainConfig, root.parent / st.config, st.overrides + [f"stage={st.stage}"])

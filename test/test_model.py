@@ -28,12 +28,19 @@ def test_streaming_equals_clip(norm):
     clip = torch.randn(2, 4, 3, 32, 48)
     with torch.no_grad():
         full = m(clip)
-        state, masks = None, []
+        state, masks, recon = None, [], []
         for t in range(4):
             out, state = m.step(clip[:, t], state)
             masks.append(out["masks"])
+            recon.append(out["recon"])
+        fast, fast_state = None, None                          # inference: no decoder, the same masks
+        for t in range(4):
+            fast, fast_state = m.step(clip[:, t], fast_state, decode=False)
     torch.testing.assert_close(torch.stack(masks, 1), full["masks"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(recon, 1), full["recon"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(state.slots, full["state"].slots, rtol=1e-5, atol=1e-6)
+    assert "recon" not in fast
+    torch.testing.assert_close(fast["masks"], masks[-1], rtol=0, atol=0)
 
 
 def test_first_frame_gets_an_extra_iteration_and_slots_carry_over():

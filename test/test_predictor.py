@@ -42,10 +42,17 @@ def predictor(students, drive, mode, **kw):
     return Predictor(cfg, KittiRawDrive(drive).calib)
 
 
-@pytest.mark.parametrize("mode", ["rgb", "lidar", "fused"])
-def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode):
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """a and b label the same pixels as one instance, up to a one-to-one renaming (0 stays 0)."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()], 1), axis=0)
+    return (len(pairs) == len(np.unique(a)) == len(np.unique(b))
+            and ((pairs[:, 0] == 0) == (pairs[:, 1] == 0)).all())
+
+
+@pytest.mark.parametrize("mode,horizon", [("rgb", 0), ("lidar", 0), ("fused", 0), ("rgb", 2), ("lidar", 3)])
+def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, horizon):
     d = KittiRawDrive(tiny_drive)
-    p = predictor(students, tiny_drive, mode)
+    p = predictor(students, tiny_drive, mode, state_horizon=horizon)
     frames = range(4)
     results = [p(image=d.image(t) if mode != "lidar" else None, points=d.scan(t) if mode != "rgb" else None,
                  stamp=0.1 * t) for t in frames]
@@ -67,12 +74,15 @@ def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode):
                          for t in frames])
     else:
         x = torch.stack([torch.from_numpy(project_scan(d.scan(t), d.calib.scaled(32, 96)).features) for t in frames])
+    # (with a state horizon: the clip cut into windows of that many frames, each from a fresh state)
+    step = horizon or len(frames)
     with torch.no_grad():
-        ids, _ = slots_to_instances(model(x[None])["masks"][0], size=(32, 96))
+        masks = torch.cat([model(x[None, i:i + step])["masks"][0] for i in range(0, len(frames), step)])
+        ids, _ = slots_to_instances(masks, size=(32, 96))
     import cv2
     for r, t in zip(results, frames):
-        np.testing.assert_array_equal(r.labels, cv2.resize(ids[t].numpy().astype(np.uint16), (d.calib.width, d.calib.height),
-                                                           interpolation=cv2.INTER_NEAREST))
+        want = cv2.resize(ids[t].numpy().astype(np.uint16), (d.calib.width, d.calib.height), interpolation=cv2.INTER_NEAREST)
+        assert same_partition(r.labels, want)            # ids are track ids: the same objects, renamed
 
 
 def test_points_get_the_label_of_their_pixel(students, tiny_drive):
@@ -166,3 +176,40 @@ def test_clusters_oriented_box_and_depth_gate():
     np.testing.assert_allclose(o.center, [15, 3, -1.7 + 0.75], atol=0.1)
     objs, _ = cluster_objects(pts[:3], np.array([1, 1, 1]), min_points=5)       # too few points
     assert objs == []
+
+
+def test_tracker_keeps_ids_of_overlapping_objects_and_gives_new_ones_fresh_ids():
+    from xmod_core.tracking import IdTracker
+    tr = IdTracker(min_iou=0.3)
+    a = np.zeros((20, 30), int)
+    a[2:8, 2:8], a[10:16, 20:28] = 5, 9
+    out, sc = tr(a, {5: 0.9, 9: 0.8})
+    first = {int(out[3, 3]), int(out[12, 22])}
+    assert len(first) == 2 and 0 not in first and sc[int(out[3, 3])] == pytest.approx(0.9)
+    b = np.zeros_like(a)                              # the same objects, moved a pixel and renamed (slot restart)
+    b[3:9, 2:8], b[10:16, 21:29], b[0:2, 0:30] = 1, 2, 3   # plus a new one
+    out2, sc2 = tr(b, {1: 0.7, 2: 0.6, 3: 0.5})
+    assert out2[4, 3] == out[3, 3] and out2[12, 22] == out[12, 22]
+    assert out2[0, 0] not in first and out2[0, 0] > 0 and sc2[int(out2[0, 0])] == pytest.approx(0.5)
+    c = np.zeros_like(a)
+    c[12:20, 0:30] = 4                                # overlaps nothing enough: fresh id, never a reused one
+    out3, _ = tr(c, {})
+    assert out3[15, 5] not in first | {out2[0, 0]} and (out3[c == 0] == 0).all()
+    tr.reset()
+    out4, _ = tr(a, {})
+    assert same_partition(out4, a)
+    with pytest.raises(ValueError, match="min_iou"):
+        IdTracker(min_iou=0)
+
+
+def test_predictor_restarts_state_every_horizon_frames(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "rgb", state_horizon=2)
+    seen = []
+    orig = p.models["rgb"].step
+    p.models["rgb"].step = lambda x, state: (seen.append(state is None), orig(x, state))[1]
+    for t in range(5):
+        p(image=d.image(t), stamp=0.1 * t)
+    assert seen == [True, False, True, False, True]
+    with pytest.raises(ValueError, match="state_horizon"):
+        predictor(students, tiny_drive, "rgb", state_horizon=-1)

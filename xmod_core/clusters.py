@@ -49,7 +49,8 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
     """points (N, >=3) LiDAR frame, labels (N,) instance ids (0 = none). Returns the objects with at
     least `min_points` points (sorted by id) and the cleaned labels (gated, small objects 0)."""
     pts = np.asarray(points, np.float64)[:, :3]
-    labels = gate_by_range(pts, np.asarray(labels), depth_gate)
+    ids = np.union1d([0], np.asarray(labels).astype(np.int64))                   # sorted, 0 first
+    labels = gate_by_range(pts, np.searchsorted(ids, labels), depth_gate)        # compact 0..len(ids)-1
     n = int(labels.max()) + 1 if labels.size else 1
     count = np.bincount(labels, minlength=n)
     small = count < min_points
@@ -57,7 +58,7 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
     labels[small[labels]] = 0
     fg = np.flatnonzero(labels)
     if fg.size == 0:
-        return [], labels
+        return [], ids[labels]
     lab, p = labels[fg], pts[fg]
     cnt = np.bincount(lab, minlength=n).astype(np.float64)
     c = np.maximum(cnt, 1)
@@ -80,7 +81,7 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
                        (lo[:, 2] + hi[:, 2]) / 2], 1)
     order = np.argsort(lab, kind="stable")
     groups = np.split(fg[order], np.cumsum(np.bincount(lab, minlength=n))[:-1])
-    objs = [Object3D(int(i), mean[i], center[i], size[i], float(yaw[i]), int(cnt[i]),
-                     float(scores.get(int(i), 0.0)) if scores else 0.0, groups[i])
+    objs = [Object3D(int(ids[i]), mean[i], center[i], size[i], float(yaw[i]), int(cnt[i]),
+                     float(scores.get(int(ids[i]), 0.0)) if scores else 0.0, groups[i])
             for i in np.flatnonzero(cnt > 0)]
-    return objs, labels
+    return objs, ids[labels]

@@ -64,7 +64,11 @@ def _small_ids(ids: np.ndarray, min_count: int) -> list:
 
 
 def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, device="auto",
-             min_area=0.001, min_points=10, progress=True, predictor_overrides=None) -> dict:
+             min_area=0.001, min_points=10, progress=True, predictor_overrides=None, baselines=True,
+             names=None) -> dict:
+    """Scores of the requested modes (and, with `baselines`, of the motion masks and LiDAR
+    clustering) per domain: {domain: {row name: metrics}}. `names` renames the modes' rows."""
+    names = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"} | (names or {})
     rows: dict[str, _Row] = {}
     row = lambda name: rows.setdefault(name, _Row())
     grid_hw = (height // 4, width // 4)
@@ -100,21 +104,21 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                 for dom, pred in (("2d_full", labels_full), ("2d_grid", grid), ("3d", point_labels[in_view])):
                     r.add(dom, gts[dom], pred.astype(np.int64), scores, ignore[dom], moving)
 
-            # baseline 1: the motion masks
-            t0 = time.perf_counter()
-            mpath = drive.drive_dir / MOTION_DIR / f"{fid}.png"
-            motion = cv2.imread(str(mpath), cv2.IMREAD_UNCHANGED) if mpath.is_file() and fid not in unknown else None
-            motion = np.zeros(gt.shape, np.int64) if motion is None else motion.astype(np.int64)
-            score("motion masks", motion, grid_labels_to_points(motion, fv_full.point_pixel), None, time.perf_counter() - t0)
-            # baseline 2: LiDAR Euclidean clustering
-            t0 = time.perf_counter()
-            cl = euclidean_clusters(scan, ClusterConfig())
-            score("LiDAR clustering", clusters_to_image(scan, cl, calib, *gt.shape), cl, None, time.perf_counter() - t0)
+            if baselines:
+                # baseline 1: the motion masks
+                t0 = time.perf_counter()
+                mpath = drive.drive_dir / MOTION_DIR / f"{fid}.png"
+                motion = cv2.imread(str(mpath), cv2.IMREAD_UNCHANGED) if mpath.is_file() and fid not in unknown else None
+                motion = np.zeros(gt.shape, np.int64) if motion is None else motion.astype(np.int64)
+                score("motion masks", motion, grid_labels_to_points(motion, fv_full.point_pixel), None, time.perf_counter() - t0)
+                # baseline 2: LiDAR Euclidean clustering
+                t0 = time.perf_counter()
+                cl = euclidean_clusters(scan, ClusterConfig())
+                score("LiDAR clustering", clusters_to_image(scan, cl, calib, *gt.shape), cl, None, time.perf_counter() - t0)
             for m, p in preds.items():
                 t0 = time.perf_counter()
                 res = p(image=image if m != "lidar" else None, points=scan, stamp=float(stamps[t]))
-                name = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"}[m]
-                score(name, res.labels, res.point_labels, res.scores, time.perf_counter() - t0)
+                score(names[m], res.labels, res.point_labels, res.scores, time.perf_counter() - t0)
     return {dom: {name: r.result(dom) for name, r in rows.items()} for dom in DOMAINS}
 
 

@@ -198,11 +198,15 @@ class DIOD(nn.Module):
         slot_map = torch.einsum("bkn,bkd->bdn", attn, slots).reshape(B, -1, h, w)           # (B, D, h, w)
         return attn.reshape(B, -1, h, w), slot_map, State(hidden, slots)
 
-    def step(self, frame: torch.Tensor, state: State | None = None) -> tuple[dict, State]:
-        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H, W)}, state."""
+    def step(self, frame: torch.Tensor, state: State | None = None, decode: bool = True) -> tuple[dict, State]:
+        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H, W)}, state.
+        decode=False skips the decoder (inference needs only the masks; no 'recon' then)."""
         self._check(frame)
         masks, slot_map, state = self._temporal(self.encoder(frame), state)
-        return {"masks": masks, "recon": self.decoder(slot_map), "slots": state.slots}, state
+        out = {"masks": masks, "slots": state.slots}
+        if decode:
+            out["recon"] = self.decoder(slot_map)
+        return out, state
 
     def forward(self, clip: torch.Tensor, state: State | None = None) -> dict:
         """clip (B, T, C, H, W) -> masks (B, T, K, h, w), recon (B, T, out, H, W), state."""

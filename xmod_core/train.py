@@ -293,9 +293,11 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
 
 @dataclass
 class PipelineStage:
-    name: str                              # a stage name (2d_burn_in, 2d_ts, 3d_burn_in, 3d_ts, 2d_3d_ts)
+    name: str                              # its folder under out_dir, and the stage trained unless `stage` says
     config: str                            # its training config
     init_from: dict[str, str] = field(default_factory=dict)   # modality -> name of an earlier stage
+    stage: str = ""                        # the training stage (2d_burn_in, ..., 2d_3d_ts); empty: `name`
+    overrides: list[str] = field(default_factory=list)        # key=value on top of `config` (ablations)
 
 
 @dataclass
@@ -312,7 +314,8 @@ def run_pipeline(path: str, overrides=(), progress: bool = True) -> list[dict]:
     root, done, summary = Path(pipe.out_dir), {}, []
     for st in pipe.stages:
         out = root / st.name
-        cfg = load_config(TrainConfig, Path(st.config), list(overrides) + [f"out_dir={out}", f"stage={st.name}"])
+        cfg = load_config(TrainConfig, Path(st.config),
+                          list(st.overrides) + list(overrides) + [f"out_dir={out}", f"stage={st.stage or st.name}"])
         sources = {}
         for modality, earlier in st.init_from.items():
             if earlier not in done:

@@ -84,6 +84,10 @@ PARAMETERS: dict[str, tuple] = {
     "min_pixels": (20, _D.PARAMETER_INTEGER, "smallest instance, in pixels of the processing grid"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
+    "state_horizon": (3, _D.PARAMETER_INTEGER,
+                      "frames the students carry their temporal state before restarting it (they train on 3-frame "
+                      "clips; carried longer it drifts); 0: never"),
+    "track_iou": (0.3, _D.PARAMETER_DOUBLE, "IoU with an object of the previous frame for an instance to keep its id"),
     "calibration": ("", _D.PARAMETER_STRING,
                     "KITTI calibration folder (e.g. ../shared/kitti_raw/2011_09_26); empty: camera_info plus TF "
                     "(or lidar_to_camera)"),
@@ -330,7 +334,8 @@ class XmodNode(Node):
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], fusion_iou=p["fusion_iou"],
-                              keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"])
+                              keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
+                              state_horizon=p["state_horizon"], track_iou=p["track_iou"])
         if p["threads"] > 0:
             import torch
             torch.set_num_threads(int(p["threads"]))

@@ -125,6 +125,7 @@ class MaskConfig:
     cluster_margin_m: float = 0.5
     cluster_min_share: float = 0.1
     object_min_score: float = 1.25
+    object_bulk_share: float = 0.35
     split_min_px: float = 2.0
     split_ratio: float = 2.0
     split_min_share: float = 0.15

@@ -437,10 +437,14 @@ class MotionSegmenter:
             # a reflection in a parked car's window are not motion
             whole = np.bincount(scene_obj[pts[mj]]).argmax()      # the scene object it is part of
             obj_pts = np.flatnonzero(scene_obj == whole)
-            obj_scores = score.ravel()[lv.pix[obj_pts]]
-            obj_scores = obj_scores[np.isfinite(obj_scores)]
-            if len(obj_scores) and np.median(obj_scores) <= c.object_min_score:
-                continue
+            # ... unless the cluster is the bulk of that scene object (>= object_bulk_share of its
+            # points): then the scene object is this mover merged in BEV with a neighbour (cars
+            # side by side in adjacent lanes), not a static object with a moving-looking fragment
+            if mj.sum() < c.object_bulk_share * len(obj_pts):
+                obj_scores = score.ravel()[lv.pix[obj_pts]]
+                obj_scores = obj_scores[np.isfinite(obj_scores)]
+                if len(obj_scores) and np.median(obj_scores) <= c.object_min_score:
+                    continue
             near = np.zeros(hw, np.uint8)
             near[cv_[inside], cu[inside]] = 1
             near = cv2.dilate(near, kernel) > 0
