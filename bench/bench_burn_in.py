@@ -81,6 +81,8 @@ def main():
                          "state_horizon (0: the whole drive)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
+    if a.window < 0:
+        ap.error(f"--window must be >= 0, got {a.window}")
     students = {}
     for modality, path in (("rgb", a.ckpt_2d), ("lidar", a.ckpt_3d)):
         if path:

@@ -148,6 +148,10 @@ def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_p
     assert abl["init_from"] == cfg["init_from"]
     assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
     assert capsys.readouterr().out.count("skipped") == 3
+    # a finished stage whose config changed since is not silently reused
+    (tmp_path / "2d_ts.yaml").write_text(yaml.safe_dump({**base, "stage": "2d_ts", "loss": {"w_reg": 0.75}}))
+    assert main(["--pipeline", str(pipe), "--no-progress"]) == 2
+    assert "another configuration" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "r2"), "stages": [
         {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))

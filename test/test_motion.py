@@ -379,3 +379,21 @@ def test_real_frames_ego_motion_and_masks(tmp_path):
         assert m.shape == (375, 1242)
         # the road in front of the car (bottom centre) is never marked as moving
         assert not m[330:, 450:800].any()
+
+
+def test_a_mover_merged_in_bev_with_a_static_neighbour_is_kept():
+    """A car passing a parked one at the same depth, 0.2 m apart: in bird's-eye view they are one
+    scene object whose median score is the static majority's. The mover is the bulk of its own
+    points (>= object_bulk_share of the merged object), so the whole-object test must not drop it;
+    with the exception switched off (share 1.0) it is dropped."""
+    scene = Scene(1.0, [Box(-0.5, 1.5, 12.0, vx=0.4, seed=5), Box(1.7, 4.5, 12.0, seed=3)])
+    a, b, inst, pts = pair(scene)
+    found = {}
+    for share in (0.35, 1.0):
+        seg = MotionSegmenter(load_motion_config(ROOT / "config" / "motion.yaml", [f"mask.object_bulk_share={share}"]))
+        res = seg.segment_pair(a, b, pts, calib(), ego_pose(scene))
+        found[share] = best_iou(res.instances, inst == 1)
+        assert not (res.instances[inst == 2] > 0).mean() > 0.3      # the parked car is not marked
+    assert found[0.35] > 0.6 and found[1.0] < 0.5, found
+    with pytest.raises(ConfigError, match="object_bulk_share"):
+        load_motion_config(ROOT / "config" / "motion.yaml", ["mask.object_bulk_share=0"])

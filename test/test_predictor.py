@@ -207,9 +207,22 @@ def test_predictor_restarts_state_every_horizon_frames(students, tiny_drive):
     p = predictor(students, tiny_drive, "rgb", state_horizon=2)
     seen = []
     orig = p.models["rgb"].step
-    p.models["rgb"].step = lambda x, state: (seen.append(state is None), orig(x, state))[1]
+    p.models["rgb"].step = lambda x, state, **kw: (seen.append(state is None), orig(x, state, **kw))[1]
     for t in range(5):
         p(image=d.image(t), stamp=0.1 * t)
     assert seen == [True, False, True, False, True]
     with pytest.raises(ValueError, match="state_horizon"):
         predictor(students, tiny_drive, "rgb", state_horizon=-1)
+    with pytest.raises(ValueError, match="track_iou"):
+        predictor(students, tiny_drive, "rgb", track_iou=1.5)
+
+
+def test_clusters_keep_large_and_sparse_track_ids():
+    rng = np.random.default_rng(3)
+    pts = np.concatenate([rng.normal((10, 0, 0), 0.3, (40, 3)), rng.normal((20, 5, 0), 0.3, (40, 3))]).astype(np.float32)
+    labels = np.repeat([65535, 7], 40)                      # track ids: large and sparse
+    objs, out = cluster_objects(pts, labels, {65535: 0.9, 7: 0.4}, min_points=5, depth_gate=0)
+    assert [o.id for o in objs] == [7, 65535] and (out == labels).all()
+    assert objs[1].score == pytest.approx(0.9) and np.allclose(objs[1].centroid[:2], (10, 0), atol=0.3)
+    with pytest.raises(ValueError, match=">= 0"):
+        cluster_objects(pts, -labels, None)

@@ -95,6 +95,8 @@ class Predictor:
             self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
+        if not 0.0 < cfg.track_iou <= 1.0:
+            raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
         self.calib_small = calib.scaled(cfg.height, cfg.width)
         self.tracker = IdTracker(cfg.track_iou)
         self.reset()

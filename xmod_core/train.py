@@ -73,9 +73,9 @@ class TrainingError(RuntimeError):
     """The trainer stopped; the message says why. Checkpoints already written are kept."""
 
 
-def resume_hash(cfg: TrainConfig) -> str:
+def resume_hash(cfg: TrainConfig | dict) -> str:
     """What must not change when resuming: everything that shapes the trajectory except its length
-    and the logging/checkpoint cadence."""
+    and the logging/checkpoint cadence (a TrainConfig or its to_dict form, as in config.json)."""
     d = to_dict(cfg)
     for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "init_from"):
         d.pop(k)
@@ -326,6 +326,12 @@ def run_pipeline(path: str, overrides=(), progress: bool = True) -> list[dict]:
         finished = all((out / f"student_{m}.pt").is_file() for m in stage_students)
         t0 = time.perf_counter()
         if finished:
+            stored = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
+            if stored is not None and (resume_hash(stored) != resume_hash(cfg)
+                                       or stored["optim"]["steps"] != cfg.optim.steps):
+                raise TrainingError(f"pipeline stage {st.name}: {out} holds students trained with another "
+                                    f"configuration than {st.config} (with its overrides) gives now; delete {out} "
+                                    f"to train it again")
             result = {"step": None, "smooth_loss": None, "out_dir": str(out), "skipped": True}
         else:
             resume = CheckpointManager(out / "checkpoints").latest() is not None

@@ -133,6 +133,7 @@ class MaskConfig:
     def __post_init__(self):
         _check(self.open_px >= 0 and self.close_px >= 0, "mask.open_px and mask.close_px must be >= 0")
         _check(self.min_area_px >= 1, "mask.min_area_px must be >= 1")
+        _check(0 < self.object_bulk_share <= 1, "mask.object_bulk_share must be within (0, 1]")
         _check(0 <= self.min_object_share <= 1, "mask.min_object_share must be within [0, 1]")
         _check(0 < self.split_min_share < 0.5, "mask.split_min_share must be within (0, 0.5)")
 

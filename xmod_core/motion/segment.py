@@ -440,7 +440,7 @@ class MotionSegmenter:
             # ... unless the cluster is the bulk of that scene object (>= object_bulk_share of its
             # points): then the scene object is this mover merged in BEV with a neighbour (cars
             # side by side in adjacent lanes), not a static object with a moving-looking fragment
-            if mj.sum() < c.object_bulk_share * len(obj_pts):
+            if (scene_obj[pts[mj]] == whole).sum() < c.object_bulk_share * len(obj_pts):
                 obj_scores = score.ravel()[lv.pix[obj_pts]]
                 obj_scores = obj_scores[np.isfinite(obj_scores)]
                 if len(obj_scores) and np.median(obj_scores) <= c.object_min_score:
