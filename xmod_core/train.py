@@ -363,11 +363,12 @@ def main(argv=None) -> int:
     if not dist.is_main():
         return 0
     if a.pipeline:
-        print(f"{'stage':12s} {'status':9s} {'steps':>6s} {'loss':>8s} {'time':>8s}  outputs")
+        w = max([12] + [len(r["stage"]) for r in summary])
+        print(f"{'stage':{w}s} {'status':9s} {'steps':>6s} {'loss':>8s} {'time':>8s}  outputs")
         for r in summary:
             status = "skipped" if r["skipped"] else "resumed" if r.get("resumed") else "trained"
             loss = "" if r["smooth_loss"] is None else f"{r['smooth_loss']:.4f}"
-            print(f"{r['stage']:12s} {status:9s} {r['step'] or '':>6} {loss:>8s} {r['seconds']:7.0f}s  {r['out_dir']}")
+            print(f"{r['stage']:{w}s} {status:9s} {r['step'] or '':>6} {loss:>8s} {r['seconds']:7.0f}s  {r['out_dir']}")
     else:
         print(f"done: step {result['step']}, smoothed loss {result['smooth_loss']:.4f}, outputs in {result['out_dir']}")
     return 0
