@@ -49,9 +49,10 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
     """points (N, >=3) LiDAR frame, labels (N,) instance ids (0 = none). Returns the objects with at
     least `min_points` points (sorted by id) and the cleaned labels (gated, small objects 0)."""
     pts = np.asarray(points, np.float64)[:, :3]
-    if np.asarray(labels).size and np.asarray(labels).min() < 0:
-        raise ValueError(f"instance labels must be >= 0, got {np.asarray(labels).min()}")
-    ids = np.union1d([0], np.asarray(labels).astype(np.int64))                   # sorted, 0 first
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"instance labels must be >= 0, got {labels.min()}")
+    ids = np.union1d([0], labels)                                                 # sorted, 0 first
     labels = gate_by_range(pts, np.searchsorted(ids, labels), depth_gate)        # compact 0..len(ids)-1
     n = int(labels.max()) + 1 if labels.size else 1
     count = np.bincount(labels, minlength=n)
