@@ -1,7 +1,9 @@
 """Predictor speed per mode at a given model configuration and processing resolution: the model
 work of one frame (front view, students, instances, fusion, 3D clusters), median over frames, on
 the device at hand. Random-weight students (speed does not depend on the weights) and synthetic
-frames at KITTI geometry (1242x375 image, 120k-point scan), so it runs anywhere.
+frames at KITTI geometry (1242x375 image, 120k-point scan), so it runs anywhere. On CUDA each
+mode is measured side by side eager (fp32), as CUDA graphs (fp32) and as graphs in bf16 autocast; the stage times (ms, medians) follow
+(see `Predictor`: on CUDA the model times are queueing, `model_wait` the device finishing).
 
     python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
 """
@@ -43,20 +45,26 @@ def main():
             paths[m] = Path(d) / f"{m}.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
         print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
+        variants = ((("eager", False, False), ("graph", False, True), ("g+bf16", True, True)) if a.device == "cuda"
+                    else (("", False, False),))
         for mode in ("rgb", "lidar", "fused"):
-            p = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]), device=a.device,
-                                          height=a.height, width=a.width), calib)
-            times = []
-            for t in range(a.frames + 3):
-                t0 = time.perf_counter()
-                p(image=image if mode != "lidar" else None, points=scan, stamp=0.1 * t)
-                if a.device == "cuda":
-                    torch.cuda.synchronize()
-                if t >= 3:
-                    times.append(time.perf_counter() - t0)
-            ms = 1e3 * np.median(times)
-            print(f"  {mode:6s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> {1e3 / ms:6.1f} Hz")
-
+            for tag, amp, graphs in variants:
+                p = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]),
+                                              device=a.device, height=a.height, width=a.width, amp=amp,
+                                              cuda_graphs=graphs), calib)
+                times, parts = [], {}
+                for t in range(a.frames + 3):
+                    t0 = time.perf_counter()
+                    res = p(image=image if mode != "lidar" else None, points=scan, stamp=0.1 * t)
+                    if a.device == "cuda":
+                        torch.cuda.synchronize()
+                    if t >= 3:
+                        times.append(time.perf_counter() - t0)
+                        for k, v in res.timings.items():
+                            parts.setdefault(k, []).append(v)
+                ms = 1e3 * np.median(times)
+                print(f"  {mode:6s} {tag:6s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> "
+                      f"{1e3 / ms:6.1f} Hz | " + ", ".join(f"{k} {np.median(v):.1f}" for k, v in parts.items() if k != "total"))
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """CUDA checks, for a machine with a GPU (CI has none): the model, the losses and the trainer on
 CUDA agree with the CPU, mixed precision trains, resume works; prints what it checked.
 
-    python bench/cuda_check.py            # then: bench/bench_train.py --device cuda, bench/bench_losses.py --device cuda
+    python bench/cuda_check.py [--drive DRIVE_DIR]   # then: bench/bench_train.py --device cuda, bench/bench_losses.py --device cuda
 """
 import sys
 import tempfile
@@ -12,6 +12,30 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 sys.path.insert(0, str(ROOT / "bench"))
+
+
+def predictor_agreement(drive_dir: str) -> None:
+    """The shipped students through the Predictor (fused) on real frames: CPU, CUDA eager, CUDA
+    graphs and CUDA graphs in bf16 autocast; the share of pixels and points whose labels agree with
+    the CPU's."""
+    import numpy as np
+    from xmod_core.kitti import KittiRawDrive
+    from xmod_core.predictor import Predictor, PredictorConfig
+    drive = KittiRawDrive(drive_dir)
+    frames = [(drive.image(i), drive.scan(i)) for i in range(len(drive))]
+    out = {}
+    for name, dev, amp, graphs in (("cpu", "cpu", False, False), ("cuda eager fp32", "cuda", False, False),
+                                   ("cuda graph fp32", "cuda", False, True), ("cuda graph bf16", "cuda", True, True)):
+        p = Predictor(PredictorConfig(mode="fused", device=dev, amp=amp, cuda_graphs=graphs), drive.calib)
+        out[name] = [p(image=img, points=scan, stamp=0.1 * t) for t, (img, scan) in enumerate(frames)]
+    ref = out["cpu"]
+    for name in ("cuda eager fp32", "cuda graph fp32", "cuda graph bf16"):
+        pix = np.mean([np.mean(r.labels == c.labels) for r, c in zip(ref, out[name])])
+        pts = np.mean([np.mean(r.point_labels == c.point_labels) for r, c in zip(ref, out[name])])
+        objs = [len(c.objects) for c in out[name]]
+        print(f"predictor {name} vs cpu on {len(frames)} real frames: labels agree on {pix:.4f} of pixels, "
+              f"{pts:.4f} of points; objects per frame {objs} (cpu {[len(r.objects) for r in ref]})")
+        assert pix > (0.9 if "bf16" in name else 0.99), f"{name}: labels differ from the CPU's"
 
 
 def main():
@@ -65,6 +89,8 @@ def main():
             lb = [json.loads(x)["total"] for x in (half / "metrics.jsonl").read_text().splitlines()]
             print(f"{stage} on cuda (bf16 autocast): losses {la[0]:.4f} -> {la[-1]:.4f}; resumed run steps 6-10 "
                   f"max |diff| {max(abs(x - y) for x, y in zip(la[5:], lb[5:])):.2e}")
+    if "--drive" in sys.argv:
+        predictor_agreement(sys.argv[sys.argv.index("--drive") + 1])
     print("CUDA checks passed")
 
 

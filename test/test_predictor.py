@@ -226,3 +226,56 @@ def test_clusters_keep_large_and_sparse_track_ids():
     assert objs[1].score == pytest.approx(0.9) and np.allclose(objs[1].centroid[:2], (10, 0), atol=0.3)
     with pytest.raises(ValueError, match=">= 0"):
         cluster_objects(pts, -labels, None)
+
+
+def test_fusion_and_tracker_on_tensors_equal_the_numpy_path():
+    """The Predictor fuses and tracks on the students' device: tensors in must give the numpy answers."""
+    from xmod_core.tracking import IdTracker
+    rng = np.random.default_rng(3)
+    tr_np, tr_t = IdTracker(0.3), IdTracker(0.3)
+    for _ in range(3):
+        a, sa = random_instances(rng, K=12, H=40, W=60)
+        b = a.copy()
+        noise = rng.random(a.shape) < 0.3
+        b[noise] = rng.integers(0, 12, noise.sum())
+        sb = rng.random(11)
+        f1, s1 = late_fusion(a, sa, b, sb, 0.1, True, 0.5)
+        f2, s2 = late_fusion(torch.from_numpy(a), torch.from_numpy(sa), torch.from_numpy(b), sb, 0.1, True, 0.5)
+        assert isinstance(f2, torch.Tensor) and s1 == pytest.approx(s2)
+        np.testing.assert_array_equal(f1, f2.numpy())
+        o1, t1 = tr_np(f1, s1)
+        o2, t2 = tr_t(f2, s2)
+        assert isinstance(o2, torch.Tensor) and t1 == pytest.approx(t2)
+        np.testing.assert_array_equal(o1, o2.numpy())
+
+
+def test_tracker_rejects_negative_ids_and_restarts_on_a_new_size():
+    from xmod_core.tracking import IdTracker
+    tr = IdTracker()
+    with pytest.raises(ValueError, match=">= 0"):
+        tr(np.array([[0, -1]]), {})
+    a = np.zeros((6, 8), int)
+    a[1:4, 1:4] = 1
+    first, _ = tr(a, {})
+    again, _ = tr(np.kron(a, np.ones((2, 2), int)), {})         # another resolution: nothing to match against
+    assert again.max() > 0 and again.max() != first.max()
+
+
+def test_student_step_on_the_cpu_is_the_eager_step_with_graphs_ignored():
+    from functools import partial
+
+    from xmod_core.graphs import StudentStep
+    from xmod_core.model import DIOD, ModelConfig
+    torch.manual_seed(0)
+    model = DIOD(ModelConfig(num_slots=5, widths=[8, 8, 16, 16, 16], blocks=[1, 1, 1, 1])).eval()
+    post = partial(slots_to_instances, size=(32, 64), min_pixels=3)
+    step = StudentStep(model, post, amp=True, graphs=True)
+    assert not step.graphs and not step.amp                   # CUDA only: ignored for a model on the CPU
+    x = torch.rand(2, 1, 3, 32, 64)
+    with torch.no_grad():
+        state, ref_state = None, None
+        for t in range(2):
+            ids, conf, state = step(x[t], state)
+            out, ref_state = model.step(x[t], ref_state, decode=False)
+            ref_ids, ref_conf = post(out["masks"])
+            assert torch.equal(ids, ref_ids) and torch.allclose(conf, ref_conf)

@@ -24,45 +24,40 @@ class Object3D:
 
 
 def _group_median(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    order = np.lexsort((values, labels))
+    """(n,) lower median of `values` (>= 0) per label 0..n-1 (NaN where a label has none): one argsort
+    of label + value / (max + 1), which orders by label, then value."""
+    order = np.argsort(labels + values / (values.max(initial=0.0) * 1.001 + 1e-9))
     counts = np.bincount(labels, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     mid = np.where(counts > 0, starts + (counts - 1) // 2, 0)
     return np.where(counts > 0, values[order][np.minimum(mid, len(values) - 1)] if len(values) else 0, np.nan)
 
 
-def gate_by_range(points: np.ndarray, labels: np.ndarray, depth_gate: float) -> np.ndarray:
-    """Labels with points farther than `depth_gate` metres from their instance's median range set to 0."""
-    labels = labels.astype(np.int64).copy()
-    fg = labels > 0
-    if not fg.any() or depth_gate <= 0:
-        return labels
-    r = np.linalg.norm(points[:, :3], axis=1)
-    n = int(labels.max()) + 1
-    med = _group_median(r[fg], labels[fg], n)
-    labels[fg & (np.abs(r - med[labels]) > depth_gate)] = 0
-    return labels
-
-
 def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None = None, min_points: int = 5,
                     depth_gate: float = 3.0) -> tuple[list[Object3D], np.ndarray]:
     """points (N, >=3) LiDAR frame, labels (N,) instance ids (0 = none). Returns the objects with at
-    least `min_points` points (sorted by id) and the cleaned labels (gated, small objects 0)."""
-    pts = np.asarray(points, np.float64)[:, :3]
-    labels = np.asarray(labels).astype(np.int64)
+    least `min_points` points (sorted by id) and the cleaned labels: points farther than
+    `depth_gate` metres from their instance's median range and objects too small set to 0.
+    Only the labelled points are touched after the first pass."""
+    labels = np.asarray(labels)
     if labels.size and labels.min() < 0:
         raise ValueError(f"instance labels must be >= 0, got {labels.min()}")
-    ids = np.union1d([0], labels)                                                 # sorted, 0 first
-    labels = gate_by_range(pts, np.searchsorted(ids, labels), depth_gate)        # compact 0..len(ids)-1
-    n = int(labels.max()) + 1 if labels.size else 1
-    count = np.bincount(labels, minlength=n)
-    small = count < min_points
-    small[0] = True
-    labels[small[labels]] = 0
-    fg = np.flatnonzero(labels)
+    out = np.zeros(labels.shape, np.int64)
+    fg = np.flatnonzero(labels)                                                   # (M,) labelled points
+    ids = np.concatenate([[0], np.unique(labels[fg])]).astype(np.int64)          # sorted, 0 first
+    lab = np.searchsorted(ids, labels[fg])                                        # (M,) compact 1..n-1
+    p = np.asarray(points)[fg, :3].astype(np.float64)                             # (M, 3)
+    n = len(ids)
+    keep = np.ones(len(fg), bool)
+    if depth_gate > 0 and len(fg):
+        r = np.linalg.norm(p, axis=1)
+        keep = np.abs(r - _group_median(r, lab, n)[lab]) <= depth_gate            # background behind the mask's edge
+    small = np.bincount(lab[keep], minlength=n) < min_points
+    keep &= ~small[lab]
+    fg, lab, p = fg[keep], lab[keep], p[keep]
     if fg.size == 0:
-        return [], ids[labels]
-    lab, p = labels[fg], pts[fg]
+        return [], out
+    out[fg] = ids[lab]
     cnt = np.bincount(lab, minlength=n).astype(np.float64)
     c = np.maximum(cnt, 1)
     mean = np.stack([np.bincount(lab, p[:, k], n) for k in range(3)], 1) / c[:, None]        # (n, 3)
@@ -87,4 +82,4 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
     objs = [Object3D(int(ids[i]), mean[i], center[i], size[i], float(yaw[i]), int(cnt[i]),
                      float(scores.get(int(ids[i]), 0.0)) if scores else 0.0, groups[i])
             for i in np.flatnonzero(cnt > 0)]
-    return objs, ids[labels]
+    return objs, out

@@ -1,5 +1,6 @@
 """From slot masks to instances: argmax over slots, the background slot as 0, fragments below a
-minimum size dropped, a confidence score per instance. Vectorised over the frame."""
+minimum size dropped, a confidence score per instance. Vectorised over the frame: one max over
+the slots and two segment sums (scatter_add), no (pixels x slots) one-hot."""
 from __future__ import annotations
 
 import torch
@@ -16,14 +17,14 @@ def slots_to_instances(masks: torch.Tensor, size: tuple[int, int] | None = None,
     m = masks.reshape(-1, K, h, w).float()
     if size is not None and tuple(size) != (h, w):
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-    best = m.argmax(1)                                                     # (F, H, W)
+    top, best = m.max(1)                                                   # (F, H, W): a pixel's slot and its attention
     ids = torch.where(best == K - 1, 0, best + 1)
-    onehot = F.one_hot(best, K)[..., :-1].flatten(1, 2).float()            # (F, HW, K-1)
-    area = onehot.sum(1)                                                   # (F, K-1)
-    conf = (m[:, :-1].flatten(2).transpose(1, 2) * onehot).sum(1) / area.clamp(min=1)
+    flat = best.flatten(1)                                                 # (F, HW)
+    area = torch.zeros(m.shape[0], K, device=m.device).scatter_add_(1, flat, torch.ones_like(top).flatten(1))
+    conf = torch.zeros_like(area).scatter_add_(1, flat, top.flatten(1))[:, :-1] / area[:, :-1].clamp(min=1)
     if min_pixels:
-        small = area < min_pixels                                          # (F, K-1)
-        drop = torch.cat([small, torch.zeros_like(small[:, :1])], 1)       # background never dropped
-        ids = torch.where(drop.gather(1, best.flatten(1)).view_as(best), 0, ids)
-        conf = torch.where(small, 0.0, conf)
+        drop = area < min_pixels                                           # (F, K)
+        drop[:, -1] = False                                                # background never dropped
+        ids = torch.where(drop.gather(1, flat).view_as(best), 0, ids)
+        conf = torch.where(drop[:, :-1], 0.0, conf)
     return ids.reshape(*lead, *ids.shape[-2:]), conf.reshape(*lead, K - 1)

@@ -13,10 +13,17 @@ in the timestamps, a stamp going backwards or `reset()` starts a new sequence.
 
 Per frame: `labels` (camera resolution, uint16, 0 = background), `point_labels` (every point of
 the scan; points outside the camera view get 0) and 3D `objects` (see `clusters`).
+
+On CUDA (optionally in bf16 autocast, `amp`) the students' work is queued before the CPU
+projects the scan, so the 2D student and the projection overlap; `timings` (ms) then has the
+queueing times `model_rgb` / `model_lidar` and `model_wait`, the wait for the device to finish.
+On the CPU the model times are the whole work. The fusion and the id tracking run on the device
+too (`fusion`, `tracking`), so only the final id map and per-slot scores cross to the host.
 """
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,6 +35,7 @@ import torch
 from .clusters import Object3D, cluster_objects
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import late_fusion
+from .graphs import StudentStep
 from .instances import slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
@@ -58,6 +66,9 @@ class PredictorConfig:
     depth_gate_m: float = 3.0           # points this far from their object's median range are not its points
     state_horizon: int = 3              # frames the students carry their state before it restarts (0: never)
     track_iou: float = 0.3              # IoU with the previous frame's object for an instance to keep its id
+    amp: bool = False                   # bf16 autocast for the students on CUDA (ignored on the CPU); one frame at a
+                                        # time the students are launch-bound, so it saves memory, not time
+    cuda_graphs: bool = True            # replay the students' step as a CUDA graph (ignored on the CPU; see `graphs`)
 
 
 @dataclass
@@ -88,6 +99,9 @@ class Predictor:
             raise ValueError(f"processing size must be multiples of 4, got {cfg.height}x{cfg.width}")
         self.cfg, self.calib = cfg, calib
         self.device = pick_device(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True                   # one input size: pick the fastest kernels once
         self.models = {}
         if cfg.mode in ("rgb", "fused"):
             self.models["rgb"] = self._load(cfg.ckpt_2d or DEFAULT_2D, "rgb")
@@ -97,6 +111,8 @@ class Predictor:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         if not 0.0 < cfg.track_iou <= 1.0:
             raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
+        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels)
+        self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
         self.calib_small = calib.scaled(cfg.height, cfg.width)
         self.tracker = IdTracker(cfg.track_iou)
         self.reset()
@@ -114,6 +130,11 @@ class Predictor:
         self.state_age = 0
         self.last_stamp = None
         self.tracker.reset()
+
+    def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queue one student step and its instance extraction on the device (no synchronisation)."""
+        ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
+        return ids, conf
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray | None = None, points: np.ndarray | None = None,
@@ -144,29 +165,34 @@ class Predictor:
         self.state_age += 1
         self.last_stamp = stamp if stamp is not None else (self.last_stamp or 0.0)
 
-        fv = None
+        # The students' work is queued on the device first and collected once: on CUDA the 2D
+        # student runs while the CPU projects the scan (the kernels are asynchronous).
+        pending, fv = {}, None
+        if "rgb" in self.models:
+            x = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+            x = torch.from_numpy(x).to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(255)[None]
+            pending["rgb"] = self._instances("rgb", x)
+            timings["model_rgb"] = (time.perf_counter() - t0) * 1e3           # on CUDA: queued, not finished
+        t = time.perf_counter()
         if points is not None:
             fv = project_scan(points, self.calib_small)           # (4, H, W) on the processing grid
-        timings["prep"] = (time.perf_counter() - t0) * 1e3
-        inst = {}
-        for modality, model in self.models.items():
+        timings["prep"] = (time.perf_counter() - t) * 1e3
+        if "lidar" in self.models:
             t = time.perf_counter()
-            if modality == "rgb":
-                x = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
-                x = torch.from_numpy(x).to(self.device).permute(2, 0, 1).float().div_(255)[None]
-            else:
-                x = torch.from_numpy(fv.features).to(self.device)[None]
-            out, self.states[modality] = model.step(x, self.states[modality], decode=False)   # masks only
-            ids, conf = slots_to_instances(out["masks"], size=(H, W), min_pixels=cfg.min_pixels)
-            inst[modality] = (ids[0].cpu().numpy(), conf[0].cpu().numpy())
-            timings[f"model_{modality}"] = (time.perf_counter() - t) * 1e3
+            pending["lidar"] = self._instances("lidar", torch.from_numpy(fv.features).to(self.device)[None])
+            timings["model_lidar"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        inst = {m: (ids[0], conf[0].cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
+        timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
         t = time.perf_counter()
         if cfg.mode == "fused":
             grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score)
         else:
             grid, conf = inst[cfg.mode]
-            scores = {int(i): float(conf[i - 1]) for i in np.unique(grid) if 0 < i <= len(conf)}
-        grid, scores = self.tracker(grid, scores)
+            present = torch.bincount(grid.reshape(-1), minlength=len(conf) + 1)[1:].nonzero()[:, 0].cpu().numpy()
+            scores = {int(k) + 1: float(conf[k]) for k in present}
+        grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
+        grid = grid.to(torch.int32).cpu().numpy()
         labels = cv2.resize(grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)
         timings["fusion"] = (time.perf_counter() - t) * 1e3
         point_labels, objects = None, []

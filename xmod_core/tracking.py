@@ -9,9 +9,10 @@ published as ids; the tracker makes ids independent of slots, of the fusion and 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
-from .fusion import iou_pairs
+from .fusion import intersections, iou_from_counts
 
 MAX_ID = 65535          # labels are published as mono16
 
@@ -24,8 +25,8 @@ class IdTracker:
         self.reset()
 
     def reset(self) -> None:
-        self.prev: np.ndarray | None = None     # (H, W) previous frame's track ids
-        self.prev_ids = np.zeros(0, np.int64)   # track ids present there
+        self.prev: torch.Tensor | None = None   # (H, W) previous frame's instances, 0..m (index into prev_ids + 1)
+        self.prev_ids = np.zeros(0, np.int64)   # (m,) their track ids
         self.next_id = 1
 
     def _fresh(self, n: int, taken: np.ndarray) -> np.ndarray:
@@ -38,25 +39,33 @@ class IdTracker:
                 out.append(i)
         return np.asarray(out, np.int64)
 
-    def __call__(self, ids: np.ndarray, scores: dict) -> tuple[np.ndarray, dict]:
-        """ids (H, W) instance ids of this frame (0 = background, any positive values); scores
-        {id: score}. Returns (H, W) int64 track ids and {track id: score}."""
-        ids = np.asarray(ids).astype(np.int64)
-        cur = np.unique(ids)
-        cur = cur[cur > 0]                                                     # (n,)
-        lut = np.zeros(int(ids.max(initial=0)) + 1, np.int64)
-        lut[cur] = np.arange(1, len(cur) + 1)
+    def __call__(self, ids, scores: dict):
+        """ids (H, W) instance ids of this frame (0 = background, any non-negative values), a numpy
+        array or a tensor (the work stays on its device); scores {id: score}. Returns (H, W) int64
+        track ids (numpy in, numpy out) and {track id: score}."""
+        as_np = isinstance(ids, np.ndarray)
+        ids = torch.as_tensor(ids).long()
+        if ids.numel() and int(ids.min()) < 0:
+            raise ValueError(f"instance ids must be >= 0, got {int(ids.min())}")
+        top = int(ids.max()) if ids.numel() else 0
+        if top < 1 << 16:                                                      # the ids present: a bincount, no sort
+            cur = torch.bincount(ids.reshape(-1), minlength=1)[1:].nonzero()[:, 0] + 1
+        else:
+            cur = torch.unique(ids)
+            cur = cur[cur > 0]                                                 # (n,)
+        lut = torch.zeros(top + 1, dtype=torch.long, device=ids.device)
+        lut[cur] = torch.arange(1, len(cur) + 1, device=ids.device)
         compact = lut[ids]                                                     # (H, W) 0..n
+        cur = cur.cpu().numpy()
         track = np.zeros(len(cur), np.int64)
-        if self.prev is not None and len(cur) and len(self.prev_ids):
-            plut = np.zeros(int(self.prev_ids.max()) + 1, np.int64)
-            plut[self.prev_ids] = np.arange(1, len(self.prev_ids) + 1)
-            iou = iou_pairs(compact, len(cur), plut[self.prev], len(self.prev_ids))   # (n, m)
+        if self.prev is not None and len(cur) and len(self.prev_ids) and self.prev.shape == compact.shape:
+            iou = iou_from_counts(intersections(compact, len(cur), self.prev.to(compact.device), len(self.prev_ids)))
+            iou = iou.cpu().numpy()                                            # (n, m)
             r, c = linear_sum_assignment(-iou)
             ok = iou[r, c] >= self.min_iou
             track[r[ok]] = self.prev_ids[c[ok]]
         new = track == 0
         track[new] = self._fresh(int(new.sum()), track[~new])
-        out = np.concatenate([[0], track])[compact]
-        self.prev, self.prev_ids = out, track
-        return out, {int(t): float(scores.get(int(i), 0.0)) for i, t in zip(cur, track)}
+        out = torch.as_tensor(np.concatenate([[0], track]), device=ids.device)[compact]
+        self.prev, self.prev_ids = compact, track
+        return (out.numpy() if as_np else out), {int(t): float(scores.get(int(i), 0.0)) for i, t in zip(cur, track)}

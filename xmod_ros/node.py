@@ -74,6 +74,8 @@ PARAMETERS: dict[str, tuple] = {
     "checkpoint_lidar": ("", _D.PARAMETER_STRING,
                          "exported 3D student (student_lidar.pt); empty: the shipped demo model xmod_core/assets/student_lidar.pt"),
     "device": ("auto", _D.PARAMETER_STRING, "auto (CUDA when present, else CPU), cpu or cuda"),
+    "amp": (False, _D.PARAMETER_BOOL, "bf16 autocast for the students on CUDA (ignored on the CPU): less memory, not faster at one frame"),
+    "cuda_graphs": (True, _D.PARAMETER_BOOL, "replay the students' per-frame step as a CUDA graph (ignored on the CPU)"),
     "threads": (0, _D.PARAMETER_INTEGER, "CPU threads of the model (torch.set_num_threads); 0: PyTorch's default"),
     "height": (96, _D.PARAMETER_INTEGER, "processing height in pixels (multiple of 4)"),
     "width": (320, _D.PARAMETER_INTEGER, "processing width in pixels (multiple of 4)"),
@@ -335,7 +337,8 @@ class XmodNode(Node):
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
-                              state_horizon=p["state_horizon"], track_iou=p["track_iou"])
+                              state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
+                              cuda_graphs=p["cuda_graphs"])
         if p["threads"] > 0:
             import torch
             torch.set_num_threads(int(p["threads"]))
