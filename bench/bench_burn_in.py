@@ -4,7 +4,8 @@ and F1 at IoU 0.5 (pooled), FG-ARI, and recall on moving and on still objects.
 
 Evaluation at the students' input resolution (the demo's 96x320 centre crop); ground-truth
 objects under --min-area pixels there are ignored (neither a miss nor, when matched, a false
-positive); predicted fragments under --min-area are dropped. Unknown motion frames count as
+positive); predicted fragments under --min-area are dropped, and so are the students' instances
+scoring under --min-score (as the Predictor does). Unknown motion frames count as
 empty motion masks (that is what the motion masks give there).
 
     .venv/bin/python bench/bench_burn_in.py --data 'data/bench/sim/*/*_sync' \
@@ -29,7 +30,7 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
     return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_NEAREST)
 
 
-def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3) -> dict:
+def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5) -> dict:
     rows = {"motion masks": (F1Accumulator(), [])} | {f"{m} student": (F1Accumulator(), []) for m in students}
     for drive in drives:
         n = len(sorted((drive / "image_02" / "data").glob("*.png")))
@@ -42,7 +43,7 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
                 x = sample[modality][None]                          # (1, T, C, H, W): the whole drive
                 step = window or x.shape[1]                          # state restarted every `window` frames
                 masks = torch.cat([model(x[:, i:i + step])["masks"] for i in range(0, x.shape[1], step)], 1)
-                ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area)
+                ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area, min_score=min_score)
                 preds[f"{modality} student"] = (ids.numpy(), conf.numpy())
         for t, fid in enumerate(ds.drives[0].frame_ids):
             gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
@@ -79,6 +80,9 @@ def main():
     ap.add_argument("--window", type=int, default=3,
                     help="frames the students carry their state before it restarts, as the Predictor's "
                          "state_horizon (0: the whole drive)")
+    ap.add_argument("--min-score", type=float, default=0.5,
+                    help="students' instances scoring less are dropped, as the Predictor's min_score (0.5, chosen on "
+                         "the held-out seed-300 drives of bench_xmod_table, not on these)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.window < 0:
@@ -88,9 +92,9 @@ def main():
         if path:
             students[modality] = load_student(path)[0]
     drives = find_drives([a.data])
-    res = evaluate(drives, students, a.height, a.width, a.min_area, a.window)
+    res = evaluate(drives, students, a.height, a.width, a.min_area, a.window, a.min_score)
     print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px, "
-          f"state restarted every {a.window or 'drive'} frames")
+          f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}")
     print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'R still':>8s} {'R moving':>9s}")
     fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
     for name, r in res.items():

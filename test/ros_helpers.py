@@ -241,7 +241,8 @@ def node_assets(d: Path) -> dict:
 
 def base_params(assets, **kw) -> dict:
     p = {"checkpoint_rgb": str(assets["rgb"]), "checkpoint_lidar": str(assets["lidar"]), "height": 48, "width": 160,
-         "status_period": 0.25, "warn_period": 60.0, "device": "cpu"}
+         "status_period": 0.25, "warn_period": 60.0, "device": "cpu",
+         "min_score": 0.0}                  # untrained seeded students are unsure of everything: keep their instances
     p.update(kw)
     return p
 

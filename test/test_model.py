@@ -103,3 +103,16 @@ def test_slots_to_instances():
     assert ids[0, 3, 5] == 0 and ids[0, 0, 0] == 1 and conf[0, 1] == 0
     up, _ = slots_to_instances(m, size=(8, 12))
     assert up.shape == (1, 8, 12) and up[0, 0, 0] == 1
+
+
+def test_slots_to_instances_drops_unsure_instances():
+    from xmod_core.instances import slots_to_instances
+    m = torch.zeros(1, 4, 4, 6)
+    m[0, 3] = 1.0                               # background everywhere ...
+    m[0, 0, :2, :2] = 4.0                       # ... slot 0 wins a 2x2 block with 4/5 of the attention
+    m[0, 1, 2:, 3:] = 1.2                       # slot 1 wins a 2x3 block with 1.2/2.2 of it
+    m = m / m.sum(1, keepdim=True)
+    ids, conf = slots_to_instances(m, min_score=0.6)
+    assert ids[0, 0, 0] == 1 and (ids[0, 2:, 3:] == 0).all() and conf[0, 1] == 0 and conf[0, 0] == pytest.approx(0.8)
+    ids, _ = slots_to_instances(m, min_score=0.5)
+    assert (ids[0, 2:, 3:] == 2).all()

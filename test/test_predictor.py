@@ -78,7 +78,7 @@ def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, hor
     step = horizon or len(frames)
     with torch.no_grad():
         masks = torch.cat([model(x[None, i:i + step])["masks"][0] for i in range(0, len(frames), step)])
-        ids, _ = slots_to_instances(masks, size=(32, 96))
+        ids, _ = slots_to_instances(masks, size=(32, 96), min_pixels=p.cfg.min_pixels, min_score=p.cfg.min_score)
     import cv2
     for r, t in zip(results, frames):
         want = cv2.resize(ids[t].numpy().astype(np.uint16), (d.calib.width, d.calib.height), interpolation=cv2.INTER_NEAREST)

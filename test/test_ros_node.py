@@ -97,7 +97,7 @@ def test_outputs_equal_the_library_on_the_same_input(fused, probe, assets):
     request = __import__("contextlib").ExitStack()
     request.callback(torch.set_num_threads, threads)
     pred = Predictor(PredictorConfig(mode="fused", ckpt_2d=str(assets["rgb"]), ckpt_3d=str(assets["lidar"]), device="cpu",
-                                     height=48, width=160), load_calib(assets["calib"]))
+                                     height=48, width=160, min_score=0.0), load_calib(assets["calib"]))
     for k, s in enumerate((2100.0, 2110.0)):
         rgb, pts = H.synthetic_scene(k)
         im = convert.numpy_to_image(rgb[..., ::-1], "bgr8", H.header(s, CAM))       # BGR on the wire

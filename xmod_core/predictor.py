@@ -58,6 +58,8 @@ class PredictorConfig:
     height: int = 96                    # processing resolution (multiples of 4)
     width: int = 320
     min_pixels: int = 20                # instance fragments below this many pixels (processing grid) are dropped
+    min_score: float = 0.5              # instances whose slot holds less of their pixels' attention are dropped
+                                        # (chosen on held-out drives, seed 300: 2D F1@50 0.188 -> 0.208)
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
     keep_single: bool = False           # also keep confident single-modality objects
     single_score: float = 0.9           # ... from this score on
@@ -109,9 +111,12 @@ class Predictor:
             self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
+        if not 0.0 <= cfg.min_score < 1.0:
+            raise ValueError(f"min_score must be within [0, 1), got {cfg.min_score}")
         if not 0.0 < cfg.track_iou <= 1.0:
             raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
-        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels)
+        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
+                       min_score=cfg.min_score)
         self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
         self.calib_small = calib.scaled(cfg.height, cfg.width)
         self.tracker = IdTracker(cfg.track_iou)

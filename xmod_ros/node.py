@@ -84,6 +84,8 @@ PARAMETERS: dict[str, tuple] = {
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
     "keep_single": (False, _D.PARAMETER_BOOL, "late fusion: also keep confident objects seen by one modality only"),
     "min_pixels": (20, _D.PARAMETER_INTEGER, "smallest instance, in pixels of the processing grid"),
+    "min_score": (0.5, _D.PARAMETER_DOUBLE,
+                  "smallest instance score (mean slot attention over its pixels); unsure instances are dropped"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
     "state_horizon": (3, _D.PARAMETER_INTEGER,
@@ -335,7 +337,7 @@ class XmodNode(Node):
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
-                              width=p["width"], min_pixels=p["min_pixels"], fusion_iou=p["fusion_iou"],
+                              width=p["width"], min_pixels=p["min_pixels"], min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"])
