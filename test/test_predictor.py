@@ -129,15 +129,20 @@ def test_bad_input(students, tiny_drive):
         Predictor(PredictorConfig(mode="rgb", ckpt_2d="/nonexistent.pt", device="cpu"), d.calib)
 
 
+def instance_pair(rng, noise_share: float):
+    """A 2D instance map with scores and a 3D one that agrees with it except on `noise_share` of the pixels."""
+    a, sa = random_instances(rng, K=12, H=40, W=60)
+    b = a.copy()
+    noise = rng.random(a.shape) < noise_share
+    b[noise] = rng.integers(0, 12, noise.sum())
+    return a, sa, b, rng.random(11)
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_fusion_equals_the_double_loop_reference(keep):
     rng = np.random.default_rng(1)
     for _ in range(3):
-        a, sa = random_instances(rng, K=12, H=40, W=60)
-        b = a.copy()
-        noise = rng.random(a.shape) < 0.4
-        b[noise] = rng.integers(0, 12, noise.sum())
-        sb = rng.random(11)
+        a, sa, b, sb = instance_pair(rng, 0.4)
         f1, s1 = late_fusion(a, sa, b, sb, 0.1, keep, 0.5)
         f2, s2 = reference_late_fusion(a, sa, b, sb, 0.1, keep, 0.5)
         np.testing.assert_array_equal(f1, f2)
@@ -234,11 +239,7 @@ def test_fusion_and_tracker_on_tensors_equal_the_numpy_path():
     rng = np.random.default_rng(3)
     tr_np, tr_t = IdTracker(0.3), IdTracker(0.3)
     for _ in range(3):
-        a, sa = random_instances(rng, K=12, H=40, W=60)
-        b = a.copy()
-        noise = rng.random(a.shape) < 0.3
-        b[noise] = rng.integers(0, 12, noise.sum())
-        sb = rng.random(11)
+        a, sa, b, sb = instance_pair(rng, 0.3)
         f1, s1 = late_fusion(a, sa, b, sb, 0.1, True, 0.5)
         f2, s2 = late_fusion(torch.from_numpy(a), torch.from_numpy(sa), torch.from_numpy(b), sb, 0.1, True, 0.5)
         assert isinstance(f2, torch.Tensor) and s1 == pytest.approx(s2)
