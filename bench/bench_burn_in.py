@@ -5,7 +5,9 @@ and F1 at IoU 0.5 (pooled), FG-ARI, and recall on moving and on still objects.
 Evaluation at the students' input resolution (the demo's 96x320 centre crop); ground-truth
 objects under --min-area pixels there are ignored (neither a miss nor, when matched, a false
 positive); predicted fragments under --min-area are dropped, and so are the students' instances
-scoring under --min-score (as the Predictor does). Unknown motion frames count as
+scoring under --min-score (as the Predictor does). FG-ARI is reported twice: of the instances
+scored for F1 (after those drops) and "(all)" of the whole partition before any drop (the students'
+slot argmax, as the paper computes it; the motion masks before the size filter). Unknown motion frames count as
 empty motion masks (that is what the motion masks give there).
 
     .venv/bin/python bench/bench_burn_in.py --data 'data/bench/sim/*/*_sync' \
@@ -31,7 +33,7 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
 
 
 def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5) -> dict:
-    rows = {"motion masks": (F1Accumulator(), [])} | {f"{m} student": (F1Accumulator(), []) for m in students}
+    rows = {"motion masks": (F1Accumulator(), [], [])} | {f"{m} student": (F1Accumulator(), [], []) for m in students}
     for drive in drives:
         n = len(sorted((drive / "image_02" / "data").glob("*.png")))
         ds = ClipDataset(DataConfig(drives=[str(drive)], clip_len=n, height=H, width=W, workers=0), None,
@@ -44,7 +46,8 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
                 step = window or x.shape[1]                          # state restarted every `window` frames
                 masks = torch.cat([model(x[:, i:i + step])["masks"] for i in range(0, x.shape[1], step)], 1)
                 ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area, min_score=min_score)
-                preds[f"{modality} student"] = (ids.numpy(), conf.numpy())
+                seg, _ = slots_to_instances(masks[0], size=(H, W))      # the whole partition, nothing dropped
+                preds[f"{modality} student"] = (ids.numpy(), conf.numpy(), seg.numpy())
         for t, fid in enumerate(ds.drives[0].frame_ids):
             gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
                              sample["crop"], W, H).astype(np.int64)
@@ -56,17 +59,22 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
             motion = cv2.imread(str(mpath), cv2.IMREAD_UNCHANGED) if mpath.is_file() else None
             motion = np.zeros_like(gt) if motion is None else crop_resize(motion, sample["crop"], W, H).astype(np.int64)
             m_area = np.bincount(motion.ravel())
+            motion_all = motion.copy()
             motion[np.isin(motion, np.flatnonzero(m_area < min_area))] = 0
-            frame_preds = {"motion masks": (motion, None)} | {k: (ids[t], conf[t]) for k, (ids, conf) in preds.items()}
-            for name, (pred, conf) in frame_preds.items():
-                acc, aris = rows[name]
+            frame_preds = {"motion masks": (motion, None, motion_all)} | {
+                k: (ids[t], conf[t], seg[t]) for k, (ids, conf, seg) in preds.items()}
+            gt_kept = np.where(np.isin(gt, ignore), 0, gt)
+            for name, (pred, conf, seg) in frame_preds.items():
+                acc, aris, aris_seg = rows[name]
                 scores = None if conf is None else {k + 1: float(c) for k, c in enumerate(conf)}
                 acc.update(gt, pred, scores=scores, ignore_ids=ignore, moving_ids=moving)
-                a = fg_ari(np.where(np.isin(gt, ignore), 0, gt), pred)
-                if a is not None:
-                    aris.append(a)
-    return {name: acc.result() | {"fg_ari": float(np.mean(aris)) if aris else None, "frames_ari": len(aris)}
-            for name, (acc, aris) in rows.items()}
+                for out, p in ((aris, pred), (aris_seg, seg)):
+                    a = fg_ari(gt_kept, p)
+                    if a is not None:
+                        out.append(a)
+    mean = lambda v: float(np.mean(v)) if v else None
+    return {name: acc.result() | {"fg_ari": mean(aris), "fg_ari_all": mean(aris_seg), "frames_ari": len(aris)}
+            for name, (acc, aris, aris_seg) in rows.items()}
 
 
 def main():
@@ -95,10 +103,10 @@ def main():
     res = evaluate(drives, students, a.height, a.width, a.min_area, a.window, a.min_score)
     print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px, "
           f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}")
-    print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'R still':>8s} {'R moving':>9s}")
+    print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'(all)':>6s} {'R still':>8s} {'R moving':>9s}")
     fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
     for name, r in res.items():
-        print(f"{name:16s} {fmt(r['precision'])} {fmt(r['recall'])} {fmt(r['f1'])} {fmt(r['fg_ari']):>7s} "
+        print(f"{name:16s} {fmt(r['precision'])} {fmt(r['recall'])} {fmt(r['f1'])} {fmt(r['fg_ari']):>7s} {fmt(r['fg_ari_all'])} "
               f"{fmt(r['recall_still']):>8s} {fmt(r['recall_moving']):>9s}")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
