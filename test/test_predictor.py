@@ -280,3 +280,25 @@ def test_student_step_on_the_cpu_is_the_eager_step_with_graphs_ignored():
             out, ref_state = model.step(x[t], ref_state, decode=False)
             ref_ids, ref_conf = post(out["masks"])
             assert torch.equal(ids, ref_ids) and torch.allclose(conf, ref_conf)
+
+
+def test_student_step_falls_back_to_eager_when_graph_capture_fails():
+    from functools import partial
+
+    from xmod_core.graphs import StudentStep
+    from xmod_core.model import DIOD, ModelConfig
+    torch.manual_seed(0)
+    model = DIOD(ModelConfig(num_slots=4, widths=[8, 8, 16, 16, 16], blocks=[1, 1, 1, 1])).eval()
+    step = StudentStep(model, partial(slots_to_instances, size=(32, 64)))
+    step.graphs = True                                        # as on CUDA ...
+
+    def no_capture(*a):
+        raise RuntimeError("operation not permitted when stream is capturing")
+    step._capture = no_capture                                # ... on a driver that cannot capture
+    x = torch.rand(2, 1, 3, 32, 64)
+    with torch.no_grad():
+        _, _, state = step(x[0], None)
+        with pytest.warns(RuntimeWarning, match="run eagerly"):
+            ids, _, _ = step(x[1], state)
+        ref, _ = model.step(x[1], state, decode=False)
+    assert torch.equal(ids, partial(slots_to_instances, size=(32, 64))(ref["masks"])[0]) and not step.graphs

@@ -10,6 +10,7 @@ does everything on the CPU. Same kernels in the same order, so the same numbers.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -50,7 +51,12 @@ class StudentStep:
         if not self.graphs or state is None:
             return self._run(x, state)
         if self.graph is None or x.shape != self.x.shape or state.slots.shape != self.slots.shape:
-            self._capture(x, state)
+            try:
+                self._capture(x, state)
+            except RuntimeError as e:                                           # a driver or op without capture support
+                warnings.warn(f"CUDA graph capture failed ({e}); the students run eagerly", RuntimeWarning)
+                self.graphs, self.graph = False, None
+                return self._run(x, state)
         self.x.copy_(x)
         for buf, h in zip(self.hidden, state.hidden):
             buf.copy_(h)

@@ -23,8 +23,8 @@ too (`fusion`, `tracking`), so only the final id map and per-slot scores cross t
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
