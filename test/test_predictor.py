@@ -220,6 +220,9 @@ def test_predictor_restarts_state_every_horizon_frames(students, tiny_drive):
         predictor(students, tiny_drive, "rgb", state_horizon=-1)
     with pytest.raises(ValueError, match="track_iou"):
         predictor(students, tiny_drive, "rgb", track_iou=1.5)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="min_score"):
+            predictor(students, tiny_drive, "rgb", min_score=bad)
 
 
 def test_clusters_keep_large_and_sparse_track_ids():
