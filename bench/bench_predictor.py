@@ -2,8 +2,9 @@
 work of one frame (front view, students, instances, fusion, 3D clusters), median over frames, on
 the device at hand. Random-weight students (speed does not depend on the weights) and synthetic
 frames at KITTI geometry (1242x375 image, 120k-point scan), so it runs anywhere. On CUDA each
-mode is measured side by side eager (fp32), as CUDA graphs (fp32) and as graphs in bf16 autocast; the stage times (ms, medians) follow
-(see `Predictor`: on CUDA the model times are queueing, `model_wait` the device finishing).
+mode is measured side by side eager (fp32), as CUDA graphs (fp32) and as graphs in bf16
+autocast; the stage times (ms, medians) follow (see `Predictor`: on CUDA the model times are
+queueing, `model_wait` the device finishing).
 
     python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
 """

@@ -263,6 +263,11 @@ def test_tracker_rejects_negative_ids_and_restarts_on_a_new_size():
     first, _ = tr(a, {})
     again, _ = tr(np.kron(a, np.ones((2, 2), int)), {})         # another resolution: nothing to match against
     assert again.max() > 0 and again.max() != first.max()
+    big = np.where(a > 0, 10**12, 0)                             # ids far beyond a lookup table: still tracked
+    big[5, 7] = 3
+    out, sc = tr(big, {10**12: 0.8, 3: 0.4})
+    assert len(np.unique(out)) == 3 and out[2, 2] > 0 and sc[int(out[2, 2])] == pytest.approx(0.8)
+    assert sc[int(out[5, 7])] == pytest.approx(0.4)
 
 
 def test_student_step_on_the_cpu_is_the_eager_step_with_graphs_ignored():

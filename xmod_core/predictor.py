@@ -194,8 +194,7 @@ class Predictor:
             grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score)
         else:
             grid, conf = inst[cfg.mode]
-            present = torch.bincount(grid.reshape(-1), minlength=len(conf) + 1)[1:].nonzero()[:, 0].cpu().numpy()
-            scores = {int(k) + 1: float(conf[k]) for k in present}
+            scores = {k + 1: float(c) for k, c in enumerate(conf)}          # the tracker keeps those present
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
         grid = grid.to(torch.int32).cpu().numpy()
         labels = cv2.resize(grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)

@@ -49,13 +49,16 @@ class IdTracker:
             raise ValueError(f"instance ids must be >= 0, got {int(ids.min())}")
         top = int(ids.max()) if ids.numel() else 0
         if top < 1 << 16:                                                      # the ids present: a bincount, no sort
-            cur = torch.bincount(ids.reshape(-1), minlength=1)[1:].nonzero()[:, 0] + 1
-        else:
-            cur = torch.unique(ids)
-            cur = cur[cur > 0]                                                 # (n,)
-        lut = torch.zeros(top + 1, dtype=torch.long, device=ids.device)
-        lut[cur] = torch.arange(1, len(cur) + 1, device=ids.device)
-        compact = lut[ids]                                                     # (H, W) 0..n
+            cur = torch.bincount(ids.reshape(-1), minlength=1)[1:].nonzero()[:, 0] + 1   # (n,)
+            lut = torch.zeros(top + 1, dtype=torch.long, device=ids.device)
+            lut[cur] = torch.arange(1, len(cur) + 1, device=ids.device)
+            compact = lut[ids]                                                 # (H, W) 0..n
+        else:                                                                  # large ids: a sort, no table of them
+            cur, compact = torch.unique(ids, return_inverse=True)
+            if cur[0] == 0:
+                cur = cur[1:]
+            else:
+                compact = compact + 1
         cur = cur.cpu().numpy()
         track = np.zeros(len(cur), np.int64)
         if self.prev is not None and len(cur) and len(self.prev_ids) and self.prev.shape == compact.shape:
