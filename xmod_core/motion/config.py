@@ -92,6 +92,8 @@ class ResidualConfig:
     depth_window: tuple[int, int] = (10, 14)
     near_window: tuple[int, int] = (18, 26)
     depth_rel: float = 0.05
+    point_depth_rel: float = 0.02
+    point_interior_rel: float = 0.1
     open_far_near_holes: bool = True
     min_depth_m: float = 2.0
     threshold: float = 1.5
@@ -102,6 +104,8 @@ class ResidualConfig:
         for name in ("depth_window", "near_window"):
             _check(all(k >= 1 for k in getattr(self, name)), f"residual.{name} entries must be >= 1")
         _check(self.min_depth_m > 0, "residual.min_depth_m must be > 0")
+        _check(self.depth_rel >= 0 and self.point_depth_rel >= 0,
+               "residual.depth_rel and residual.point_depth_rel must be >= 0")
         _check(0 < self.threshold <= self.seed_threshold,
                "residual: need 0 < threshold <= seed_threshold")
 
@@ -126,6 +130,12 @@ class MaskConfig:
     cluster_min_share: float = 0.1
     object_min_score: float = 1.25
     object_bulk_share: float = 0.35
+    point_objects: bool = True
+    point_object_score: float = 1.25
+    point_object_min_points: int = 10
+    point_object_max_extent_m: float = 12.0
+    point_object_max_height_m: float = 4.5
+    point_object_covered: float = 0.3
     split_min_px: float = 2.0
     split_ratio: float = 2.0
     split_min_share: float = 0.15
@@ -135,6 +145,8 @@ class MaskConfig:
         _check(self.min_area_px >= 1, "mask.min_area_px must be >= 1")
         _check(0 < self.object_bulk_share <= 1, "mask.object_bulk_share must be within (0, 1]")
         _check(0 <= self.min_object_share <= 1, "mask.min_object_share must be within [0, 1]")
+        _check(self.point_object_min_points >= 1, "mask.point_object_min_points must be >= 1")
+        _check(0 < self.point_object_covered <= 1, "mask.point_object_covered must be within (0, 1]")
         _check(0 < self.split_min_share < 0.5, "mask.split_min_share must be within (0, 0.5)")
 
 

@@ -1,6 +1,7 @@
 """Per-frame motion evidence and instance masks (see the package docstring for the method)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -24,6 +25,8 @@ class Evidence:
     tolerance (> 1: not explained by ego-motion); NaN where the flow is not valid.
     valid (h,w) bool: flow passed the forward-backward check and is inside the border.
     reliable (h,w) bool: valid and textured (allowed to seed a mask or to veto one).
+    point_score (M,) float32: the same score for each visible LiDAR point at its own depth
+    (None without LiDAR or metric ego-motion); NaN where the point's flow is not valid.
     """
     score: np.ndarray
     valid: np.ndarray
@@ -31,6 +34,7 @@ class Evidence:
     flow: np.ndarray
     ego: EgoMotion
     textured: np.ndarray | None = None
+    point_score: np.ndarray | None = None
 
 
 @dataclass
@@ -70,6 +74,35 @@ def _check_image(img, name: str) -> np.ndarray:
 def _odd(x: float) -> int:
     """Nearest odd integer >= 1 (window sizes)."""
     return max(1, 2 * int(round((x - 1) / 2)) + 1)
+
+
+def _rigid_deviation(u, v, fx, fy, lo, hi, Hm: np.ndarray, b: tuple):
+    """Distance of the measured position (u + fx, v + fy) to the segment of static-world positions
+    p'(rho) = pi(Hm p + rho b), rho in [lo, hi] (inverse depth), and the length of the rigid flow
+    at the closest point of the segment.  Element-wise on float32 arrays of any (equal) shape:
+    pixels (h,w) or points (M,); ``lo`` / ``hi`` may be modified (clamped) in place."""
+    b0, b1, b2 = (np.float32(x) for x in b)
+    # element-wise (3x3 BLAS on (3, n) float32 is slower and spawns threads)
+    a0 = np.float32(Hm[0, 0]) * u + np.float32(Hm[0, 1]) * v + np.float32(Hm[0, 2])
+    a1 = np.float32(Hm[1, 0]) * u + np.float32(Hm[1, 1]) * v + np.float32(Hm[1, 2])
+    a2 = np.float32(Hm[2, 0]) * u + np.float32(Hm[2, 1]) * v + np.float32(Hm[2, 2])
+    if b2 < 0:  # forward motion: keep the point at least half its depth away at b
+        np.minimum(hi, a2 * (np.float32(0.5) / -b2), out=hi)
+        np.minimum(lo, hi, out=lo)
+    den = a2 + lo * b2
+    e0x = (a0 + lo * b0) / den
+    e0y = (a1 + lo * b1) / den
+    den = a2 + hi * b2
+    dx = (a0 + hi * b0) / den - e0x
+    dy = (a1 + hi * b1) / den - e0y
+    qx = u + fx - e0x          # q - e0
+    qy = v + fy - e0y
+    t = (qx * dx + qy * dy) / (dx * dx + dy * dy + np.float32(1e-9))
+    np.clip(t, 0.0, 1.0, out=t)
+    # q - closest = (q - e0) - t d ; rigid flow = e0 + t d - p
+    dist = np.hypot(qx - t * dx, qy - t * dy)
+    rigid = np.hypot(e0x + t * dx - u, e0y + t * dy - v)
+    return dist, rigid
 
 
 @dataclass(frozen=True)
@@ -215,6 +248,7 @@ class MotionSegmenter:
             textured = self.texture(g_a)
         reliable = valid & textured
         score = np.full((h, w), np.nan, np.float32)
+        point_score = None
         if ego.ok:
             c = self.cfg.residual
             T = rect_to_cam(ego.T, camera_offset(pcalib)) if ego.metric else ego.T
@@ -222,30 +256,38 @@ class MotionSegmenter:
             Hm = K @ T[:3, :3] @ np.linalg.inv(K)
             b0, b1, b2 = (float(x) for x in K @ T[:3, 3])
             u, v = self._pixel_grid(h, w)
-            # element-wise (3x3 BLAS on (3, hw) float32 is slower and spawns threads)
-            a0 = np.float32(Hm[0, 0]) * u + np.float32(Hm[0, 1]) * v + np.float32(Hm[0, 2])
-            a1 = np.float32(Hm[1, 0]) * u + np.float32(Hm[1, 1]) * v + np.float32(Hm[1, 2])
-            a2 = np.float32(Hm[2, 0]) * u + np.float32(Hm[2, 1]) * v + np.float32(Hm[2, 2])
             lo, hi = self.depth_interval(lv, h, w, ego.metric)
-            if b2 < 0:  # forward motion: keep the point at least half its depth away at b
-                np.minimum(hi, a2 * np.float32(0.5 / -b2), out=hi)
-                np.minimum(lo, hi, out=lo)
-            den = a2 + lo * np.float32(b2)
-            e0x = (a0 + lo * np.float32(b0)) / den
-            e0y = (a1 + lo * np.float32(b1)) / den
-            den = a2 + hi * np.float32(b2)
-            dx = (a0 + hi * np.float32(b0)) / den - e0x
-            dy = (a1 + hi * np.float32(b1)) / den - e0y
-            qx = u + fw[..., 0] - e0x          # q - e0
-            qy = v + fw[..., 1] - e0y
-            t = (qx * dx + qy * dy) / (dx * dx + dy * dy + np.float32(1e-9))
-            np.clip(t, 0.0, 1.0, out=t)
-            # q - closest = (q - e0) - t d ; rigid flow = e0 + t d - p
-            dist = np.hypot(qx - t * dx, qy - t * dy)
-            rigid = np.hypot(e0x + t * dx - u, e0y + t * dy - v)
+            dist, rigid = _rigid_deviation(u, v, fw[..., 0], fw[..., 1], lo, hi, Hm, (b0, b1, b2))
             score = dist / (np.float32(self.px.sigma) + np.float32(c.rel) * rigid)
             score[~valid] = np.nan
-        return Evidence(score, valid, reliable, fw, ego, textured)
+            if lv is not None and lv.n > 0 and ego.metric:
+                point_score = self._point_scores(fw, valid, lv, Hm, (b0, b1, b2))
+        return Evidence(score, valid, reliable, fw, ego, textured, point_score)
+
+    def _point_scores(self, fw: np.ndarray, valid: np.ndarray, lv: LidarView, Hm: np.ndarray,
+                      b: tuple) -> np.ndarray:
+        """(M,) score of every visible LiDAR point, as :meth:`evidence` scores pixels but with the
+        point's *own* depth (+- ``point_depth_rel``) instead of the depth interval of a window:
+        motion along the viewing ray (a lorry ahead driving on, an oncoming car) shifts the flow
+        along the epipolar line by less than a window's depth spread allows, but by more than a
+        single LiDAR range does.  NaN where the point's pixel has no valid flow."""
+        c = self.cfg.residual
+        w = fw.shape[1]
+        pu, pv = lv.pix % w, lv.pix // w
+        u = lv.uv[:, 0].astype(np.float32)
+        v = lv.uv[:, 1].astype(np.float32)
+        rho = (1.0 / lv.depth).astype(np.float32)
+        lo = rho / np.float32(1 + c.point_depth_rel)
+        hi = rho / np.float32(max(1 - c.point_depth_rel, 1e-3))
+        f = fw[pv, pu]
+        dist, rigid = _rigid_deviation(u, v, f[:, 0], f[:, 1], lo, hi, Hm, b)
+        score = dist / (np.float32(self.px.sigma) + np.float32(c.rel) * rigid)
+        # only points inside a surface count: near a silhouette DIS drags the flow of what lies
+        # behind (or in front) onto the point's pixel, which no static depth explains
+        tol = np.float32(1 + c.point_interior_rel)
+        interior = (lv.rho_max[pv, pu] <= rho * tol) & (lv.rho_min[pv, pu] * tol >= rho)
+        score[~(valid[pv, pu] & interior)] = np.nan
+        return score
 
     # ------------------------------------------------------------------ masks
     def combine(self, evs: list[Evidence]) -> tuple[np.ndarray, np.ndarray]:
@@ -255,27 +297,40 @@ class MotionSegmenter:
         one pair only (:meth:`segment_pair`, first / last frame of a drive, a missing neighbour)
         has its score scaled by ``single_pair_factor`` (no temporal agreement to lean on).
         Returns (score with NaN where none is valid, reliable-any)."""
-        c = self.cfg.mask
-        evs = [e for e in evs if e.ego.ok]
-        if not c.temporal:
-            evs = evs[:1]
-        if len(evs) == 1:
-            score = evs[0].score * c.single_pair_factor
-        else:
-            stack = np.stack([e.score for e in evs])
-            n_valid = np.isfinite(stack).sum(0)
-            with np.errstate(all="ignore"):
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    score = np.nanmin(stack, axis=0)
-            score[n_valid == 1] *= c.single_evidence_factor
+        evs = self._temporal(evs)
+        score = self._combine_scores([e.score for e in evs])
         reliable = np.logical_or.reduce([e.reliable for e in evs])
         return score, reliable
 
+    def combine_points(self, evs: list[Evidence]) -> np.ndarray | None:
+        """The evidences' per-point scores combined as :meth:`combine` combines pixels
+        ((M,) float32, NaN where no evidence is valid); None without point scores."""
+        evs = self._temporal(evs)
+        if not evs or any(e.point_score is None for e in evs):
+            return None
+        return self._combine_scores([e.point_score for e in evs])
+
+    def _temporal(self, evs: list[Evidence]) -> list[Evidence]:
+        evs = [e for e in evs if e.ego.ok]
+        return evs if self.cfg.mask.temporal else evs[:1]
+
+    def _combine_scores(self, scores: list[np.ndarray]) -> np.ndarray:
+        c = self.cfg.mask
+        if len(scores) == 1:
+            return scores[0] * np.float32(c.single_pair_factor)
+        stack = np.stack(scores)
+        n_valid = np.isfinite(stack).sum(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns stay NaN
+            score = np.nanmin(stack, axis=0)
+        score[n_valid == 1] *= np.float32(c.single_evidence_factor)
+        return score
+
     def masks(self, score: np.ndarray, reliable: np.ndarray, lv: LidarView | None, flow: np.ndarray,
-              out_size: tuple[int, int]) -> tuple[np.ndarray, dict]:
-        """Threshold, clean and split the combined score into instances; uint16 (H,W) at out_size."""
+              out_size: tuple[int, int], point_score: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        """Threshold, clean and split the combined score into instances, then add the movers
+        that only their LiDAR points reveal (:meth:`_point_objects`, needs ``point_score``, the
+        combined per-point scores); uint16 (H,W) at out_size."""
         c, r = self.cfg.mask, self.cfg.residual
         h, w = score.shape
         s = np.nan_to_num(score, nan=0.0)
@@ -310,8 +365,10 @@ class MotionSegmenter:
                 keep &= obj
         out = np.zeros((h, w), np.int32)
         next_id = 1
-        use_lidar = lv is not None and lv.n > 0 and c.lidar_refine and n > 1
-        if use_lidar:
+        have_lidar = lv is not None and lv.n > 0
+        use_lidar = have_lidar and c.lidar_refine and n > 1
+        use_points = have_lidar and c.point_objects and point_score is not None
+        if use_lidar or use_points:
             kw, kh = self.px.depth_window
             kernel = np.ones((kh, kw), np.uint8)
             l_pts = lab.ravel()[lv.pix]
@@ -347,6 +404,11 @@ class MotionSegmenter:
                         continue
                     region[piece] = next_id
                     next_id += 1
+        if use_points:
+            n_before = next_id
+            next_id = self._point_objects(out, next_id, point_score, lv, above_idx, scene_obj, s, score,
+                                          grow_ok, has_pt, kernel, area_min)
+            info["point_objects"] = next_id - n_before
         info["instances"] = next_id - 1
         H, W = out_size
         if (H, W) != (h, w):
@@ -377,7 +439,7 @@ class MotionSegmenter:
 
     def _lidar_parts(self, sub: np.ndarray, pts: np.ndarray, lv: LidarView, box, s: np.ndarray,
                      score: np.ndarray, grow_ok: np.ndarray, has_pt: np.ndarray,
-                     kernel: np.ndarray, scene_obj: np.ndarray) -> list[np.ndarray]:
+                     kernel: np.ndarray, scene_obj: np.ndarray, force: bool = False) -> list[np.ndarray]:
         """Objects of one motion component from its LiDAR points (crop ``box`` = y0, y1, x0, x1).
 
         The above-ground points ``pts`` of the component are clustered in the bird's-eye view
@@ -390,7 +452,8 @@ class MotionSegmenter:
         background are cut), then grows over neighbouring pixels near its points (same BEV box)
         that are moving-ish (score > grow_threshold) or have no valid flow (textureless paint,
         large displacements): the whole object, not only its textured part.  Component pixels
-        without any LiDAR nearby (above the scan) go to the nearest cluster."""
+        without any LiDAR nearby (above the scan) go to the nearest cluster.  ``force``: the
+        points are already known to move (:meth:`_point_objects`): no score tests."""
         c, r = self.cfg.mask, self.cfg.residual
         y0, y1, x0, x1 = box
         if len(pts) < c.min_object_points:
@@ -424,7 +487,7 @@ class MotionSegmenter:
             if counts[j] < max(c.min_object_points, c.cluster_min_share * len(pts)):
                 continue
             mj = plab == j
-            if np.median(ps[mj]) <= r.threshold:
+            if not force and np.median(ps[mj]) <= r.threshold:
                 continue
             pj = P[mj]
             m = c.cluster_margin_m
@@ -440,7 +503,7 @@ class MotionSegmenter:
             # ... unless the cluster is the bulk of that scene object (>= object_bulk_share of its
             # points): then the scene object is this mover merged in BEV with a neighbour (cars
             # side by side in adjacent lanes), not a static object with a moving-looking fragment
-            if (scene_obj[pts[mj]] == whole).sum() < c.object_bulk_share * len(obj_pts):
+            if not force and (scene_obj[pts[mj]] == whole).sum() < c.object_bulk_share * len(obj_pts):
                 obj_scores = score.ravel()[lv.pix[obj_pts]]
                 obj_scores = obj_scores[np.isfinite(obj_scores)]
                 if len(obj_scores) and np.median(obj_scores) <= c.object_min_score:
@@ -472,6 +535,75 @@ class MotionSegmenter:
             for i in range(len(parts)):
                 parts[i] = parts[i] | (lost & (near_lbl == i + 1))
         return parts
+
+    def _point_objects(self, out: np.ndarray, next_id: int, point_score: np.ndarray, lv: LidarView,
+                       above_idx: np.ndarray, scene_obj: np.ndarray, s: np.ndarray, score: np.ndarray,
+                       grow_ok: np.ndarray, has_pt: np.ndarray, kernel: np.ndarray, area_min: float) -> int:
+        """Movers that only their LiDAR points reveal, added to ``out`` (ids from ``next_id``;
+        returns the next free id).
+
+        A scene object (:meth:`_scene_objects`: above-ground points clustered in bird's-eye view
+        over the frame) becomes an instance when the median of its points' own-depth scores
+        (``point_score``, :meth:`_point_scores`) exceeds ``point_object_score``, over at least
+        ``point_object_min_points`` points with valid flow, it has a movable object's size
+        (``point_object_max_extent_m`` long / wide, ``point_object_max_height_m`` tall: not a
+        building or a row of trees), and under ``point_object_covered`` of its points already lie
+        in an instance.  These are mostly vehicles moving along the viewing ray (ahead of us,
+        oncoming): their flow deviates from the static world's by less than the per-pixel test,
+        with its window of depths, can see, but consistently over hundreds of points.  The mask
+        is grown from the points as a motion region's LiDAR cluster is (:meth:`_lidar_parts`)."""
+        c = self.cfg.mask
+        h, w = out.shape
+        if len(above_idx) == 0:
+            return next_id
+        L = scene_obj[above_idx]                                    # (A,) >= 1
+        nobj = int(L.max()) + 1
+        ps = point_score[above_idx]
+        fin = np.isfinite(ps)
+        Lf, pf = L[fin], ps[fin]
+        cnt = np.bincount(Lf, minlength=nobj)
+        # per-object median of the valid scores: sort by (object, score), take the middle element
+        order = np.lexsort((pf, Lf))
+        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        med = np.full(nobj, -np.inf, np.float32)
+        has = cnt > 0
+        med[has] = pf[order][start[has] + (cnt[has] - 1) // 2]
+        P = lv.xyz_cam[above_idx]                                   # (A, 3) camera x right, y down, z ahead
+        lo = np.full((nobj, 3), np.inf)
+        hi = np.full((nobj, 3), -np.inf)
+        np.minimum.at(lo, L, P)
+        np.maximum.at(hi, L, P)
+        ext = hi - lo                                               # (nobj, 3)
+        n_all = np.bincount(L, minlength=nobj)
+        covered = np.bincount(L, weights=out.ravel()[lv.pix[above_idx]] > 0, minlength=nobj)
+        cand = (has & (cnt >= c.point_object_min_points) & (med > c.point_object_score)
+                & (np.maximum(ext[:, 0], ext[:, 2]) <= c.point_object_max_extent_m)
+                & (ext[:, 1] <= c.point_object_max_height_m)
+                & (covered < c.point_object_covered * np.maximum(n_all, 1)))
+        for k in np.flatnonzero(cand):                             # a few objects per frame
+            pts = above_idx[L == k]
+            pix = lv.pix[pts]
+            pu, pv = pix % w, pix // w
+            bw_, bh_ = pu.max() - pu.min() + 1, pv.max() - pv.min() + 1
+            mg = max(8, int(0.5 * max(bw_, bh_)))
+            x0, y0 = max(0, pu.min() - mg), max(0, pv.min() - mg)
+            x1, y1 = min(w, pu.max() + 1 + mg), min(h, pv.max() + 1 + mg)
+            region = out[y0:y1, x0:x1]
+            foot = np.zeros(region.shape, np.uint8)
+            foot[pv - y0, pu - x0] = 1
+            sub = (cv2.dilate(foot, kernel) > 0) & (region == 0)
+            parts = self._lidar_parts(sub, pts, lv, (y0, y1, x0, x1), s, score,
+                                      grow_ok[y0:y1, x0:x1] & (region == 0), has_pt, kernel, scene_obj,
+                                      force=True)
+            for part in parts:
+                if c.fill_holes:
+                    part = ndimage.binary_fill_holes(part)
+                piece = part & (region == 0)
+                if piece.sum() < area_min:
+                    continue
+                region[piece] = next_id
+                next_id += 1
+        return next_id
 
     def _split(self, region: np.ndarray, flow: np.ndarray) -> list[np.ndarray]:
         """Split a region whose flow is clearly two motions: 2-means on the flow vectors, one
@@ -563,6 +695,6 @@ class MotionSegmenter:
             return PairResult(None, np.full((h, w), np.nan, np.float32), rel, ego,
                               info={"reason": ego.reason or "ego-motion failed"})
         score, reliable = self.combine(ok)
-        inst, info = self.masks(score, reliable, lv, ok[0].flow, out_size)
+        inst, info = self.masks(score, reliable, lv, ok[0].flow, out_size, self.combine_points(ok))
         info["evidences"] = len(ok)
         return PairResult(inst, score, reliable, ego, info["instances"], info)
