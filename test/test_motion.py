@@ -397,3 +397,69 @@ def test_a_mover_merged_in_bev_with_a_static_neighbour_is_kept():
     assert found[0.35] > 0.6 and found[1.0] < 0.5, found
     with pytest.raises(ConfigError, match="object_bulk_share"):
         load_motion_config(ROOT / "config" / "motion.yaml", ["mask.object_bulk_share=0"])
+
+
+def test_a_mover_along_the_viewing_ray_is_found_by_its_points():
+    """A box ahead driving on (0.6 m per frame while we do 1.0): its flow lies on the epipolar
+    line of a static point, nearer than it is.  With the per-pixel test switched off
+    (threshold 100), only the point test (each LiDAR point at its own depth) can find it: it must
+    find it, whole, and leave the static box alone; with ``point_objects`` off nothing is found."""
+    scene = Scene(1.0, [Box(-6.0, -3.5, 14.0, seed=3), Box(2.0, 5.0, 12.0, vz=0.6, seed=5)])
+    a, b, inst, pts = pair(scene)
+    base = ["residual.threshold=100", "residual.seed_threshold=100"]
+    found = {}
+    for on in (True, False):
+        seg = MotionSegmenter(load_motion_config(ROOT / "config" / "motion.yaml",
+                                                 base + [f"mask.point_objects={str(on).lower()}"]))
+        res = seg.segment_pair(a, b, pts, calib(), ego_pose(scene))
+        found[on] = (res.n_instances, best_iou(res.instances, inst == 2), res.info)
+        assert not (res.instances[inst == 1] > 0).any()           # the static box stays clean
+    assert found[True][0] == 1 and found[True][1] > 0.7, found[True]
+    assert found[False][0] == 0, found[False]
+
+
+def test_point_scores_use_the_points_own_depth_and_skip_silhouettes(seg):
+    """Static scene: points inside a surface score low (their own depth explains their flow);
+    points on a silhouette (the window around them holds other depths) get no score at all."""
+    a, b, inst, pts = pair(STATIC)
+    c = calib()
+    H_, W_ = seg.processing_size(H, W)
+    pc = seg.processing_calib(c, H, W)
+    lv = seg.lidar(pts, pc)
+    ga, gb = seg.prepare_image(a), seg.prepare_image(b)
+    fw, bw = seg.flows(ga, gb)
+    from xmod_core.motion.ego import EgoMotion
+    ev = seg.evidence(ga, fw, bw, EgoMotion("oxts", ego_pose(STATIC), True), lv, pc)
+    ps = ev.point_score
+    assert ps is not None and ps.shape == (lv.n,)
+    fin = np.isfinite(ps)
+    assert fin.sum() > 0.3 * lv.n
+    assert np.median(ps[fin]) < 0.5
+    # silhouette points of the near box (depth 14 m against the 45 m wall): no score
+    d = lv.depth
+    edge = (lv.rho_max[lv.pix // W_, lv.pix % W_] > 1.2 / d)
+    assert edge.any() and not fin[edge].any()
+    # without LiDAR there is nothing to score
+    assert seg.evidence(ga, fw, bw, EgoMotion("oxts", ego_pose(STATIC), True), None, pc).point_score is None
+
+
+def test_point_objects_with_an_estimated_ego_motion_must_stand_out_of_the_frame(seg):
+    """Every point of a static scene scoring 1.0 (what a few per cent of translation error does):
+    given oxts poses that is motion (> point_object_score) and the boxes become instances; with
+    an estimated ego-motion the threshold rises to point_object_level_ratio x the frame's median
+    score and nothing is marked."""
+    a, b, inst, pts = pair(STATIC)
+    pc = seg.processing_calib(calib(), H, W)
+    lv = seg.lidar(pts, pc)
+    h, w = seg.processing_size(H, W)
+    zero = np.zeros((h, w), np.float32)
+    flow = np.zeros((h, w, 2), np.float32)
+    ps = np.ones(lv.n, np.float32)
+    out, info = seg.masks(zero, zero > 0, lv, flow, (H, W), ps, estimated=False)
+    assert info["point_objects"] >= 2 and (out[inst == 1] > 0).mean() > 0.5 and (out[inst == 2] > 0).mean() > 0.5
+    out, info = seg.masks(zero, zero > 0, lv, flow, (H, W), ps, estimated=True)
+    assert info["point_objects"] == 0 and out.max() == 0
+    # one box scoring 4x the rest stands out even so
+    ps[lv.above & (lv.depth < 16)] = 4.0
+    out, info = seg.masks(zero, zero > 0, lv, flow, (H, W), ps, estimated=True)
+    assert info["point_objects"] == 1 and (out[inst == 1] > 0).mean() > 0.5 and not (out[inst == 2] > 0).any()

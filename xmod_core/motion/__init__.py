@@ -57,7 +57,17 @@ pixel parameters are given at input resolution and scaled)
    moving is dropped (a strip on the edge of a static lorry); each cluster keeps the component
    pixels near its points and grows over pixels near its points that look moving-ish or have no
    valid flow (plain paint); holes are filled; a region whose flow is clearly two motions
-   (2-means + affine fits) is split.  Masks are upsampled (nearest) to the input resolution.
+   (2-means + affine fits) is split.
+6. **Movers seen by their points.**  A vehicle driving on ahead of us, or coming towards us,
+   moves along the viewing ray: its flow stays on the epipolar line of a static point and only
+   looks like a *nearer* or *farther* static surface -- which the depth window of step 4 often
+   allows.  Each LiDAR point is therefore also scored at its *own* depth (+- ``point_depth_rel``),
+   in both flow directions combined as in step 5, but only *inside* a surface (every LiDAR depth
+   in its window within ``point_interior_rel`` of its own: on a silhouette DIS drags the flow of
+   what lies behind).  A scene object (above-ground points clustered in bird's-eye view over the
+   frame) of a movable size whose interior points' median score exceeds
+   ``point_object_score`` and that no instance covers yet becomes an instance, grown from its
+   points as in step 5.  Masks are upsampled (nearest) to the input resolution.
 
 Output (``process_drive`` / CLI): ``DRIVE/image_02/motion_masks/NNNNNNNNNN.png`` uint16, 0 =
 background, 1..n instances, and ``motion.json`` (parameters, per-frame status and ego-motion;

@@ -93,7 +93,7 @@ class ResidualConfig:
     near_window: tuple[int, int] = (18, 26)
     depth_rel: float = 0.05
     point_depth_rel: float = 0.02
-    point_interior_rel: float = 0.1
+    point_interior_rel: float = 0.05
     open_far_near_holes: bool = True
     min_depth_m: float = 2.0
     threshold: float = 1.5
@@ -131,11 +131,12 @@ class MaskConfig:
     object_min_score: float = 1.25
     object_bulk_share: float = 0.35
     point_objects: bool = True
-    point_object_score: float = 1.25
-    point_object_min_points: int = 10
+    point_object_score: float = 0.8
+    point_object_min_points: int = 20
+    point_object_level_ratio: float = 3.0
     point_object_max_extent_m: float = 12.0
     point_object_max_height_m: float = 4.5
-    point_object_covered: float = 0.3
+    point_object_covered: float = 0.1
     split_min_px: float = 2.0
     split_ratio: float = 2.0
     split_min_share: float = 0.15

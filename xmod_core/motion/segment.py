@@ -327,10 +327,12 @@ class MotionSegmenter:
         return score
 
     def masks(self, score: np.ndarray, reliable: np.ndarray, lv: LidarView | None, flow: np.ndarray,
-              out_size: tuple[int, int], point_score: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+              out_size: tuple[int, int], point_score: np.ndarray | None = None,
+              estimated: bool = False) -> tuple[np.ndarray, dict]:
         """Threshold, clean and split the combined score into instances, then add the movers
         that only their LiDAR points reveal (:meth:`_point_objects`, needs ``point_score``, the
-        combined per-point scores); uint16 (H,W) at out_size."""
+        combined per-point scores; ``estimated``: the ego-motion was estimated from the data, not
+        given by oxts poses); uint16 (H,W) at out_size."""
         c, r = self.cfg.mask, self.cfg.residual
         h, w = score.shape
         s = np.nan_to_num(score, nan=0.0)
@@ -407,7 +409,7 @@ class MotionSegmenter:
         if use_points:
             n_before = next_id
             next_id = self._point_objects(out, next_id, point_score, lv, above_idx, scene_obj, s, score,
-                                          grow_ok, has_pt, kernel, area_min)
+                                          grow_ok, has_pt, kernel, area_min, estimated)
             info["point_objects"] = next_id - n_before
         info["instances"] = next_id - 1
         H, W = out_size
@@ -538,7 +540,8 @@ class MotionSegmenter:
 
     def _point_objects(self, out: np.ndarray, next_id: int, point_score: np.ndarray, lv: LidarView,
                        above_idx: np.ndarray, scene_obj: np.ndarray, s: np.ndarray, score: np.ndarray,
-                       grow_ok: np.ndarray, has_pt: np.ndarray, kernel: np.ndarray, area_min: float) -> int:
+                       grow_ok: np.ndarray, has_pt: np.ndarray, kernel: np.ndarray, area_min: float,
+                       estimated: bool = False) -> int:
         """Movers that only their LiDAR points reveal, added to ``out`` (ids from ``next_id``;
         returns the next free id).
 
@@ -548,7 +551,9 @@ class MotionSegmenter:
         ``point_object_min_points`` points with valid flow, it has a movable object's size
         (``point_object_max_extent_m`` long / wide, ``point_object_max_height_m`` tall: not a
         building or a row of trees), and under ``point_object_covered`` of its points already lie
-        in an instance.  These are mostly vehicles moving along the viewing ray (ahead of us,
+        in an instance.  With an *estimated* ego-motion (``estimated``: PnP, not oxts poses) the median
+        must also exceed ``point_object_level_ratio`` x the median over all scored points of the
+        frame: a translation a few per cent off lifts every static point's score.  These are mostly vehicles moving along the viewing ray (ahead of us,
         oncoming): their flow deviates from the static world's by less than the per-pixel test,
         with its window of depths, can see, but consistently over hundreds of points.  The mask
         is grown from the points as a motion region's LiDAR cluster is (:meth:`_lidar_parts`)."""
@@ -574,9 +579,16 @@ class MotionSegmenter:
         np.minimum.at(lo, L, P)
         np.maximum.at(hi, L, P)
         ext = hi - lo                                               # (nobj, 3)
+        thr = c.point_object_score
+        if estimated:
+            # the static world's level: the median over all scored points of the frame (mostly
+            # static); an estimated ego-motion a few per cent off raises it, and every object with it
+            all_fin = np.isfinite(point_score)
+            if all_fin.any():
+                thr = max(thr, c.point_object_level_ratio * float(np.median(point_score[all_fin])))
         n_all = np.bincount(L, minlength=nobj)
         covered = np.bincount(L, weights=out.ravel()[lv.pix[above_idx]] > 0, minlength=nobj)
-        cand = (has & (cnt >= c.point_object_min_points) & (med > c.point_object_score)
+        cand = (has & (cnt >= c.point_object_min_points) & (med > thr)
                 & (np.maximum(ext[:, 0], ext[:, 2]) <= c.point_object_max_extent_m)
                 & (ext[:, 1] <= c.point_object_max_height_m)
                 & (covered < c.point_object_covered * np.maximum(n_all, 1)))
@@ -695,6 +707,7 @@ class MotionSegmenter:
             return PairResult(None, np.full((h, w), np.nan, np.float32), rel, ego,
                               info={"reason": ego.reason or "ego-motion failed"})
         score, reliable = self.combine(ok)
-        inst, info = self.masks(score, reliable, lv, ok[0].flow, out_size, self.combine_points(ok))
+        inst, info = self.masks(score, reliable, lv, ok[0].flow, out_size, self.combine_points(ok),
+                                estimated=any(e.ego.status != "oxts" for e in ok))
         info["evidences"] = len(ok)
         return PairResult(inst, score, reliable, ego, info["instances"], info)
