@@ -581,11 +581,12 @@ class MotionSegmenter:
         ext = hi - lo                                               # (nobj, 3)
         thr = c.point_object_score
         if estimated:
-            # the static world's level: the median over all scored points of the frame (mostly
-            # static); an estimated ego-motion a few per cent off raises it, and every object with it
+            # the static world's level: the lower quartile of all scored points of the frame (a
+            # lorry alongside may cover half the view, it cannot cover three quarters); an
+            # estimated ego-motion a few per cent off lifts it, and every static object with it
             all_fin = np.isfinite(point_score)
             if all_fin.any():
-                thr = max(thr, c.point_object_level_ratio * float(np.median(point_score[all_fin])))
+                thr = max(thr, c.point_object_level_ratio * float(np.percentile(point_score[all_fin], 25)))
         n_all = np.bincount(L, minlength=nobj)
         covered = np.bincount(L, weights=out.ravel()[lv.pix[above_idx]] > 0, minlength=nobj)
         cand = (has & (cnt >= c.point_object_min_points) & (med > thr)
