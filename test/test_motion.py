@@ -463,3 +463,14 @@ def test_point_objects_with_an_estimated_ego_motion_must_stand_out_of_the_frame(
     ps[lv.above & (lv.depth < 16)] = 4.0
     out, info = seg.masks(zero, zero > 0, lv, flow, (H, W), ps, estimated=True)
     assert info["point_objects"] == 1 and (out[inst == 1] > 0).mean() > 0.5 and not (out[inst == 2] > 0).any()
+
+
+@pytest.mark.parametrize("override, key", [("mask.point_object_min_points=0", "point_object_min_points"),
+                                           ("mask.point_object_covered=0", "point_object_covered"),
+                                           ("residual.point_depth_rel=-0.1", "point_depth_rel"),
+                                           ("residual.point_interior_rel=-1", "point_interior_rel"),
+                                           ("mask.point_object_level_ratio=-3", "point_object_level_ratio"),
+                                           ("mask.point_objects=maybe", "point_objects")])
+def test_bad_point_test_settings_are_refused_by_name(override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_motion_config(ROOT / "config" / "motion.yaml", [override])

@@ -104,8 +104,8 @@ class ResidualConfig:
         for name in ("depth_window", "near_window"):
             _check(all(k >= 1 for k in getattr(self, name)), f"residual.{name} entries must be >= 1")
         _check(self.min_depth_m > 0, "residual.min_depth_m must be > 0")
-        _check(self.depth_rel >= 0 and self.point_depth_rel >= 0,
-               "residual.depth_rel and residual.point_depth_rel must be >= 0")
+        _check(min(self.depth_rel, self.point_depth_rel, self.point_interior_rel) >= 0,
+               "residual.depth_rel, residual.point_depth_rel and residual.point_interior_rel must be >= 0")
         _check(0 < self.threshold <= self.seed_threshold,
                "residual: need 0 < threshold <= seed_threshold")
 
@@ -148,6 +148,7 @@ class MaskConfig:
         _check(0 <= self.min_object_share <= 1, "mask.min_object_share must be within [0, 1]")
         _check(self.point_object_min_points >= 1, "mask.point_object_min_points must be >= 1")
         _check(0 < self.point_object_covered <= 1, "mask.point_object_covered must be within (0, 1]")
+        _check(self.point_object_level_ratio >= 0, "mask.point_object_level_ratio must be >= 0")
         _check(0 < self.split_min_share < 0.5, "mask.split_min_share must be within (0, 0.5)")
 
 
