@@ -270,7 +270,8 @@ class MotionSegmenter:
         point's *own* depth (+- ``point_depth_rel``) instead of the depth interval of a window:
         motion along the viewing ray (a lorry ahead driving on, an oncoming car) shifts the flow
         along the epipolar line by less than a window's depth spread allows, but by more than a
-        single LiDAR range does.  NaN where the point's pixel has no valid flow."""
+        single LiDAR range does.  NaN where the point's pixel has no valid flow or the point lies
+        on a silhouette (its window holds depths beyond ``point_interior_rel`` of its own)."""
         c = self.cfg.residual
         w = fw.shape[1]
         pu, pv = lv.pix % w, lv.pix // w
