@@ -474,3 +474,32 @@ def test_point_objects_with_an_estimated_ego_motion_must_stand_out_of_the_frame(
 def test_bad_point_test_settings_are_refused_by_name(override, key):
     with pytest.raises(ConfigError, match=key):
         load_motion_config(ROOT / "config" / "motion.yaml", [override])
+
+
+def test_point_objects_leave_objects_an_instance_already_covers(seg):
+    """Box 1 half covered by an instance of the per-pixel test: the point test must not add a
+    second instance on its other half (>= point_object_covered of its points are taken); box 2,
+    uncovered, becomes an instance.  With point_object_covered=1 box 1 gets the second instance."""
+    a, b, inst, pts = pair(STATIC)
+    pc = seg.processing_calib(calib(), H, W)
+    lv = seg.lidar(pts, pc)
+    h, w = seg.processing_size(H, W)
+    ps = np.where(lv.above, 4.0, 0.0).astype(np.float32)
+    box1 = cv2.resize(inst, (w, h), interpolation=cv2.INTER_NEAREST) == 1
+    cols = np.flatnonzero(box1.any(0))
+    half = box1.copy()
+    half[:, (cols[0] + cols[-1]) // 2:] = False
+    above_idx = np.flatnonzero(lv.above)
+    kernel = np.ones(seg.px.depth_window[::-1], np.uint8)
+    has_pt = cv2.dilate((lv.depth_map > 0).astype(np.uint8), kernel) > 0
+    grow_ok = np.ones((h, w), bool)
+    for covered, boxes_added in ((0.1, {2}), (1.0, {1, 2})):
+        s2 = MotionSegmenter(load_motion_config(ROOT / "config" / "motion.yaml",
+                                                [f"mask.point_object_covered={covered}"]))
+        out = half.astype(np.int32)
+        nxt = s2._point_objects(out, 2, ps, lv, above_idx, s2._scene_objects(lv, above_idx), np.zeros((h, w)),
+                                np.zeros((h, w), np.float32), grow_ok, has_pt, kernel, 50.0)
+        big = cv2.resize(out.astype(np.uint16), (W, H), interpolation=cv2.INTER_NEAREST)
+        added = {k for k in (1, 2) if (big[inst == k] >= 2).mean() > 0.2}
+        assert added == boxes_added and nxt - 2 == len(boxes_added), (covered, added, nxt)
+        assert (out[half] == 1).all()                           # the instance already there is kept

@@ -105,6 +105,13 @@ def _rigid_deviation(u, v, fx, fy, lo, hi, Hm: np.ndarray, b: tuple):
     return dist, rigid
 
 
+def _grown_box(x: int, y: int, bw: int, bh: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the box (x, y, bw, bh) grown by half its larger side (>= 8 px) on every
+    side, clipped to the (h, w) image: room for a region to grow to its whole object."""
+    mg = max(8, int(0.5 * max(bw, bh)))
+    return max(0, y - mg), min(h, y + bh + mg), max(0, x - mg), min(w, x + bw + mg)
+
+
 @dataclass(frozen=True)
 class ProcPx:
     """Pixel parameters at the processing resolution (config values are at input resolution)."""
@@ -385,9 +392,7 @@ class MotionSegmenter:
         for k in np.flatnonzero(keep):
             x, y, bw_, bh_ = stats[k, :4]
             if use_lidar:
-                mg = max(8, int(0.5 * max(bw_, bh_)))
-                x0, y0 = max(0, x - mg), max(0, y - mg)
-                x1, y1 = min(w, x + bw_ + mg), min(h, y + bh_ + mg)
+                y0, y1, x0, x1 = _grown_box(x, y, bw_, bh_, h, w)
                 lab_c = lab[y0:y1, x0:x1]
                 sub = lab_c == k
                 others = keep[lab_c] & ~sub          # other motion regions are not grown into
@@ -552,11 +557,12 @@ class MotionSegmenter:
         ``point_object_min_points`` points with valid flow, it has a movable object's size
         (``point_object_max_extent_m`` long / wide, ``point_object_max_height_m`` tall: not a
         building or a row of trees), and under ``point_object_covered`` of its points already lie
-        in an instance.  With an *estimated* ego-motion (``estimated``: PnP, not oxts poses) the median
-        must also exceed ``point_object_level_ratio`` x the median over all scored points of the
-        frame: a translation a few per cent off lifts every static point's score.  These are mostly vehicles moving along the viewing ray (ahead of us,
-        oncoming): their flow deviates from the static world's by less than the per-pixel test,
-        with its window of depths, can see, but consistently over hundreds of points.  The mask
+        in an instance.  With an *estimated* ego-motion (``estimated``: PnP, not oxts poses) the
+        median must also exceed ``point_object_level_ratio`` x the lower quartile of all scored
+        points of the frame: a translation a few per cent off lifts every static point's score.
+        These are mostly vehicles moving along the viewing ray (ahead of us, oncoming): their
+        flow deviates from the static world's by less than the per-pixel test, with its window of
+        depths, can see, but consistently over hundreds of points.  The mask
         is grown from the points as a motion region's LiDAR cluster is (:meth:`_lidar_parts`)."""
         c = self.cfg.mask
         h, w = out.shape
@@ -598,10 +604,7 @@ class MotionSegmenter:
             pts = above_idx[L == k]
             pix = lv.pix[pts]
             pu, pv = pix % w, pix // w
-            bw_, bh_ = pu.max() - pu.min() + 1, pv.max() - pv.min() + 1
-            mg = max(8, int(0.5 * max(bw_, bh_)))
-            x0, y0 = max(0, pu.min() - mg), max(0, pv.min() - mg)
-            x1, y1 = min(w, pu.max() + 1 + mg), min(h, pv.max() + 1 + mg)
+            y0, y1, x0, x1 = _grown_box(pu.min(), pv.min(), pu.max() - pu.min() + 1, pv.max() - pv.min() + 1, h, w)
             region = out[y0:y1, x0:x1]
             foot = np.zeros(region.shape, np.uint8)
             foot[pv - y0, pu - x0] = 1
