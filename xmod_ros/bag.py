@@ -1,8 +1,11 @@
-"""ROS 2 bags without ``ros2 bag``: convert a KITTI raw drive into a bag, play a bag through rclpy
-with its original timing, record topics into a bag. Bags are written and read with ``rosbags``
-(sqlite3 by default, mcap as an option) and are ordinary rosbag2 bags (``ros2 bag info`` reads them).
+"""ROS 2 bags without ``ros2 bag``: convert a KITTI raw drive into a bag and a bag back into a KITTI
+raw drive, play a bag through rclpy with its original timing, record topics into a bag. Bags are
+written and read with ``rosbags`` (sqlite3 by default, mcap as an option) and are ordinary rosbag2
+bags (``ros2 bag info`` reads them).
 
     python -m xmod_ros.bag from-kitti DRIVE_DIR OUT [--storage sqlite3|mcap] [--frames N]
+    python -m xmod_ros.bag to-kitti BAG OUT [--image-topic T] [--cloud-topic T] [--camera-info-topic T]
+                                            [--lidar-to-camera 16 numbers] [--slop S]
     python -m xmod_ros.bag play BAG [--rate R] [--loop] [--restamp] [--wait-subscribers S]
     python -m xmod_ros.bag record OUT [--topics T ...] [--duration S] [--idle-stop S]
     python -m xmod_ros.bag info BAG
@@ -14,6 +17,10 @@ P @ [R|0] @ T_velo_to_cam is the KITTI projection), ``/kitti/velo/pointcloud`` (
 intensity float32, frame ``velo_link``) and ``/tf_static`` (``velo_link`` -> ``camera_color_left``,
 the camera's pose in the LiDAR frame, i.e. inv(T_velo_to_cam)). Stamps come from the drive's
 timestamps.txt files, or 10 Hz from the drive's date when there are none.
+
+``to-kitti`` reads those topics (by default) and writes OUT/DATE/calib_cam_to_cam.txt,
+calib_velo_to_cam.txt and OUT/DATE/DATE_drive_0000_sync/{image_02,velodyne_points}/ (frames
+and exact timestamps), images and clouds paired by header stamp; see :func:`to_kitti`.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import datetime as _dt
 import importlib
 import json
 import signal
+import struct
 import sys
 import time
 from pathlib import Path
@@ -202,17 +210,234 @@ def static_transforms(bag):
     return buf
 
 
+# --------------------------------------------------------------------------- bag -> KITTI
+class ToKittiError(ValueError):
+    """A bag that to-kitti cannot convert; the text names the problem."""
+
+
+KITTI_IMAGE_ENCODINGS = ("bgr8", "rgb8", "mono8")
+
+
+def _header_ns(msg) -> int:
+    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+
+
+def pair_stamps(a_ns, b_ns, slop_ns: int) -> list[tuple[int, int]]:
+    """Index pairs (i, j) with |a[i] - b[j]| <= slop_ns, each index in at most one pair, the
+    closest pairs taken first; sorted by a's stamp."""
+    a, b = np.asarray(a_ns, np.int64), np.asarray(b_ns, np.int64)
+    order = np.argsort(b, kind="stable")
+    bs = b[order]
+    cands = []
+    for i, t in enumerate(a):
+        lo, hi = np.searchsorted(bs, t - slop_ns, "left"), np.searchsorted(bs, t + slop_ns, "right")
+        cands += [(abs(int(bs[k]) - int(t)), i, int(order[k])) for k in range(lo, hi)]
+    used_a, used_b, pairs = set(), set(), []
+    for _, i, j in sorted(cands):
+        if i not in used_a and j not in used_b:
+            used_a.add(i), used_b.add(j), pairs.append((i, j))
+    return sorted(pairs, key=lambda p: (int(a[p[0]]), p[0]))
+
+
+def _check_cloud_fields(msg, topic: str) -> None:
+    """x, y, z (and the intensity convert.cloud_to_xyzi would read, if any) must be float32."""
+    from . import convert
+    try:
+        table = convert.cloud_field_table(msg)
+    except convert.ConversionError as e:
+        raise ToKittiError(f"{topic}: {e}") from None
+    inten = next((k for k in convert.INTENSITY_NAMES if k in table and table[k][2] == 1), None)
+    for k in ("x", "y", "z") + ((inten,) if inten else ()):
+        if k not in table:
+            raise ToKittiError(f"{topic}: point cloud has no field {k!r} (fields: {', '.join(table) or 'none'})")
+        if table[k][1].newbyteorder("=") != np.float32 or table[k][2] != 1:
+            raise ToKittiError(f"{topic}: point field {k!r} is {table[k][2]} x {table[k][1].newbyteorder('=')}; "
+                               "KITTI scans need x, y, z(, intensity) as single float32 values")
+
+
+def to_kitti(bag, out, image_topic: str = DEFAULT_TOPICS["image"], cloud_topic: str = DEFAULT_TOPICS["cloud"],
+             camera_info_topic: str = DEFAULT_TOPICS["camera_info"], lidar_to_camera=None, slop: float = 0.05,
+             progress: bool = True) -> dict:
+    """Write a bag's camera images and LiDAR clouds as a KITTI raw drive (camera 2):
+    OUT/DATE/calib_{cam_to_cam,velo_to_cam}.txt and OUT/DATE/DATE_drive_0000_sync/{image_02,
+    velodyne_points}/{data/NNNNNNNNNN.png|.bin, timestamps.txt}, DATE (UTC) from the first frame.
+
+    Images and clouds are paired by header stamp (nearest within ``slop`` s, one partner each);
+    unpaired ones are dropped and counted. Timestamps are the exact header stamps (ns). The
+    calibration: P_rect_02 = camera_info P, R_rect_00 = camera_info R (identity when all zero),
+    T_velo_to_cam = ``lidar_to_camera`` (4x4 or 16 numbers row-major, mapping LiDAR points into
+    the camera frame) when given, else the /tf_static transform from the clouds' frame to the
+    images' frame. Images must be bgr8, rgb8 or mono8 (written as 3 channels); clouds need x, y,
+    z(, intensity) float32 fields (others are ignored; no intensity field gives 0). The bag is
+    read with rosbags only. Everything is checked before frames are written, which go to a
+    temporary folder renamed at the end: an error leaves no partial drive. Raises ToKittiError
+    (a ValueError). Returns a summary dict (paths, frame and drop counts)."""
+    import shutil
+
+    import cv2
+    from rosbags.rosbag2 import Reader
+
+    from xmod_core import kitti
+
+    from . import convert
+    from .tf import StaticTransformBuffer, TransformLookupError
+    ts = _typestore()
+    out, slop_ns = Path(out), int(round(float(slop) * 1e9))
+    if slop_ns < 0:
+        raise ToKittiError(f"slop must be >= 0 s, got {slop}")
+    T_given = None
+    if lidar_to_camera is not None:
+        T_given = np.asarray(lidar_to_camera, np.float64)
+        if T_given.size != 16 or not np.isfinite(T_given).all():
+            raise ToKittiError(f"--lidar-to-camera needs 16 finite numbers (a row-major 4x4), got {T_given.size}")
+        T_given = T_given.reshape(4, 4)
+        if not np.allclose(T_given[3], [0, 0, 0, 1]):
+            raise ToKittiError(f"--lidar-to-camera: last row must be 0 0 0 1, got {T_given[3].tolist()}")
+    t0 = time.perf_counter()
+    with Reader(bag) as r:
+        types = {c.topic: c.msgtype for c in r.connections}
+        present = ", ".join(sorted(types)) or "none"
+        for what, topic, want in (("image", image_topic, "sensor_msgs/msg/Image"),
+                                  ("cloud", cloud_topic, "sensor_msgs/msg/PointCloud2"),
+                                  ("camera_info", camera_info_topic, "sensor_msgs/msg/CameraInfo")):
+            if topic not in types:
+                raise ToKittiError(f"{bag}: no {what} topic {topic} (topics: {present})")
+            if types[topic] != want:
+                raise ToKittiError(f"{bag}: {topic} is {types[topic]}, expected {want}")
+        # pass 1: stamps, checks, calibration (no file written yet)
+        stamps = {image_topic: [], cloud_topic: []}
+        info, first, tfbuf = None, {}, StaticTransformBuffer()
+        topics = (image_topic, cloud_topic, camera_info_topic, DEFAULT_TOPICS["tf_static"])
+        for c, _, raw in r.messages(connections=[c for c in r.connections if c.topic in topics]):
+            msg = ts.deserialize_cdr(raw, c.msgtype)
+            if c.topic == DEFAULT_TOPICS["tf_static"]:
+                tfbuf.add_message(msg)
+            elif c.topic == camera_info_topic:
+                info = msg if info is None else info
+            else:
+                stamps[c.topic].append(_header_ns(msg))
+                first.setdefault(c.topic, msg)
+                if c.topic == image_topic and msg.encoding not in KITTI_IMAGE_ENCODINGS:
+                    raise ToKittiError(f"{image_topic}: image encoding {msg.encoding!r} is not supported "
+                                       f"(to-kitti takes {', '.join(KITTI_IMAGE_ENCODINGS)})")
+                if c.topic == image_topic and (msg.width, msg.height) != (first[c.topic].width, first[c.topic].height):
+                    raise ToKittiError(f"{image_topic}: image size changes from {first[c.topic].width}x"
+                                       f"{first[c.topic].height} to {msg.width}x{msg.height}")
+                if c.topic == cloud_topic:
+                    _check_cloud_fields(msg, cloud_topic)
+        if info is None:
+            raise ToKittiError(f"{bag}: no camera_info message on {camera_info_topic}")
+        for topic in (image_topic, cloud_topic):
+            if not stamps[topic]:
+                raise ToKittiError(f"{bag}: no message on {topic}")
+        im0, cl0 = first[image_topic], first[cloud_topic]
+        P, R = np.asarray(info.p, np.float64).reshape(3, 4), np.asarray(info.r, np.float64).reshape(3, 3)
+        if not P.any():
+            raise ToKittiError(f"{camera_info_topic}: camera_info has no projection matrix P (all zero)")
+        R = R if R.any() else np.eye(3)
+        if info.width and info.height and (info.width, info.height) != (im0.width, im0.height):
+            raise ToKittiError(f"{camera_info_topic}: camera_info is for {info.width}x{info.height} images, "
+                               f"{image_topic} has {im0.width}x{im0.height}")
+        cam_frame = (im0.header.frame_id or info.header.frame_id).lstrip("/")
+        velo_frame = cl0.header.frame_id.lstrip("/")
+        if T_given is not None:
+            T, t_source = T_given, "--lidar-to-camera"
+        else:
+            try:
+                T = tfbuf.lookup(cam_frame, velo_frame)
+                t_source = f"{DEFAULT_TOPICS['tf_static']} {velo_frame} -> {cam_frame}"
+            except TransformLookupError as e:
+                raise ToKittiError(f"{bag}: no LiDAR -> camera extrinsics: {e} in {DEFAULT_TOPICS['tf_static']}; "
+                                   "give --lidar-to-camera (16 numbers, row-major 4x4)") from None
+        cam_ns, velo_ns = np.array(stamps[image_topic], np.int64), np.array(stamps[cloud_topic], np.int64)
+        pairs = pair_stamps(cam_ns, velo_ns, slop_ns)
+        if not pairs:
+            raise ToKittiError(f"{bag}: no image/cloud pair within {slop:g} s ({len(cam_ns)} images on {image_topic}, "
+                               f"{len(velo_ns)} clouds on {cloud_topic})")
+        img_frame, cloud_frame = {i: k for k, (i, _) in enumerate(pairs)}, {j: k for k, (_, j) in enumerate(pairs)}
+        pair_cam = cam_ns[[i for i, _ in pairs]]
+        pair_velo = velo_ns[[j for _, j in pairs]]
+        day = _dt.datetime.fromtimestamp(int(pair_cam[0]) // 10**9, _dt.timezone.utc).strftime("%Y_%m_%d")
+        date_dir = out / day
+        drive_dir = date_dir / f"{day}_drive_0000_sync"
+        if drive_dir.exists():
+            raise ToKittiError(f"{drive_dir} exists; not overwriting it")
+        # pass 2: calibration and frames into a temporary folder, moved into place when complete
+        made = [d for d in (out, date_dir) if not d.exists()]
+        tmp = date_dir / f".{drive_dir.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            kitti.write_calib_files(tmp / "calib", P, R, T, width=int(im0.width), height=int(im0.height), fmt="%.12e")
+            calib_files = sorted((tmp / "calib").iterdir())
+            for f in calib_files:
+                if (date_dir / f.name).exists() and (date_dir / f.name).read_bytes() != f.read_bytes():
+                    raise ToKittiError(f"{date_dir / f.name} exists with another calibration; choose another OUT")
+            for d in ("image_02/data", "velodyne_points/data"):
+                (tmp / d).mkdir(parents=True)
+            seen = {image_topic: 0, cloud_topic: 0}
+            sensors = [c for c in r.connections if c.topic in (image_topic, cloud_topic)]
+            for c, _, raw in r.messages(connections=sensors):
+                n, seen[c.topic] = seen[c.topic], seen[c.topic] + 1
+                k = (img_frame if c.topic == image_topic else cloud_frame).get(n)
+                if k is None:
+                    continue
+                msg = ts.deserialize_cdr(raw, c.msgtype)
+                try:
+                    if c.topic == image_topic:
+                        path = tmp / f"image_02/data/{k:010d}.png"
+                        if not cv2.imwrite(str(path), convert.image_to_rgb(msg)[..., ::-1]):
+                            raise ToKittiError(f"{path}: cannot write the image")
+                    else:
+                        convert.cloud_to_xyzi(msg)[0].astype("<f4").tofile(tmp / f"velodyne_points/data/{k:010d}.bin")
+                except convert.ConversionError as e:
+                    raise ToKittiError(f"{c.topic}: message {n}: {e}") from None
+                if progress and c.topic == image_topic and (k + 1) % 50 == 0:
+                    print(f"  {k + 1}/{len(pairs)} frames", file=sys.stderr)
+            base = int(min(pair_cam.min(), pair_velo.min())) // 10**9 * 10**9
+            start = _dt.datetime.fromtimestamp(base // 10**9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            for sub, ns in (("image_02", pair_cam), ("velodyne_points", pair_velo)):
+                kitti.write_timestamps(tmp / sub / "timestamps.txt", (ns - base) / 1e9, start=start)  # exact to the ns
+                if not np.array_equal(kitti.read_timestamps_ns(tmp / sub / "timestamps.txt"), ns):
+                    raise ToKittiError(f"{sub}/timestamps.txt: stamps span too long to write exactly to the ns")
+            for f in calib_files:
+                f.replace(date_dir / f.name)
+            (tmp / "calib").rmdir()
+            tmp.rename(drive_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            for d in reversed(made):
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+            raise
+    summary = {"drive": str(drive_dir), "frames": len(pairs), "images": len(cam_ns), "clouds": len(velo_ns),
+               "dropped_images": len(cam_ns) - len(pairs), "dropped_clouds": len(velo_ns) - len(pairs),
+               "extrinsics": t_source}
+    if progress:
+        print(f"wrote {drive_dir}: {len(pairs)} frames from {len(cam_ns)} images and {len(velo_ns)} clouds "
+              f"(dropped without a partner within {slop:g} s: {summary['dropped_images']} images, "
+              f"{summary['dropped_clouds']} clouds; extrinsics from {t_source}) in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+    return summary
+
+
 # --------------------------------------------------------------------------- play
-def _restamp(raw: bytes, offset_ns: int) -> bytes:
-    """Shift the std_msgs/Header stamp at the start of a CDR message by offset_ns."""
-    little = raw[1] & 1
-    fmt = "<iI" if little else ">iI"
-    import struct
+def _restamp(raw: bytes, t_bag0: int, t_now0: int, rate: float = 1.0) -> bytes:
+    """Map the std_msgs/Header stamp at the start of a CDR message to the time ``play`` publishes
+    it: t_now0 + (stamp - t_bag0) / rate, in whole ns (:func:`original_stamp_ns` maps back)."""
+    fmt = "<iI" if raw[1] & 1 else ">iI"
     sec, nsec = struct.unpack_from(fmt, raw, 4)
-    total = sec * 10**9 + nsec + offset_ns
+    total = t_now0 + round((sec * 10**9 + nsec - t_bag0) / rate)
     out = bytearray(raw)
     struct.pack_into(fmt, out, 4, total // 10**9, total % 10**9)
     return bytes(out)
+
+
+def original_stamp_ns(stamp_ns: int, entry: dict) -> int:
+    """The recorded stamp of a message that ``play --restamp`` stamped ``stamp_ns``, from that
+    pass's ``--restamp-log`` entry: bag_start_ns + (stamp_ns - wall_start_ns) * rate. Exact for
+    rate <= 1; at higher rates within rate / 2 ns (restamped stamps are whole ns)."""
+    wall0 = entry.get("wall_start_ns", entry["bag_start_ns"] + entry["offset_ns"])
+    return int(entry["bag_start_ns"] + round((int(stamp_ns) - wall0) * float(entry.get("rate", 1.0))))
 
 
 def _has_header(cls) -> bool:
@@ -246,9 +471,15 @@ def _wait_for_subscribers(reader, conns, pubs, headers, timeout: float) -> None:
 def play(bag, rate: float = 1.0, loop: bool = False, restamp: bool = False, topics=None,
          wait_subscribers: float = 0.0, duration: float | None = None, restamp_log=None, quiet: bool = False) -> int:
     """Publish a bag through rclpy with its original timing (scaled by ``rate``). ``restamp``
-    shifts header stamps so the first message carries the current time (latency measurable);
-    without it stamps are the recorded ones (a loop then goes back in time). Topics whose
-    rclpy message type does not import are skipped with one warning. Returns messages published."""
+    gives each header stamp the wall-clock time of its publication, at any rate and on every pass
+    of a loop: a stamp s becomes t_now0 + (s - t_bag0) / rate, where t_bag0 is the pass's first
+    log time and t_now0 the wall clock when that first message goes out (for bags whose stamps
+    are their log times, as from-kitti writes, that is when the message is due; messages with
+    equal stamps keep them equal). ``restamp_log`` gets one JSON line per pass: bag_start_ns,
+    wall_start_ns, rate and offset_ns = wall_start_ns - bag_start_ns (the shift of every stamp
+    at rate 1 only; :func:`original_stamp_ns` undoes the mapping at any rate). Without restamp
+    stamps are the recorded ones (a loop then goes back in time). Topics whose rclpy message
+    type does not import are skipped with one warning. Returns messages published."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -285,16 +516,14 @@ def play(bag, rate: float = 1.0, loop: bool = False, restamp: bool = False, topi
                 _wait_for_subscribers(r, conns, pubs, headers, wait_subscribers)
             t_start = time.monotonic()
             while True:
-                t_wall0, t_bag0 = time.monotonic(), None
-                offset = None
+                t_bag0 = None
                 for c, t, raw in r.messages(connections=conns):
-                    if t_bag0 is None:
-                        t_bag0 = t
-                        if restamp:
-                            offset = time.time_ns() - t_bag0
-                            if restamp_log:
-                                with open(restamp_log, "a") as f:
-                                    f.write(json.dumps({"bag_start_ns": t_bag0, "offset_ns": offset}) + "\n")
+                    if t_bag0 is None:            # a pass starts: its first message goes out now
+                        t_wall0, t_now0, t_bag0 = time.monotonic(), time.time_ns(), t
+                        if restamp and restamp_log:
+                            with open(restamp_log, "a") as f:
+                                f.write(json.dumps({"bag_start_ns": t_bag0, "wall_start_ns": t_now0, "rate": rate,
+                                                    "offset_ns": t_now0 - t_bag0}) + "\n")
                     delay = t_wall0 + (t - t_bag0) * 1e-9 / rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
@@ -304,7 +533,7 @@ def play(bag, rate: float = 1.0, loop: bool = False, restamp: bool = False, topi
                         return published
                     data = bytes(raw)
                     if restamp and headers[c.id]:
-                        data = _restamp(data, offset)
+                        data = _restamp(data, t_bag0, t_now0, rate)
                     pubs[c.id].publish(data)
                     published += 1
                 if not loop:
@@ -406,8 +635,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("bag", type=Path)
     pl.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
     pl.add_argument("--loop", action="store_true", help="play again and again")
-    pl.add_argument("--restamp", action="store_true", help="shift header stamps to the current time")
-    pl.add_argument("--restamp-log", type=Path, default=None, help="append the stamp offset of each pass (JSON lines)")
+    pl.add_argument("--restamp", action="store_true", help="stamp each message with its publication time")
+    pl.add_argument("--restamp-log", type=Path, default=None,
+                    help="append each pass's stamp mapping (JSON lines: bag_start_ns, wall_start_ns, rate, offset_ns)")
     pl.add_argument("--topics", nargs="+", default=None, help="only these topics")
     pl.add_argument("--wait-subscribers", type=float, default=0.0, metavar="S",
                     help="first wait up to S seconds for a subscriber on every sensor topic")
@@ -419,6 +649,16 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     rc.add_argument("--idle-stop", type=float, default=None, metavar="S",
                     help="stop S seconds after the last message (once one arrived)")
+    tk = sub.add_parser("to-kitti", help="write a bag's images and clouds as a KITTI raw drive")
+    tk.add_argument("bag", type=Path)
+    tk.add_argument("out", type=Path, help="folder to write DATE/DATE_drive_0000_sync and the calibration into")
+    tk.add_argument("--image-topic", default=DEFAULT_TOPICS["image"])
+    tk.add_argument("--cloud-topic", default=DEFAULT_TOPICS["cloud"])
+    tk.add_argument("--camera-info-topic", default=DEFAULT_TOPICS["camera_info"])
+    tk.add_argument("--lidar-to-camera", type=float, nargs=16, default=None, metavar="T",
+                    help="row-major 4x4 mapping LiDAR points into the camera frame (default: from /tf_static)")
+    tk.add_argument("--slop", type=float, default=0.05, metavar="S",
+                    help="pair an image and a cloud whose stamps are at most S seconds apart (default 0.05)")
     inf = sub.add_parser("info", help="print a bag's topics, types, counts and duration")
     inf.add_argument("bag", type=Path)
     return p
@@ -436,6 +676,8 @@ def main(argv=None) -> int:
             play(a.bag, a.rate, a.loop, a.restamp, a.topics, a.wait_subscribers, a.duration, a.restamp_log)
         elif a.cmd == "record":
             record(a.out, a.topics, a.storage, a.duration, a.idle_stop)
+        elif a.cmd == "to-kitti":
+            to_kitti(a.bag, a.out, a.image_topic, a.cloud_topic, a.camera_info_topic, a.lidar_to_camera, a.slop)
         else:
             print(json.dumps(bag_info(a.bag), indent=2))
     except Exception as e:  # noqa: BLE001 - one clear line for the user

@@ -96,7 +96,7 @@ def _stop(proc: subprocess.Popen, name: str, timeout: float = 20.0) -> int:
 
 def run_pipeline(drive: Path, out: Path, ckpts: tuple[Path, Path], mode: str, device: str, rate: float,
                  env: dict) -> dict:
-    """Node + recorder + player in three processes; returns paths and the restamp offset."""
+    """Node + recorder + player in three processes; returns paths and the player's restamp log entry."""
     from . import launch as pip_launch
     from .bag import NODE_OUTPUTS
     in_bag, out_bag = out / "input_bag", out / "output_bag"
@@ -154,8 +154,8 @@ def run_pipeline(drive: Path, out: Path, ckpts: tuple[Path, Path], mode: str, de
         raise RuntimeError(f"xmod_node failed ({procs['node'].returncode}):\n{(logs / 'node.log').read_text()[-3000:]}")
     if not restamp_log.is_file():
         raise RuntimeError(f"the player published nothing:\n{(logs / 'player.log').read_text()[-3000:]}")
-    offset = json.loads(restamp_log.read_text().splitlines()[0])["offset_ns"]
-    return {"output_bag": out_bag, "offset_ns": offset, "logs": logs}
+    restamp = json.loads(restamp_log.read_text().splitlines()[0])
+    return {"output_bag": out_bag, "restamp": restamp, "logs": logs}
 
 
 def _stamp_ns(msg) -> int:
@@ -169,12 +169,12 @@ def report(drive: Path, out: Path, run: dict, trained: bool, mode: str, rate: fl
     from xmod_core.metrics import F1Accumulator, fg_ari
 
     from . import convert, render
-    from .bag import bag_info, drive_stamps_ns, read_messages
+    from .bag import bag_info, drive_stamps_ns, original_stamp_ns, read_messages
     kd = KittiRawDrive(drive)
     cam_ns, velo_ns, _ = drive_stamps_ns(kd)
     cam_index = {int(t): i for i, t in enumerate(cam_ns)}
     velo_index = {int(t): i for i, t in enumerate(velo_ns)}
-    offset = run["offset_ns"]
+    orig = lambda msg: original_stamp_ns(_stamp_ns(msg), run["restamp"])      # the drive's stamp of an output
     inst, overlays, clusters, markers, status, latency = {}, {}, {}, {}, [], []
     for topic, t_ns, msg in read_messages(run["output_bag"]):
         key = topic.rsplit("/", 1)[-1]
@@ -183,9 +183,9 @@ def report(drive: Path, out: Path, run: dict, trained: bool, mode: str, rate: fl
             continue
         if key == "markers":
             if msg.markers:
-                markers[velo_index.get(_stamp_ns(msg.markers[0]) - offset)] = msg
+                markers[velo_index.get(orig(msg.markers[0]))] = msg
             continue
-        s = _stamp_ns(msg) - offset
+        s = orig(msg)
         if key == "instances":
             latency.append((t_ns - _stamp_ns(msg)) * 1e-6)
             inst[cam_index.get(s, velo_index.get(s))] = convert.image_to_numpy(msg)
