@@ -23,6 +23,8 @@ def generate_launch_description():
                                           "empty: live sensors"),
         DeclareLaunchArgument("mode", default_value="fused", description="rgb (camera only), lidar (LiDAR only) or fused"),
         DeclareLaunchArgument("device", default_value="auto", description="auto (CUDA when present), cpu or cuda"),
+        DeclareLaunchArgument("instances", default_value="slots",
+                              description="slots (the students' instances) or hybrid (LiDAR clusters the students call objects)"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag replay speed factor"),
     ]
     node = Node(
@@ -30,7 +32,8 @@ def generate_launch_description():
         executable="xmod_node",
         name="xmod_node",
         output="screen",
-        parameters=[config, {"mode": LaunchConfiguration("mode"), "device": LaunchConfiguration("device")}],
+        parameters=[config, {"mode": LaunchConfiguration("mode"), "device": LaunchConfiguration("device"),
+                            "instances": LaunchConfiguration("instances")}],
     )
     player = Node(
         package="xmod_ros",

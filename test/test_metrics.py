@@ -76,3 +76,36 @@ def test_ignore_and_moving_still_recall():
     tiny[0:2, 25:30] = 4                                 # the "false positive" is a tiny, ignored object
     acc.update(tiny, pred, ignore_ids=[4])
     assert (acc.tp, acc.fp, acc.fn) == (2, 0, 1)
+
+
+def test_box_iou_and_instance_boxes():
+    from xmod_core.metrics import box_iou, instance_boxes
+    assert box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10], [20, 20, 30, 30]]).tolist() == [[pytest.approx(1 / 3), 0.0]]
+    ids, boxes = instance_boxes(scene())
+    assert ids.tolist() == [1, 2, 3] and boxes.tolist() == [[2, 2, 10, 8], [5, 10, 12, 18], [18, 4, 28, 14]]
+    assert len(instance_boxes(np.zeros((4, 4), int))[0]) == 0
+
+
+def test_unmatched_predictions_in_ignored_regions_are_no_false_positives():
+    gt = scene()
+    pred = gt.copy()
+    pred[0:2, 25:30] = 9                                  # a prediction where nothing is labelled
+    acc = F1Accumulator()
+    hits = acc.update(gt, pred, ignore_pred_ids=[9])
+    assert (acc.tp, acc.fp, acc.fn) == (3, 0, 0) and hits == {1: 1, 2: 2, 3: 3}
+    acc = F1Accumulator()
+    acc.update(gt, pred)
+    assert acc.fp == 1
+    acc = F1Accumulator()                                 # an ignored id that matches an object still counts
+    assert acc.update(gt, pred, ignore_pred_ids=[1]) == {1: 1, 2: 2, 3: 3} and acc.tp == 3
+
+
+def test_id_stability_counts_switches_and_the_same_id_share():
+    from xmod_core.metrics import IdStability
+    s = IdStability()
+    for hits in ({1: 5, 2: 7}, {1: 5}, {1: 6, 2: 7}, {1: 5, 2: 7}):  # track 1: 5 5 6 5; track 2: 7 - 7 7
+        s.update([1, 2], hits)
+    r = s.result()
+    assert r["tracks"] == 2 and r["id_switches_per_track"] == pytest.approx((2 + 0) / 2)
+    assert r["same_id_share"] == pytest.approx((3 + 3) / 8)
+    assert IdStability().result()["same_id_share"] is None

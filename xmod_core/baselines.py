@@ -6,11 +6,13 @@ vegetation rows. Its clusters are projected into the image for the 2D metrics (c
 each cluster's pixels, nearer clusters painted over farther ones)."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .frontview import project_scan
 from .kitti import CameraCalib
@@ -45,28 +47,60 @@ def ground_mask(points: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
     d = -(n * tri[:, 0]).sum(1)
     ok = (norm[:, 0] > 1e-6) & (n[:, 2] > 0.9)                                 # near-horizontal planes only
     sub = points[low[:: max(1, len(low) // 4000)], :3]
-    inl = (np.abs(sub @ n.T + d) < cfg.ground_tol).sum(0) * ok                 # (I,)
+    # distances as sums of products, not BLAS matmuls: small products, and no thread start-up
+    dist = sub[:, None, 0] * n[:, 0] + sub[:, None, 1] * n[:, 1] + sub[:, None, 2] * n[:, 2] + d           # (P, I)
+    inl = (np.abs(dist) < cfg.ground_tol).sum(0) * ok                                                    # (I,)
     best = int(inl.argmax())
-    return np.abs(points[:, :3] @ n[best] + d[best]) < cfg.ground_tol
+    p = points[:, :3]
+    return np.abs(p[:, 0] * n[best, 0] + p[:, 1] * n[best, 1] + p[:, 2] * n[best, 2] + d[best]) < cfg.ground_tol
+
+
+_HALF_NEIGHBOURS = {d: np.array([o for o in itertools.product((-1, 0, 1), repeat=d) if o > (0,) * d], np.int64)
+                    for d in (2, 3)}                                           # one of each pair of opposite offsets
+
+
+def voxel_components(cells: np.ndarray, group: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Connected components of occupied cells (M, D) integer coordinates, D = 2 or 3, full
+    connectivity (8 / 26 neighbours); with `group` (M,), cells of different groups never connect.
+    Returns each row's component (M,) 0..n-1 and n. Works on the occupied cells only (sorted keys,
+    one lookup per neighbour offset, graph components), never on a dense grid."""
+    if not len(cells):
+        return np.zeros(0, np.int64), 0
+    c = cells - cells.min(0) + 1                                               # >= 1: neighbours stay >= 0
+    span = c.max(0) + 2
+    key = np.zeros(len(c), np.int64) if group is None else np.asarray(group, np.int64).copy()
+    for k in range(c.shape[1]):
+        key = key * span[k] + c[:, k]
+    occupied, inv = np.unique(key, return_inverse=True)                        # (C,) sorted
+    stride = np.cumprod(np.concatenate([span[1:], [1]])[::-1])[::-1]           # key step of +1 along each axis
+    src, dst = [], []
+    for off in _HALF_NEIGHBOURS[c.shape[1]] @ stride:
+        pos = np.clip(np.searchsorted(occupied, occupied + off), 0, len(occupied) - 1)
+        hit = occupied[pos] == occupied + off
+        src.append(np.flatnonzero(hit))
+        dst.append(pos[hit])
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    n, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(occupied),) * 2), directed=False)
+    return comp[inv].astype(np.int64), int(n)
 
 
 def euclidean_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> np.ndarray:
     """(N,) int cluster ids (0 = ground, far or filtered out) for a LiDAR scan (N, >=3)."""
+    return clusters_and_candidates(points, cfg)[0]
+
+
+def clusters_and_candidates(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """`euclidean_clusters` and the (N,) bool candidates it clustered: finite, in range, not ground."""
     pts = np.asarray(points, np.float64)[:, :3]
     labels = np.zeros(len(pts), np.int64)
     finite = np.isfinite(pts).all(1)
-    keep = finite & (np.linalg.norm(np.where(finite[:, None], pts, 0), axis=1) < cfg.max_range)
+    keep = finite & ((np.where(finite[:, None], pts, 0) ** 2).sum(1) < cfg.max_range ** 2)
     keep[keep] &= ~ground_mask(pts[keep], cfg)
     idx = np.flatnonzero(keep)
     if len(idx) == 0:
-        return labels
-    vox = np.floor(pts[idx] / cfg.voxel).astype(np.int64)
-    vox -= vox.min(0)
-    shape = vox.max(0) + 1
-    grid = np.zeros(shape, bool)
-    grid[tuple(vox.T)] = True
-    comp, n = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
-    lab = comp[tuple(vox.T)]                                                   # (M,) 1..n
+        return labels, keep
+    comp, n = voxel_components(np.floor(pts[idx] / cfg.voxel).astype(np.int64))
+    lab = comp + 1                                                             # (M,) 1..n
     # size filters per cluster, all at once
     cnt = np.bincount(lab, minlength=n + 1)
     lo = np.full((n + 1, 3), np.inf)
@@ -83,25 +117,30 @@ def euclidean_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig())
     new_id = np.zeros(n + 1, np.int64)
     new_id[good] = np.arange(1, good.sum() + 1)
     labels[idx] = new_id[lab]
-    return labels
+    return labels, keep
+
+
+def paint_hulls(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, ranges: np.ndarray, height: int,
+                width: int) -> np.ndarray:
+    """(height, width) uint16 instance image: the convex hull of each label's pixels (rows, cols)
+    filled with the label, farther labels (median range) first so nearer ones occlude them."""
+    out = np.zeros((height, width), np.uint16)
+    if not len(labels):
+        return out
+    ids, inv = np.unique(labels, return_inverse=True)
+    order = np.lexsort((ranges, inv))                                          # by label, then range
+    counts = np.bincount(inv, minlength=len(ids))
+    med = ranges[order][np.cumsum(counts) - counts + (counts - 1) // 2]        # lower median per label
+    groups = np.split(np.stack([cols, rows], 1)[order].astype(np.int32), np.cumsum(counts)[:-1])
+    for i in np.argsort(-med, kind="stable"):                                  # far to near
+        cv2.fillConvexPoly(out, cv2.convexHull(groups[i]), int(ids[i]))
+    return out
 
 
 def clusters_to_image(points: np.ndarray, labels: np.ndarray, calib: CameraCalib, height: int, width: int) -> np.ndarray:
     """(height, width) instance image: each cluster's projected pixels filled as a convex hull,
     farther clusters first so nearer ones occlude them."""
-    fv = project_scan(points, calib, height, width)
-    pp = fv.point_pixel
+    pp = project_scan(points, calib, height, width).point_pixel
     vis = (pp >= 0) & (labels > 0)
-    out = np.zeros((height, width), np.uint16)
-    if not vis.any():
-        return out
-    lab, pix = labels[vis], pp[vis]
     rng = np.linalg.norm(np.asarray(points)[vis, :3], axis=1)
-    ids = np.unique(lab)
-    med = np.array([np.median(rng[lab == i]) for i in ids])                   # one value per cluster
-    rows, cols = pix // width, pix % width
-    for i in ids[np.argsort(-med)]:                                            # far to near
-        sel = lab == i
-        hull = cv2.convexHull(np.stack([cols[sel], rows[sel]], 1).astype(np.int32))
-        cv2.fillConvexPoly(out, hull, int(i))
-    return out
+    return paint_hulls(pp[vis] // width, pp[vis] % width, labels[vis], rng, height, width)

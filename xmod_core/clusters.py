@@ -23,7 +23,7 @@ class Object3D:
     point_index: np.ndarray = field(repr=False)   # (M,) indices into the input cloud
 
 
-def _group_median(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def group_median(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """(n,) lower median of `values` (>= 0) per label 0..n-1 (NaN where a label has none): one argsort
     of label + value / (max + 1), which orders by label, then value."""
     order = np.argsort(labels + values / (values.max(initial=0.0) * 1.001 + 1e-9))
@@ -51,7 +51,7 @@ def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None 
     keep = np.ones(len(fg), bool)
     if depth_gate > 0 and len(fg):
         r = np.linalg.norm(p, axis=1)
-        keep = np.abs(r - _group_median(r, lab, n)[lab]) <= depth_gate            # background behind the mask's edge
+        keep = np.abs(r - group_median(r, lab, n)[lab]) <= depth_gate            # background behind the mask's edge
     small = np.bincount(lab[keep], minlength=n) < min_points
     keep &= ~small[lab]
     fg, lab, p = fg[keep], lab[keep], p[keep]

@@ -12,6 +12,17 @@ Prints one table per domain (2D at the paper's resolution, the 1/4 grid of the i
 camera resolution; 3D on the LiDAR points in the camera's view) with FG-ARI, all-ARI, F1@50, P, R,
 recall on still and on moving objects, frames/s; writes them as JSON and Markdown to --out.
 Ground-truth objects under --min-area (share of the image; --min-points in 3D) are ignored.
+
+Real KITTI ground truth (`kitti_gt`): `--data` also takes the KITTI object layout and the tracking
+layout (one source per sequence). There, per source: 3D on the LiDAR points in the camera's view
+(ground truth: the points inside each labelled 3D box; objects with fewer than --min-points points
+count neither way, nor do predictions lying mostly in a DontCare region), 2D boxes (F1@50 of the
+box around each predicted instance against the labelled 2D boxes), and on sequences the id
+stability of the 3D matches. Methods needing images are skipped where a source has none; motion
+masks need video and are not scored there.
+
+Methods: `rgb`, `lidar`, `fused` (the students' instances, the paper's) and `hybrid:MODE`
+(LiDAR clusters the students of MODE call objects, see `hybrid`).
 """
 from __future__ import annotations
 
@@ -29,10 +40,23 @@ from .baselines import ClusterConfig, clusters_to_image, euclidean_clusters
 from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
 from .kitti import KittiRawDrive
-from .metrics import F1Accumulator, all_ari, fg_ari
+from .kitti_gt import dont_care_boxes, find_gt_sources, object_boxes, points_in_boxes
+from .metrics import F1Accumulator, IdStability, all_ari, box_area, box_intersection, box_iou, fg_ari, instance_boxes
 from .predictor import DEFAULT_2D, DEFAULT_3D, MODES, Predictor, PredictorConfig
 
 DOMAINS = ("2d_grid", "2d_full", "3d")
+REAL_DOMAINS = ("3d", "2d_box")
+METHODS = (*MODES, *(f"hybrid:{m}" for m in MODES))
+NAMES = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"} | \
+    {f"hybrid:{m}": f"hybrid ({m})" for m in MODES}
+
+
+def method_config(method: str) -> dict:
+    """'lidar' -> {mode: lidar, instances: slots}; 'hybrid:fused' -> {mode: fused, instances: hybrid}."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    inst, _, mode = method.rpartition(":")
+    return {"mode": mode, "instances": inst or "slots"}
 
 
 class _Row:
@@ -68,7 +92,7 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
              names=None) -> dict:
     """Scores of the requested modes (and, with `baselines`, of the motion masks and LiDAR
     clustering) per domain: {domain: {row name: metrics}}. `names` renames the modes' rows."""
-    names = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"} | (names or {})
+    names = NAMES | (names or {})
     rows: dict[str, _Row] = {}
     row = lambda name: rows.setdefault(name, _Row())
     grid_hw = (height // 4, width // 4)
@@ -77,8 +101,8 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
         if not (drive.drive_dir / "instance_02").is_dir():
             raise FileNotFoundError(f"{drive.drive_dir}: no ground truth (instance_02/); evaluate needs simulated drives")
         calib = drive.calib
-        preds = {m: Predictor(PredictorConfig(mode=m, ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, device=device, height=height,
-                                              width=width, **(predictor_overrides or {})), calib) for m in modes}
+        preds = {m: Predictor(PredictorConfig(ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, device=device, height=height, width=width,
+                                              **method_config(m) | (predictor_overrides or {})), calib) for m in modes}
         unknown = unknown_frames(drive.drive_dir, MOTION_DIR)
         stamps = drive.timestamps
         it = tqdm(range(len(drive)), desc=drive.drive_dir.name, disable=not progress, unit="frame")
@@ -117,9 +141,99 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                 score("LiDAR clustering", clusters_to_image(scan, cl, calib, *gt.shape), cl, None, time.perf_counter() - t0)
             for m, p in preds.items():
                 t0 = time.perf_counter()
-                res = p(image=image if m != "lidar" else None, points=scan, stamp=float(stamps[t]))
+                res = p(image=image if p.cfg.mode != "lidar" else None, points=scan, stamp=float(stamps[t]))
                 score(names[m], res.labels, res.point_labels, res.scores, time.perf_counter() - t0)
     return {dom: {name: r.result(dom) for name, r in rows.items()} for dom in DOMAINS}
+
+
+class _RealRow:
+    def __init__(self):
+        self.f1 = {d: F1Accumulator() for d in REAL_DOMAINS}
+        self.fg, self.ids = [], IdStability()
+        self.seconds, self.frames = 0.0, 0
+
+    def result(self, domain) -> dict:
+        r = self.f1[domain].result()
+        out = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"], "tp": r["tp"], "fp": r["fp"], "fn": r["fn"],
+               "fps": self.frames / self.seconds if self.seconds else None}
+        if domain == "3d":
+            out |= {"fg_ari": float(np.mean(self.fg)) if self.fg else None} | self.ids.result()
+        return out
+
+
+def _share_in_boxes(uv: np.ndarray, ids: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted ids present among points (ids > 0) and the share of each one's points whose
+    pixel (uv) lies inside any of `boxes`."""
+    sel = ids > 0
+    u, inv = np.unique(ids[sel], return_inverse=True)
+    if not len(boxes) or not len(u):
+        return u, np.zeros(len(u))
+    p = uv[sel]
+    inside = ((p[:, None, 0] >= boxes[:, 0]) & (p[:, None, 0] <= boxes[:, 2]) & (p[:, None, 1] >= boxes[:, 1]) &
+              (p[:, None, 1] <= boxes[:, 3])).any(1)
+    return u, np.bincount(inv, inside.astype(np.float64), len(u)) / np.bincount(inv, minlength=len(u))
+
+
+def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width=320, device="auto", min_points=10,
+                  progress=True, predictor_overrides=None, baselines=True, dont_care_share=0.5) -> dict:
+    """Scores against real KITTI labels: {source name: {domain: {row name: metrics}}} with domains
+    `3d` (LiDAR points in view) and `2d_box`. Methods needing a camera are skipped for sources
+    without images; a method's Predictor restarts its sequence at every frame of the object layout."""
+    out = {}
+    for src in sources:
+        rows: dict[str, _RealRow] = {}
+        use = [m for m in methods if src.has_images or method_config(m)["mode"] == "lidar"]
+        preds = {}
+        it = tqdm(range(len(src)), desc=src.name, disable=not progress, unit="frame")
+        for i in it:
+            fr = src.frame(i)
+            for m in use:
+                if m not in preds:
+                    preds[m] = Predictor(PredictorConfig(ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, device=device, height=height, width=width,
+                                                         **method_config(m) | (predictor_overrides or {})), fr.calib)
+                elif not src.is_sequence:
+                    preds[m].set_calib(fr.calib)
+            H, W = fr.calib.height, fr.calib.width
+            fv = project_scan(fr.scan, fr.calib)
+            in_view = fv.point_pixel >= 0
+            uv = fr.calib.project(fr.scan[in_view])[0]
+            objs = [lb for lb in fr.labels if lb.type != "DontCare"]
+            gt_index = points_in_boxes(fr.scan[in_view], fr.calib, fr.labels)                       # (V,) 1 + label index
+            obj_of_label = np.cumsum([lb.type != "DontCare" for lb in fr.labels])                   # label -> object number
+            gt_obj = np.where(gt_index > 0, obj_of_label[np.maximum(gt_index, 1) - 1], 0)           # (V,) 1..B
+            track = np.array([lb.track_id + 1 if lb.track_id >= 0 else k + 1 for k, lb in enumerate(objs)], np.int64)
+            gt = np.concatenate([[0], track])[gt_obj]                                               # (V,) object ids
+            npts = np.bincount(gt_obj, minlength=len(objs) + 1)[1:]
+            ignore = track[npts < min_points]
+            gt_boxes, dc = object_boxes(fr.labels), dont_care_boxes(fr.labels)
+
+            def score(name, point_labels, labels, scores, seconds):
+                r = rows.setdefault(name, _RealRow())
+                r.seconds, r.frames = r.seconds + seconds, r.frames + 1
+                pl = np.asarray(point_labels, np.int64)[in_view]
+                u, share = _share_in_boxes(uv, pl, dc)
+                hits = r.f1["3d"].update(gt, pl, scores, ignore_ids=ignore, ignore_pred_ids=u[share > dont_care_share])
+                if src.is_sequence:
+                    r.ids.update(track[npts >= min_points], hits)
+                v = fg_ari(np.where(np.isin(gt, ignore), 0, gt), pl)
+                if v is not None:
+                    r.fg.append(v)
+                pids, pbox = instance_boxes(labels)
+                area = box_area(pbox)
+                in_dc = box_intersection(pbox, dc).max(1, initial=0) / np.maximum(area, 1) > dont_care_share
+                s = np.array([scores.get(int(p), 0.0) for p in pids]) if scores is not None else area
+                r.f1["2d_box"].count(box_iou(gt_boxes, pbox), s, npts < min_points, in_dc)
+
+            if baselines:
+                t0 = time.perf_counter()
+                cl = euclidean_clusters(fr.scan, ClusterConfig())
+                score("LiDAR clustering", cl, clusters_to_image(fr.scan, cl, fr.calib, H, W), None, time.perf_counter() - t0)
+            for m, p in preds.items():
+                t0 = time.perf_counter()
+                res = p(image=fr.image if p.cfg.mode != "lidar" else None, points=fr.scan, stamp=fr.stamp)
+                score(NAMES[m], res.point_labels, res.labels, res.scores, time.perf_counter() - t0)
+        out[src.name] = {dom: {name: r.result(dom) for name, r in rows.items()} for dom in REAL_DOMAINS}
+    return out
 
 
 def tables(results: dict, title: str = "") -> str:
@@ -135,13 +249,32 @@ def tables(results: dict, title: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
+def real_tables(results: dict) -> str:
+    """Markdown tables of `evaluate_real`'s results, two per source."""
+    fmt = lambda v: "n/a" if v is None else str(v) if isinstance(v, int) else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    cols = {"3d": [("fg_ari", "FG-ARI"), ("f1", "F1@50"), ("precision", "P"), ("recall", "R"), ("tp", "TP"), ("fp", "FP"),
+                   ("fn", "FN"), ("id_switches_per_track", "id switches / track"), ("same_id_share", "same id"), ("fps", "frames/s")],
+            "2d_box": [("f1", "F1@50"), ("precision", "P"), ("recall", "R"), ("tp", "TP"), ("fp", "FP"), ("fn", "FN")]}
+    titles = {"3d": "3D, LiDAR points in view (point F1@50)", "2d_box": "2D boxes (box F1@50)"}
+    out = []
+    for src, doms in results.items():
+        for dom, rows in doms.items():
+            c = cols[dom] if dom == "2d_box" or any(r.get("tracks") for r in rows.values()) else \
+                [x for x in cols[dom] if x[0] not in ("id_switches_per_track", "same_id_share")]
+            out += [f"\n## {src}: {titles[dom]}\n", "| method | " + " | ".join(x[1] for x in c) + " |", "|---|" + "---:|" * len(c)]
+            out += [f"| {name} | " + " | ".join(fmt(r.get(k)) for k, _ in c) + " |" for name, r in rows.items()]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xmod_core.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, nargs="+", help="drive folders or glob patterns (with ground truth)")
+    ap.add_argument("--data", required=True, nargs="+",
+                    help="simulated drive folders, KITTI object or tracking folders, or glob patterns (with ground truth)")
     ap.add_argument("--ckpt-2d", default=DEFAULT_2D)
     ap.add_argument("--ckpt-3d", default=DEFAULT_3D)
-    ap.add_argument("--mode", default="all", choices=[*MODES, "all"])
+    ap.add_argument("--mode", default=["all"], nargs="+", choices=[*METHODS, "all"],
+                    help="methods (all: every one); hybrid:MODE = LiDAR clusters the students of MODE call objects")
     ap.add_argument("--height", type=int, default=96, help="processing (input) height of the students")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--device", default="auto")
@@ -149,21 +282,35 @@ def main(argv=None) -> int:
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
+    ap.add_argument("--hybrid-objectness", type=float, default=0.1, help="hybrid: agreement for a cluster to be kept")
+    ap.add_argument("--hybrid-agreement", default="iou", choices=("iou", "share"), help="hybrid: how agreement is measured")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     a = ap.parse_args(argv)
     try:
-        drives = find_drives(a.data)
-        modes = list(MODES) if a.mode == "all" else [a.mode]
+        real = find_gt_sources(a.data)
+        try:
+            drives = find_drives(a.data)
+        except FileNotFoundError:
+            if not real:
+                raise
+            drives = []
+        methods = list(METHODS) if "all" in a.mode else list(dict.fromkeys(a.mode))
         t0 = time.perf_counter()
-        res = evaluate(drives, modes, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
-                       predictor_overrides={"fusion_iou": a.fusion_iou, "keep_single": a.keep_single})
+        over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "hybrid_objectness": a.hybrid_objectness,
+                "hybrid_agreement": a.hybrid_agreement}
+        res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
+                       predictor_overrides=over) if drives else {}
+        res_real = evaluate_real(real, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_points,
+                                 predictor_overrides=over) if real else {}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = tables(res, f"Evaluation of {len(drives)} drive(s) ({time.perf_counter() - t0:.0f} s)")
+    text = tables(res, f"Evaluation of {len(drives)} simulated drive(s)") if drives else ""
+    text += real_tables(res_real) if real else ""
+    text += f"\n({time.perf_counter() - t0:.0f} s)\n"
     print(text)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "results.json").write_text(json.dumps(res, indent=1))
+    (a.out / "results.json").write_text(json.dumps({"simulated": res, "real": res_real} if real else res, indent=1))
     (a.out / "results.md").write_text(text)
     print(f"written: {a.out / 'results.json'}, {a.out / 'results.md'}")
     return 0

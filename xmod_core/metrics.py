@@ -112,33 +112,46 @@ class F1Accumulator:
     still_total: int = 0
     still_found: int = 0
 
-    def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None) -> None:
+    def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None, ignore_pred_ids=()) -> dict:
         """gt, pred: instance-id arrays of one frame; scores: {pred id: score} (default: area);
         ignore_ids: ground-truth ids that count neither way; moving_ids: ids of moving objects
-        (the others are still) for the split recall."""
+        (the others are still) for the split recall; ignore_pred_ids: predicted ids that are no
+        false positive when unmatched (e.g. lying in a region with unlabelled objects).
+        Returns {gt id: pred id} of this frame's true positives."""
         gids, pids, iou, _ = iou_matrix(gt, pred)
         if scores is None:
             s = np.bincount(np.asarray(pred).reshape(-1))[pids] if len(pids) else np.zeros(0)
         else:
             s = np.array([scores.get(int(p), 0.0) for p in pids])
-        match = greedy_match(iou, s)
-        ignored = np.isin(gids, np.asarray(list(ignore_ids)))
-        hit = np.zeros(len(gids), bool)
+        moving = None if moving_ids is None else np.isin(gids, np.asarray(list(moving_ids)))
+        hit_pairs = self.count(iou, s, np.isin(gids, np.asarray(list(ignore_ids))),
+                               np.isin(pids, np.asarray(list(ignore_pred_ids))), moving)
+        return {int(gids[g]): int(pids[p]) for g, p in hit_pairs}
+
+    def count(self, iou: np.ndarray, scores: np.ndarray, ignored: np.ndarray, ignored_pred: np.ndarray | None = None,
+              moving: np.ndarray | None = None) -> list:
+        """Count one frame from its (G, P) IoU matrix (masks, boxes, anything): ignored (G,) and
+        ignored_pred (P,) count neither way, moving (G,) splits the recall. Returns the (g, p) hits."""
+        match = greedy_match(iou, scores)
+        ignored_pred = np.zeros(len(match), bool) if ignored_pred is None else ignored_pred
+        hit = np.zeros(len(ignored), bool)
+        pairs = []
         for p, g in enumerate(match):
             if g >= 0 and iou[g, p] > self.iou_threshold:
                 if not ignored[g]:
                     self.tp += 1
                     hit[g] = True
-            elif not (g >= 0 and ignored[g]):
+                    pairs.append((g, p))
+            elif not (g >= 0 and ignored[g]) and not ignored_pred[p]:
                 self.fp += 1
         counted = ~ignored
         self.fn += int((counted & ~hit).sum())
-        if moving_ids is not None:
-            mov = np.isin(gids, np.asarray(list(moving_ids)))
-            self.moving_total += int((counted & mov).sum())
-            self.moving_found += int((counted & mov & hit).sum())
-            self.still_total += int((counted & ~mov).sum())
-            self.still_found += int((counted & ~mov & hit).sum())
+        if moving is not None:
+            self.moving_total += int((counted & moving).sum())
+            self.moving_found += int((counted & moving & hit).sum())
+            self.still_total += int((counted & ~moving).sum())
+            self.still_found += int((counted & ~moving & hit).sum())
+        return pairs
 
     def result(self) -> dict:
         p = self.tp / max(1, self.tp + self.fp)
@@ -147,3 +160,63 @@ class F1Accumulator:
                 "fn": self.fn,
                 "recall_moving": self.moving_found / self.moving_total if self.moving_total else None,
                 "recall_still": self.still_found / self.still_total if self.still_total else None}
+
+
+def box_area(a: np.ndarray) -> np.ndarray:
+    """(A,) areas of boxes given as (left, top, right, bottom)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    return (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+
+
+def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) intersection areas of boxes given as (left, top, right, bottom)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    return w * h
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) IoU of boxes given as (left, top, right, bottom)."""
+    inter = box_intersection(a, b)
+    return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None, :] - inter, 1e-9)
+
+
+def instance_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids (P,) and boxes (P, 4) (left, top, right + 1, bottom + 1: pixel edges) around each
+    instance of an (H, W) id image; segment minima and maxima, no loop over instances."""
+    rows, cols = np.nonzero(labels)
+    ids, inv = np.unique(labels[rows, cols], return_inverse=True)
+    box = np.stack([np.full(len(ids), np.inf), np.full(len(ids), np.inf), np.full(len(ids), -np.inf),
+                    np.full(len(ids), -np.inf)], 1)
+    np.minimum.at(box[:, 0], inv, cols)
+    np.minimum.at(box[:, 1], inv, rows)
+    np.maximum.at(box[:, 2], inv, cols + 1)
+    np.maximum.at(box[:, 3], inv, rows + 1)
+    return ids, box
+
+
+class IdStability:
+    """Id stability over a sequence: per ground-truth track, the predicted ids of the frames where it
+    was found (a true positive). `switches`: changes of that id between consecutive finds, per track;
+    `same_id`: share of a track's frames (found or not) holding its most frequent predicted id."""
+
+    def __init__(self):
+        self.found: dict[int, list] = {}     # track -> predicted id per found frame
+        self.frames: dict[int, int] = {}     # track -> frames it was counted in
+
+    def update(self, tracks, hits: dict) -> None:
+        """tracks: the counted ground-truth track ids of a frame; hits {track: predicted id}."""
+        for t in tracks:
+            self.frames[int(t)] = self.frames.get(int(t), 0) + 1
+            if int(t) in hits:
+                self.found.setdefault(int(t), []).append(int(hits[int(t)]))
+
+    def result(self) -> dict:
+        if not self.frames:
+            return {"id_switches_per_track": None, "same_id_share": None, "tracks": 0}
+        sw = [int((np.diff(v) != 0).sum()) for v in self.found.values()]
+        same = sum(np.bincount(np.unique(v, return_inverse=True)[1]).max() for v in self.found.values())
+        return {"id_switches_per_track": float(np.sum(sw) / len(self.frames)),
+                "same_id_share": float(same / sum(self.frames.values())), "tracks": len(self.frames)}
+

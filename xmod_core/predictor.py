@@ -36,6 +36,7 @@ from .clusters import Object3D, cluster_objects
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import late_fusion
 from .graphs import StudentStep
+from .hybrid import HybridConfig, hybrid_instances
 from .instances import slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
@@ -45,6 +46,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_2D = str(ASSETS / "student_rgb.pt")
 DEFAULT_3D = str(ASSETS / "student_lidar.pt")
 MODES = ("rgb", "lidar", "fused")
+INSTANCES = ("slots", "hybrid")
 
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "MODES"]
 
@@ -71,6 +73,10 @@ class PredictorConfig:
     amp: bool = False                   # bf16 autocast for the students on CUDA (ignored on the CPU); one frame at a
                                         # time the students are launch-bound, so it saves memory, not time
     cuda_graphs: bool = True            # replay the students' step as a CUDA graph (ignored on the CPU; see `graphs`)
+    instances: str = "slots"            # slots: the students' instances (the paper's); hybrid: LiDAR clusters the
+                                        # students call objects, split and merged by their instances (see `hybrid`)
+    hybrid_objectness: float = 0.1      # hybrid: agreement of a cluster with the students for it to be kept
+    hybrid_agreement: str = "iou"       # hybrid: iou (best point IoU with one instance) | share (of points in any)
 
 
 @dataclass
@@ -81,6 +87,9 @@ class FrameResult:
     scores: dict = field(default_factory=dict)  # {id: score}
     timings: dict = field(default_factory=dict)  # ms per stage
     new_sequence: bool = False
+    grid: Optional[np.ndarray] = None           # (h, w) the labels on the processing grid
+    students: dict = field(default_factory=dict)  # {modality: (h, w) its student's instances on the grid, before
+                                                # fusion and tracking (slot k -> k + 1)}
 
 
 def pick_device(name: str) -> torch.device:
@@ -109,6 +118,9 @@ class Predictor:
             self.models["rgb"] = self._load(cfg.ckpt_2d or DEFAULT_2D, "rgb")
         if cfg.mode in ("lidar", "fused"):
             self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
+        if cfg.instances not in INSTANCES:
+            raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
+        self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement)
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         if not 0.0 <= cfg.min_score < 1.0:
@@ -129,6 +141,11 @@ class Predictor:
         if meta.get("modality") != modality:
             raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")
         return model
+
+    def set_calib(self, calib: CameraCalib) -> None:
+        """Another camera (e.g. the next frame of a set of single frames): a new sequence."""
+        self.calib, self.calib_small = calib, calib.scaled(self.cfg.height, self.cfg.width)
+        self.reset()
 
     def reset(self) -> None:
         self.states = {k: None for k in self.models}
@@ -154,8 +171,8 @@ class Predictor:
                 raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
             if image.shape[:2] != (H0, W0):
                 raise ValueError(f"image size {image.shape[1]}x{image.shape[0]} differs from the calibration's {W0}x{H0}")
-        if "lidar" in self.models and points is None:
-            raise ValueError(f"mode {cfg.mode!r} needs a LiDAR scan")
+        if ("lidar" in self.models or cfg.instances == "hybrid") and points is None:
+            raise ValueError(f"mode {cfg.mode!r} with {cfg.instances} instances needs a LiDAR scan")
         if points is not None:
             points = np.asarray(points, np.float32)
             if points.ndim != 2 or points.shape[1] < 3:
@@ -195,16 +212,25 @@ class Predictor:
         else:
             grid, conf = inst[cfg.mode]
             scores = {k + 1: float(c) for k, c in enumerate(conf)}          # the tracker keeps those present
+        students = {m: inst[m][0].cpu().numpy() for m in self.models}
+        hybrid_points = None
+        if cfg.instances == "hybrid":                                         # on the host: clusters are numpy
+            grid, hybrid_points, scores = hybrid_instances(points, fv.point_pixel, list(students.values()),
+                                                           torch.as_tensor(grid).cpu().numpy(), scores, self.hybrid)
+            timings["hybrid"] = (time.perf_counter() - t) * 1e3
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
-        grid = grid.to(torch.int32).cpu().numpy()
+        grid = torch.as_tensor(grid).to(torch.int32).cpu().numpy()
         labels = cv2.resize(grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)
         timings["fusion"] = (time.perf_counter() - t) * 1e3
         point_labels, objects = None, []
         if points is not None:
             t = time.perf_counter()
-            point_labels = grid_labels_to_points(grid, fv.point_pixel)
+            if hybrid_points is None:
+                point_labels = grid_labels_to_points(grid, fv.point_pixel)
+            else:                                                             # each point keeps its object, with its track id
+                point_labels = self.tracker.track_ids(hybrid_points)
             objects, point_labels = cluster_objects(points, point_labels, scores, cfg.min_points, cfg.depth_gate_m)
             point_labels = point_labels.astype(np.uint16)
             timings["clusters"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(labels, point_labels, objects, scores, timings, new_seq)
+        return FrameResult(labels, point_labels, objects, scores, timings, new_seq, grid, students)

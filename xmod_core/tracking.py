@@ -28,6 +28,7 @@ class IdTracker:
         self.prev: torch.Tensor | None = None   # (H, W) previous frame's instances, 0..m (index into prev_ids + 1)
         self.prev_ids = np.zeros(0, np.int64)   # (m,) their track ids
         self.next_id = 1
+        self.last = (np.zeros(0, np.int64), np.zeros(0, np.int64))   # last frame's input ids and their track ids
 
     def _fresh(self, n: int, taken: np.ndarray) -> np.ndarray:
         """n new ids, counting up and wrapping below MAX_ID, never one of `taken`."""
@@ -70,5 +71,15 @@ class IdTracker:
         new = track == 0
         track[new] = self._fresh(int(new.sum()), track[~new])
         out = torch.as_tensor(np.concatenate([[0], track]), device=ids.device)[compact]
-        self.prev, self.prev_ids = compact, track
+        self.prev, self.prev_ids, self.last = compact, track, (cur, track)
         return (out.numpy() if as_np else out), {int(t): float(scores.get(int(i), 0.0)) for i, t in zip(cur, track)}
+
+    def track_ids(self, ids: np.ndarray) -> np.ndarray:
+        """The track ids the last call gave to input ids `ids` (any shape; 0 and ids absent from
+        that call's map -> 0), e.g. for the points of the objects whose mask the last call tracked."""
+        cur, track = self.last                                                 # cur: sorted, no 0
+        ids = np.asarray(ids, np.int64)
+        if not len(cur):
+            return np.zeros_like(ids)
+        pos = np.clip(np.searchsorted(cur, ids), 0, len(cur) - 1)
+        return np.where(cur[pos] == ids, track[pos], 0)

@@ -14,9 +14,10 @@ ARGUMENTS = {
     "bag": ("", "ROS 2 bag to replay (e.g. from `python -m xmod_ros.bag from-kitti`); empty: live sensors"),
     "mode": ("fused", "rgb (camera only), lidar (LiDAR only) or fused"),
     "device": ("auto", "auto (CUDA when present), cpu or cuda"),
+    "instances": ("slots", "slots (the students' instances) or hybrid (LiDAR clusters the students call objects)"),
     "rate": ("1.0", "bag replay speed factor"),
 }
 # launch arguments passed to the node as parameters (same name)
-NODE_PARAMETERS = ("mode", "device")
+NODE_PARAMETERS = ("mode", "device", "instances")
 # the player's command line; {name} is a launch argument
 PLAYER_ARGUMENTS = ("play", "{bag}", "--rate", "{rate}", "--wait-subscribers", "30")

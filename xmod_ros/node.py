@@ -46,7 +46,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
-from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, Predictor, PredictorConfig
+from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
 
 from . import convert, render
 from .dds import use_large_message_profile
@@ -87,6 +87,13 @@ PARAMETERS: dict[str, tuple] = {
     "min_score": (0.5, _D.PARAMETER_DOUBLE,
                   "smallest instance score (mean slot attention over its pixels); unsure instances are dropped"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
+    "instances": ("slots", _D.PARAMETER_STRING,
+                  "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
+                  "split and merged by their instances (needs the cloud in every mode); read at startup"),
+    "hybrid_objectness": (0.1, _D.PARAMETER_DOUBLE,
+                          "hybrid: agreement of a LiDAR cluster with the students' instances for it to be kept"),
+    "hybrid_agreement": ("iou", _D.PARAMETER_STRING,
+                         "hybrid: iou (a cluster's best point IoU with one student instance) or share (of its points in any)"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
     "state_horizon": (3, _D.PARAMETER_INTEGER,
                       "frames the students carry their temporal state before restarting it (they train on 3-frame "
@@ -203,7 +210,10 @@ class XmodNode(Node):
         if p["mode"] not in MODES:
             raise StartupError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
         self.mode = p["mode"]
+        if p["instances"] not in INSTANCES:
+            raise StartupError(f"parameter instances must be one of {', '.join(INSTANCES)}, got {p['instances']!r}")
         self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
+        self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
         self.predictor = None
         self.sync = None
         self.sync_kind = "none"
@@ -333,14 +343,15 @@ class XmodNode(Node):
     def _load_predictor(self) -> None:
         p = self.p
         ck2, ck3 = p["checkpoint_rgb"] or DEFAULT_2D, p["checkpoint_lidar"] or DEFAULT_3D
-        for use, path, name in ((self.uses_image, ck2, "checkpoint_rgb"), (self.uses_cloud, ck3, "checkpoint_lidar")):
+        for use, path, name in ((self.uses_image, ck2, "checkpoint_rgb"), (self.mode != "rgb", ck3, "checkpoint_lidar")):
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
-                              cuda_graphs=p["cuda_graphs"])
+                              cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
+                              hybrid_agreement=p["hybrid_agreement"])
         if p["threads"] > 0:
             import torch
             torch.set_num_threads(int(p["threads"]))

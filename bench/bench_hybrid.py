@@ -1,0 +1,143 @@
+"""Hybrid instances (`xmod_core.hybrid`): the choice of their settings and their cost.
+
+    # quality: sweep the settings on simulated VALIDATION drives (never on a test seed or real frames)
+    .venv/bin/python bench/bench_hybrid.py --part sweep --data 'data/hyb/sim77/*/*_sync' --json out/hybrid_sweep.json
+    # cost: the time hybrid instances add per frame on a real KITTI scan (~120k points), side by side
+    .venv/bin/python bench/bench_hybrid.py --part speed --scan ../shared/kitti_tracking
+
+`sweep` runs the students once per frame (slots mode, which keeps the students' instance maps and
+the pre-hybrid instances), then re-runs only the hybrid step for every setting, and prints the
+pooled point F1@50 (3D, points in view, objects of >= 10 points) per mode and setting, with the
+LiDAR clustering baseline and the students' own instances as references.
+`speed` times, on the same frames in one run, the slots post-processing alone (the points' labels
+from the grid) and the hybrid step, and prints the difference: what `instances: hybrid` adds.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from xmod_core.baselines import ClusterConfig, euclidean_clusters  # noqa: E402
+from xmod_core.data import find_drives  # noqa: E402
+from xmod_core.frontview import grid_labels_to_points, project_scan  # noqa: E402
+from xmod_core.hybrid import HybridConfig, hybrid_instances  # noqa: E402
+from xmod_core.kitti import KittiRawDrive  # noqa: E402
+from xmod_core.metrics import F1Accumulator  # noqa: E402
+from xmod_core.predictor import Predictor, PredictorConfig  # noqa: E402
+
+OBJECTNESS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+FINE_GAP = (0.15, 100.0)             # 100 m: never split a cluster
+AGREEMENT = ("share", "iou")
+
+
+def cache_frames(drives, modes, min_points: int) -> dict:
+    """Per mode, per frame: what the hybrid step needs, and the 3D ground truth."""
+    out = {m: [] for m in modes}
+    for d in drives:
+        drive = KittiRawDrive(d)
+        preds = {m: Predictor(PredictorConfig(mode=m), drive.calib) for m in modes}
+        stamps = drive.timestamps
+        for t in range(len(drive)):
+            fid = drive.frame_ids[t]
+            image, scan = drive.image(t), drive.scan(t)
+            gt = (np.fromfile(drive.drive_dir / "velodyne_labels/data" / f"{fid}.label", np.uint32) >> 16).astype(np.int64)
+            in_view = project_scan(scan, drive.calib).point_pixel >= 0
+            g = gt[in_view]
+            cnt = np.bincount(g)
+            ignore = np.flatnonzero((cnt > 0) & (cnt < min_points))
+            for m, p in preds.items():
+                res = p(image=image if m != "lidar" else None, points=scan, stamp=float(stamps[t]))
+                pp = project_scan(scan, p.calib_small).point_pixel
+                out[m].append(dict(scan=scan, pp=pp, cover=list(res.students.values()), grid=res.grid, scores=res.scores,
+                                   point_labels=res.point_labels, gt=g, ignore=ignore[ignore > 0], in_view=in_view))
+    return out
+
+
+def f1_of(frames, labels_fn) -> dict:
+    acc = F1Accumulator()
+    for f in frames:
+        labels, scores = labels_fn(f)
+        acc.update(f["gt"], np.asarray(labels, np.int64)[f["in_view"]], scores, ignore_ids=f["ignore"])
+    r = acc.result()
+    return {k: round(float(r[k]), 4) for k in ("f1", "precision", "recall")}
+
+
+def sweep(a) -> dict:
+    drives = find_drives(a.data)
+    modes = a.modes
+    t0 = time.perf_counter()
+    cache = cache_frames(drives, modes, a.min_points)
+    print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
+    frames0 = cache[modes[0]]
+    res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"]), None))}
+    print(f"LiDAR clustering: {res['clustering']}")
+    for m in modes:
+        res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
+        print(f"{m} slots: {res[f'{m} slots']}", flush=True)
+        for agr, obj, gap in itertools.product(AGREEMENT, OBJECTNESS, FINE_GAP):
+            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr)
+            r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg)[1:])
+            res[f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap}"] = r
+            print(f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap}: {r}", flush=True)
+    return res
+
+
+def speed(a) -> dict:
+    from xmod_core.kitti_gt import find_gt_sources
+    src = find_gt_sources([a.scan])[0]
+    frames = [src.frame(i) for i in range(min(a.frames, len(src)))]
+    pred = Predictor(PredictorConfig(mode="lidar"), frames[0].calib)
+    runs = []
+    for f in frames:
+        res = pred(points=f.scan, stamp=f.stamp)
+        runs.append((f.scan, project_scan(f.scan, pred.calib_small).point_pixel, list(res.students.values()), res.grid, res.scores))
+    cfg = HybridConfig()
+    slots_ms, hybrid_ms = [], []
+    for _ in range(a.repeat):
+        for scan, pp, cover, grid, scores in runs:
+            t = time.perf_counter()
+            grid_labels_to_points(grid, pp)
+            slots_ms.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            hybrid_instances(scan, pp, cover, grid, scores, cfg)
+            hybrid_ms.append((time.perf_counter() - t) * 1e3)
+    t = time.perf_counter()
+    for scan, *_ in runs:
+        euclidean_clusters(scan, ClusterConfig())
+    clusters_ms = (time.perf_counter() - t) * 1e3 / len(runs)
+    out = {"points": int(np.mean([len(r[0]) for r in runs])), "points_in_view": int(np.mean([(r[1] >= 0).sum() for r in runs])),
+           "slots_ms_p50": float(np.median(slots_ms)), "hybrid_ms_p50": float(np.median(hybrid_ms)),
+           "hybrid_ms_p90": float(np.percentile(hybrid_ms, 90)), "added_ms_p50": float(np.median(hybrid_ms) - np.median(slots_ms)),
+           "whole_scan_clustering_ms": clusters_ms}
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("sweep", "speed"), default="speed")
+    ap.add_argument("--data", nargs="+", default=["data/hyb/sim77/*/*_sync"], help="simulated validation drives (sweep)")
+    ap.add_argument("--modes", nargs="+", default=["lidar", "fused", "rgb"])
+    ap.add_argument("--min-points", type=int, default=10)
+    ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
+                    help="a KITTI tracking or object folder (speed)")
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    res = sweep(a) if a.part == "sweep" else speed(a)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Hybrid instances on a hand-made scene: clustering merges two pedestrians and keeps a wall; the
+students tell the pedestrians apart, cover a car with two slots and ignore the wall."""
+import numpy as np
+import pytest
+
+from xmod_core.baselines import euclidean_clusters
+from xmod_core.frontview import project_scan
+from xmod_core.hybrid import HybridConfig, hybrid_instances
+from xmod_core.kitti import CameraCalib
+
+H, W = 96, 320
+T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)    # velo -> camera
+CALIB = CameraCalib(np.array([[700, 0, 620, 0], [0, 700, 187, 0], [0, 0, 1, 0]], float), np.eye(3), T, 1242, 375)
+
+
+def box_surface(x0, x1, y0, y1, z0, z1, step=0.1):
+    """Points on the four vertical faces and the top of a box (a LiDAR sees surfaces)."""
+    xs, ys, zs = (np.arange(a, b + 1e-9, step) for a, b in ((x0, x1), (y0, y1), (z0, z1)))
+    faces = [np.stack(np.meshgrid(xs, [y], zs), -1).reshape(-1, 3) for y in (y0, y1)]
+    faces += [np.stack(np.meshgrid([x], ys, zs), -1).reshape(-1, 3) for x in (x0, x1)]
+    faces += [np.stack(np.meshgrid(xs, ys, [z1]), -1).reshape(-1, 3)]
+    return np.unique(np.round(np.concatenate(faces), 3), axis=0)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    g = -1.73
+    gx, gy = np.meshgrid(np.arange(4, 30, 0.2), np.arange(-8, 8, 0.2))
+    parts = {"ground": np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, g)], 1),
+             "ped_a": box_surface(10.0, 10.6, -1.3, -0.7, g + 0.25, g + 1.75),          # 0.3 m apart:
+             "ped_b": box_surface(10.0, 10.6, -2.2, -1.6, g + 0.25, g + 1.75),          # one cluster
+             "car": box_surface(15.0, 19.0, 2.0, 3.8, g + 0.3, g + 1.8),
+             "wall": box_surface(20.0, 20.3, -7.0, -2.0, g + 0.25, g + 2.5),            # object-sized for clustering
+             "bush": box_surface(21.0, 24.0, 6.5, 10.0, g + 0.25, g + 2.0)}   # beside the car in the image
+    names = list(parts)
+    pts = np.concatenate([parts[n] for n in names]).astype(np.float32)
+    part = np.concatenate([np.full(len(parts[n]), i) for i, n in enumerate(names)])
+    pp = project_scan(pts, CALIB.scaled(H, W)).point_pixel
+    # the students: one slot per pedestrian, two slots on the car (front, back), nothing on the wall,
+    # and an object above the scan (no LiDAR there)
+    grid = np.zeros((H, W), np.int64)
+    car_front = (part == names.index("car")) & (pts[:, 0] < 17.0)
+    for slot, sel in ((1, part == names.index("ped_a")), (2, part == names.index("ped_b")), (3, car_front),
+                      (4, (part == names.index("car")) & ~car_front)):
+        grid.reshape(-1)[pp[sel & (pp >= 0)]] = slot
+    grid[2:6, 10:20] = 5
+    return pts, part, names, pp, grid
+
+
+def ids_of(labels, part, names, name):
+    return labels[part == names.index(name)]
+
+
+def test_scene_is_hard_for_clustering(scene):
+    pts, part, names, *_ = scene
+    cl = euclidean_clusters(pts)
+    a, b, wall = (ids_of(cl, part, names, n) for n in ("ped_a", "ped_b", "wall"))
+    assert np.bincount(a).argmax() == np.bincount(b).argmax() > 0                # the pedestrians merged
+    assert (wall > 0).mean() > 0.9                                              # the wall kept
+
+
+def test_hybrid_splits_merges_and_drops(scene):
+    pts, part, names, pp, grid = scene
+    out_grid, labels, scores = hybrid_instances(pts, pp, [grid], grid, {1: 0.9, 2: 0.8, 3: 0.7, 4: 0.7, 5: 0.6})
+    a, b, car, wall, ground = (ids_of(labels, part, names, n) for n in ("ped_a", "ped_b", "car", "wall", "ground"))
+    main = lambda x: np.bincount(x).argmax()
+    assert main(a) > 0 and main(b) > 0 and main(a) != main(b)                  # split along the students' slots
+    assert (a == main(a)).mean() > 0.95 and (b == main(b)).mean() > 0.95
+    assert main(car) > 0 and (car == main(car)).mean() > 0.95                   # two slots, one connected car
+    assert (wall == 0).all() and (ground == 0).mean() > 0.99                    # no student covers the wall
+    assert (ids_of(labels, part, names, "bush") == 0).all()
+    assert len(np.unique(labels[labels > 0])) == 3
+    # in the image: the three objects' hulls, and the slot above the scan keeps its own mask
+    pix_a = pp[(part == names.index("ped_a")) & (pp >= 0)]
+    assert np.bincount(out_grid.reshape(-1)[pix_a]).argmax() == main(a)
+    sky = out_grid[2:6, 10:20]
+    assert (sky > 0).all() and len(np.unique(sky)) == 1 and sky[0, 0] not in (main(a), main(b), main(car))
+    assert scores[int(sky[0, 0])] == pytest.approx(0.6)
+    # objectness: the merged cluster's IoU with pedestrian a's slot (about half its points), and the slot's score
+    peds = np.isin(part, [names.index("ped_a"), names.index("ped_b")]) & (pp >= 0)
+    iou_a = (grid.reshape(-1)[pp[peds]] == 1).mean()                             # the slot holds no other non-ground point
+    assert scores[int(main(a))] == pytest.approx((iou_a + 0.9) / 2)
+
+
+def test_hybrid_objectness_threshold_and_no_split(scene):
+    pts, part, names, pp, grid = scene
+    half = grid.copy()
+    half.reshape(-1)[pp[(part == names.index("ped_b")) & (pp >= 0)]] = 0          # the students miss pedestrian b
+    share = lambda obj: HybridConfig(objectness=obj, agreement="share")
+    _, labels, _ = hybrid_instances(pts, pp, [half], half, {}, share(0.9))
+    assert (ids_of(labels, part, names, "ped_a") == 0).all()                     # half the cluster covered: dropped
+    _, labels, _ = hybrid_instances(pts, pp, [half], half, {}, share(0.3))
+    a, b = ids_of(labels, part, names, "ped_a"), ids_of(labels, part, names, "ped_b")
+    assert (a > 0).all() and (a == b[0]).all() and (b == b[0]).all()              # kept whole: b joins a's slot
+    with pytest.raises(ValueError, match="agreement"):
+        HybridConfig(agreement="vote")
+    with pytest.raises(ValueError, match="objectness"):
+        HybridConfig(objectness=1.5)
+    with pytest.raises(ValueError, match="fine_gap"):
+        HybridConfig(fine_gap=0)
+
+
+def test_iou_agreement_drops_a_cluster_inside_a_larger_instance(scene):
+    """One student instance over the wall and the bush beside it: every wall point is covered
+    (share 1) but the wall is the smaller part of that instance (IoU under 0.5)."""
+    pts, part, names, pp, grid = scene
+    blob = grid.copy()
+    wall, bush = part == names.index("wall"), part == names.index("bush")
+    blob.reshape(-1)[pp[(wall | bush) & (pp >= 0)]] = 7
+    assert wall.sum() / (wall | bush).sum() < 0.45
+    for agreement, kept in (("share", True), ("iou", False)):
+        _, labels, _ = hybrid_instances(pts, pp, [blob], grid, {}, HybridConfig(objectness=0.5, agreement=agreement))
+        assert ((labels[wall] > 0).mean() > 0.9) == kept, agreement
+
+
+def test_hybrid_without_points_in_view(scene):
+    *_, grid = scene
+    g, labels, scores = hybrid_instances(np.zeros((3, 4), np.float32), np.full(3, -1), [grid], grid, {5: 0.5})
+    assert (labels == 0).all() and set(np.unique(g)) == set(range(len(np.unique(grid))))    # slots keep their masks
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_voxel_components_equal_dense_labelling(dim):
+    from scipy import ndimage
+
+    from xmod_core.baselines import voxel_components
+    rng = np.random.default_rng(dim)
+    cells = rng.integers(-6, 7, (150, dim))
+    comp, n = voxel_components(cells)
+    grid = np.zeros((13,) * dim, bool)
+    grid[tuple((cells + 6).T)] = True
+    ref, n_ref = ndimage.label(grid, structure=np.ones((3,) * dim, bool))
+    ref = ref[tuple((cells + 6).T)]
+    assert n == n_ref and len(np.unique(np.stack([comp, ref], 1), axis=0)) == n      # the same partition
+    group = (cells[:, 0] > 0).astype(int)                                            # a cut no component crosses
+    comp_g, _ = voxel_components(cells, group)
+    assert all(len(np.unique(group[comp_g == k])) == 1 for k in np.unique(comp_g))
+    assert voxel_components(np.zeros((0, dim), int))[1] == 0

@@ -1,0 +1,138 @@
+"""Geometry-aware instances (`PredictorConfig.instances = "hybrid"`, beyond the paper): LiDAR
+geometry as a third view that needs no training.
+
+Euclidean clustering (`baselines`) finds most objects in a scan but also every wall, pole and
+bush; the students are precise where they fire but miss many objects. Hybrid instances keep the
+clusters that the students call objects:
+
+1. the in-view points are clustered (ground removal + Euclidean clustering with its size filters);
+2. a cluster's objectness is its agreement with the students: by default its best IoU, over the
+   non-ground LiDAR points in view, with one student instance (the paper's late fusion keeps a 2D
+   and a 3D instance that agree at IoU > 0.1; here the same rule with geometry as the other view),
+   or the share of its points in any instance (`agreement: share`); the mean over the modalities
+   of the mode (lidar, rgb, or both when fused). Clusters from `objectness` on are kept;
+3. inside a kept cluster, the student's instances decide how many objects it holds: points are
+   grouped into fine components (points in touching bird's-eye cells of `fine_gap` m), each takes the
+   majority instance of its points, and the components of one instance form one object. So a
+   cluster that merged two objects the student tells apart is split where 3D connectivity allows,
+   and the slots of one object that is connected in 3D (a car's front and back) are merged. Parts
+   under `min_part_points` and components no instance covers join the cluster's main instance;
+4. in the image each object is the hull of its points (far to near); student instances that have
+   (almost) no LiDAR points in view (above the scan, beyond its range) keep their own mask.
+
+Score of an object: the mean of its cluster's objectness and its instance's score. Vectorised over
+points and clusters (bincounts, a sorted lookup of the neighbouring bird's-eye cells); the only loop
+is over the objects when their hulls are painted (one OpenCV call each, `baselines.paint_hulls`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import ClusterConfig, clusters_and_candidates, paint_hulls, voxel_components
+from .clusters import group_median
+
+
+@dataclass
+class HybridConfig:
+    objectness: float = 0.1           # agreement of a cluster with the students for it to be kept (the paper's
+                                      # late-fusion IoU; not tuned: see docs/real_kitti.md)
+    agreement: str = "iou"            # iou: best point IoU of the cluster with one instance (its non-ground points);
+                                      # share: of the cluster's points in any student instance
+    fine_gap: float = 0.15            # m, bird's-eye cell: parts of a cluster in cells that do not touch are apart
+    min_part_points: int = 10         # a split part with fewer points stays with the cluster's main instance
+    depth_gate: float = 3.0           # m; an instance's points this far from its median range are background
+                                      # seen through its mask (as in `clusters`), not its points
+    lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self):
+        if not 0.0 <= self.objectness <= 1.0:
+            raise ValueError(f"hybrid objectness must be within [0, 1], got {self.objectness}")
+        if self.agreement not in ("share", "iou"):
+            raise ValueError(f"hybrid agreement must be share or iou, got {self.agreement!r}")
+        if self.fine_gap <= 0:
+            raise ValueError(f"hybrid fine_gap must be > 0 m, got {self.fine_gap}")
+
+
+def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarray, rng: np.ndarray, kind: str,
+               depth_gate: float) -> np.ndarray:
+    """(n,) agreement of each cluster with one student's instances `slot` (V,) over the in-view
+    points: the share of its points in any instance, or its best IoU with one instance. An
+    instance's points are its non-ground ones within `depth_gate` of their median range (the mask
+    of a pedestrian also covers the wall behind)."""
+    n, S = len(cnt), int(slot.max(initial=0)) + 1
+    own = cand & (slot > 0)
+    med = group_median(rng[own], slot[own], S)                                 # (S,) NaN where a slot has none
+    slot = np.where(own & (np.abs(rng - np.nan_to_num(med[slot], nan=np.inf)) <= depth_gate), slot, 0)
+    if kind == "share":
+        return np.bincount(cl, (slot > 0).astype(np.float64), n) / np.maximum(cnt, 1)
+    inter = np.bincount(cl * S + slot, minlength=n * S).reshape(n, S).astype(np.float64)
+    size = np.bincount(slot, minlength=S)
+    iou = inter / np.maximum(cnt[:, None] + size[None, :] - inter, 1)
+    iou[:, 0] = 0
+    return iou.max(1)
+
+
+def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, primary: np.ndarray,
+                     scores: dict, cfg: HybridConfig = HybridConfig()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """points (N, >=3) LiDAR frame; point_pixel (N,) flat pixel of each point on the (H, W) grid
+    (-1 outside the view); cover: the (H, W) instance maps of the modalities whose foreground gives
+    the objectness; primary: the (H, W) instances that decide splits and keep their mask where
+    LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
+    Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
+    {id: score}."""
+    H, W = primary.shape
+    points = np.asarray(points)
+    primary = np.asarray(primary, np.int64)
+    view = np.flatnonzero(point_pixel >= 0)
+    pix = point_pixel[view]
+    cl, cand = clusters_and_candidates(points[view], cfg.clusters)                # (V,) 0 = none; non-ground
+    n = int(cl.max(initial=0)) + 1
+    cnt = np.bincount(cl, minlength=n).astype(np.float64)
+    rng = np.linalg.norm(points[view, :3], axis=1)
+    objectness = np.mean([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, rng, cfg.agreement, cfg.depth_gate)
+                          for c in cover], 0)
+    keep = objectness >= cfg.objectness
+    keep[0] = False
+    k = np.flatnonzero(keep[cl])                                                   # kept points, index into view
+    kcl, kslot = cl[k], primary.reshape(-1)[pix[k]]
+    S = int(max(kslot.max(initial=0), primary.max(initial=0))) + 1
+    # fine components: touching bird's-eye cells (8-neighbours) of `fine_gap` m inside the same cluster
+    comp, ncomp = voxel_components(np.floor(points[view[k], :2] / cfg.fine_gap).astype(np.int64), kcl)
+
+    def majority(group, ngroup):                                                   # (ngroup,) most frequent slot > 0, else 0
+        votes = np.bincount(group * S + kslot, minlength=ngroup * S).reshape(ngroup, S)
+        votes[:, 0] = 0
+        return np.where(votes.max(1) > 0, votes.argmax(1), 0)
+
+    main = majority(kcl, n)                                                        # (n,) a cluster's main instance
+    slot = majority(comp, ncomp)[comp]                                             # (K,) each point's part
+    slot = np.where(slot > 0, slot, main[kcl])
+    key = kcl * S + slot
+    small = np.bincount(key, minlength=n * S)[key] < cfg.min_part_points
+    key = np.where(small, kcl * S + main[kcl], key)
+    keys, obj = np.unique(key, return_inverse=True)
+    obj = obj + 1                                                                  # (K,) hybrid ids 1..m
+    m = len(keys)
+    slot_score = np.zeros(S)
+    sid, sval = np.array(list(scores), np.int64), np.array(list(scores.values()), np.float64)
+    ok = (sid > 0) & (sid < S)
+    slot_score[sid[ok]] = sval[ok]
+    kslot_of = keys % S
+    score_of = np.where(kslot_of > 0, (objectness[keys // S] + slot_score[kslot_of]) / 2, objectness[keys // S])
+    point_labels = np.zeros(len(points), np.int64)
+    point_labels[view[k]] = obj
+    grid = np.zeros((H, W), np.int64)
+    if m:
+        grid = paint_hulls(pix[k] // W, pix[k] % W, obj, rng[k], H, W).astype(np.int64)
+    # student instances without LiDAR keep their own mask where no hull is painted
+    lidar_pts = np.bincount(primary.reshape(-1)[pix], minlength=S)[:S] if len(pix) else np.zeros(S, int)
+    lidarless = np.zeros(S, bool)
+    lidarless[1:] = lidar_pts[1:] < cfg.lidarless_points
+    extra = lidarless[primary] & (grid == 0)
+    present = np.unique(primary[extra])
+    grid[extra] = m + np.searchsorted(present, primary[extra]) + 1
+    out_scores = {i + 1: float(s) for i, s in enumerate(score_of)} | {m + j + 1: float(slot_score[p]) for j, p in enumerate(present)}
+    return grid, point_labels, out_scores
