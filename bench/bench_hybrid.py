@@ -37,12 +37,12 @@ FINE_GAP = (0.15, 100.0)             # 100 m: never split a cluster
 AGREEMENT = ("share", "iou")
 
 
-def cache_frames(drives, modes, min_points: int) -> dict:
+def cache_frames(drives, modes, min_points: int, min_score: float) -> dict:
     """Per mode, per frame: what the hybrid step needs, and the 3D ground truth."""
     out = {m: [] for m in modes}
     for d in drives:
         drive = KittiRawDrive(d)
-        preds = {m: Predictor(PredictorConfig(mode=m), drive.calib) for m in modes}
+        preds = {m: Predictor(PredictorConfig(mode=m, min_score=min_score), drive.calib) for m in modes}
         stamps = drive.timestamps
         for t in range(len(drive)):
             fid = drive.frame_ids[t]
@@ -73,7 +73,7 @@ def sweep(a) -> dict:
     drives = find_drives(a.data)
     modes = a.modes
     t0 = time.perf_counter()
-    cache = cache_frames(drives, modes, a.min_points)
+    cache = cache_frames(drives, modes, a.min_points, a.min_score)
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
     res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"]), None))}
@@ -81,11 +81,12 @@ def sweep(a) -> dict:
     for m in modes:
         res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
         print(f"{m} slots: {res[f'{m} slots']}", flush=True)
-        for agr, obj, gap in itertools.product(AGREEMENT, OBJECTNESS, FINE_GAP):
-            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr)
+        for agr, obj, gap, split in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score):
+            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split)
             r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg)[1:])
-            res[f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap}"] = r
-            print(f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap}: {r}", flush=True)
+            name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}"
+            res[name] = r
+            print(f"{name}: {r}", flush=True)
     return res
 
 
@@ -126,6 +127,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", nargs="+", default=["data/hyb/sim77/*/*_sync"], help="simulated validation drives (sweep)")
     ap.add_argument("--modes", nargs="+", default=["lidar", "fused", "rgb"])
     ap.add_argument("--min-points", type=int, default=10)
+    ap.add_argument("--min-score", type=float, default=0.5, help="the students' min_score (instances under it are dropped)")
+    ap.add_argument("--agreement", nargs="+", default=list(AGREEMENT), choices=AGREEMENT)
+    ap.add_argument("--objectness", nargs="+", type=float, default=list(OBJECTNESS))
+    ap.add_argument("--fine-gap", nargs="+", type=float, default=list(FINE_GAP))
+    ap.add_argument("--split-score", nargs="+", type=float, default=[0.5])
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
                     help="a KITTI tracking or object folder (speed)")
     ap.add_argument("--frames", type=int, default=20)

@@ -78,8 +78,19 @@ def test_hybrid_splits_merges_and_drops(scene):
     assert scores[int(sky[0, 0])] == pytest.approx(0.6)
     # objectness: the merged cluster's IoU with pedestrian a's slot (about half its points), and the slot's score
     peds = np.isin(part, [names.index("ped_a"), names.index("ped_b")]) & (pp >= 0)
-    iou_a = (grid.reshape(-1)[pp[peds]] == 1).mean()                             # the slot holds no other non-ground point
+    slot1 = (grid.reshape(-1)[pp] == 1) & (pp >= 0) & (part != names.index("ground"))   # the wall behind a too
+    inter = (slot1 & peds).sum()
+    iou_a = inter / (peds.sum() + slot1.sum() - inter)
     assert scores[int(main(a))] == pytest.approx((iou_a + 0.9) / 2)
+
+
+def test_unsure_instances_split_nothing(scene):
+    pts, part, names, pp, grid = scene
+    _, labels, _ = hybrid_instances(pts, pp, [grid], grid, {1: 0.3, 2: 0.3, 3: 0.7, 4: 0.7})
+    a, b = ids_of(labels, part, names, "ped_a"), ids_of(labels, part, names, "ped_b")
+    assert (a > 0).all() and len(np.unique(np.concatenate([a, b]))) == 1     # one object: the cluster
+    _, labels, _ = hybrid_instances(pts, pp, [grid], grid, {1: 0.3, 2: 0.3}, HybridConfig(split_score=0.2))
+    assert np.bincount(ids_of(labels, part, names, "ped_a")).argmax() != np.bincount(ids_of(labels, part, names, "ped_b")).argmax()
 
 
 def test_hybrid_objectness_threshold_and_no_split(scene):

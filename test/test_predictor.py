@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -94,6 +95,59 @@ def test_points_get_the_label_of_their_pixel(students, tiny_drive):
     assert (r.point_labels[~inside] == 0).all()
     for o in r.objects:                                   # every cluster point is labelled with its object
         assert (r.point_labels[o.point_index] == o.id).all() and o.num_points == len(o.point_index)
+
+
+@pytest.mark.parametrize("mode", ["rgb", "lidar", "fused"])
+def test_hybrid_instances_are_the_kept_clusters_with_track_ids(students, tiny_drive, mode):
+    """instances=hybrid: every object's points form one LiDAR cluster; ids are tracked (the same
+    ids in the image and on the points); with no agreement asked, every in-view cluster is kept."""
+    from test_hybrid import box_surface
+
+    from xmod_core.baselines import euclidean_clusters
+    d = KittiRawDrive(tiny_drive)
+    boxes = np.concatenate([box_surface(10.0, 14.0, -3.0, -1.2, -1.4, 0.0), box_surface(12.0, 12.6, 2.0, 2.6, -1.4, 0.2)])
+    scan = lambda t: np.concatenate([d.scan(t), np.c_[boxes, np.zeros(len(boxes))].astype(np.float32)])   # wall, ground, 2 objects
+    p = predictor(students, tiny_drive, mode, instances="hybrid", hybrid_objectness=0.0, min_points=1, depth_gate_m=0)
+    ids = []
+    for t in range(3):
+        r = p(image=d.image(t) if mode != "lidar" else None, points=scan(t), stamp=0.1 * t)
+        assert "hybrid" in r.timings and r.grid.shape == (32, 96) and set(r.students) == set(p.models)
+        inside = project_scan(scan(t), d.calib.scaled(32, 96)).point_pixel >= 0
+        cl = euclidean_clusters(scan(t)[inside])
+        assert len(np.unique(cl)) == 3                                          # the two objects
+        labelled = r.point_labels[inside] > 0
+        assert labelled.any() and not (labelled & (cl == 0)).any()             # only clustered points
+        kept = np.unique(cl[cl > 0])
+        pairs = np.unique(np.stack([cl, r.point_labels[inside]], 1)[labelled], axis=0)
+        assert len(np.unique(pairs[:, 0])) == len(kept)                       # every cluster kept (objectness 0)
+        assert set(np.unique(r.point_labels[r.point_labels > 0])) <= set(np.unique(r.labels)) | {0}
+        ids.append(set(np.unique(r.point_labels)) - {0})
+    assert ids[0] & ids[1] & ids[2]                                            # the static scene keeps its ids
+    strict = predictor(students, tiny_drive, mode, instances="hybrid", hybrid_objectness=1.0)
+    r = strict(image=d.image(0) if mode != "lidar" else None, points=scan(0), stamp=0.0)
+    assert (r.point_labels == 0).all()                                         # full agreement: nothing from these students
+
+
+def test_hybrid_bad_settings_and_missing_scan(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    with pytest.raises(ValueError, match="instances must be one of"):
+        predictor(students, tiny_drive, "rgb", instances="voxels")
+    with pytest.raises(ValueError, match="hybrid agreement"):
+        predictor(students, tiny_drive, "rgb", instances="hybrid", hybrid_agreement="vote")
+    p = predictor(students, tiny_drive, "rgb", instances="hybrid")
+    with pytest.raises(ValueError, match="hybrid instances needs a LiDAR scan"):
+        p(image=d.image(0))
+
+
+def test_set_calib_starts_a_new_sequence_at_another_size(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "rgb")
+    p(image=d.image(0), stamp=0.0)
+    small = d.calib.scaled(d.calib.height // 2, d.calib.width // 2)
+    p.set_calib(small)
+    img = cv2.resize(d.image(1), (small.width, small.height))
+    r = p(image=img, stamp=0.1)
+    assert r.new_sequence and r.labels.shape == (small.height, small.width)
 
 
 def test_reset_on_gap_and_backwards_stamp(students, tiny_drive):

@@ -121,7 +121,7 @@ def test_config_holds_the_declared_defaults():
 
 
 def test_parameters_are_documented_and_console_scripts_registered():
-    doc = (ROOT / "README.md").read_text()
+    doc = (ROOT / "docs" / "node.md").read_text()
     for k in PARAMETERS:
         assert f"| `{k}` |" in doc, k
     from importlib.metadata import entry_points

@@ -81,6 +81,34 @@ def test_lidar_mode_with_camera_info_and_extrinsics(assets, probe):
         assert node.stop() == 0, node.output()
 
 
+def test_rgb_mode_with_hybrid_instances_takes_the_cloud_too(assets, probe):
+    """Hybrid instances are LiDAR clusters: in rgb mode the node subscribes to the cloud as well and
+    publishes what the Predictor gives for the same pair."""
+    from xmod_core.kitti import load_calib
+    from xmod_core.predictor import Predictor, PredictorConfig
+    probe.clear()
+    params = base_params(assets, mode="rgb", instances="hybrid", hybrid_objectness=0.0, calibration=str(assets["calib"]))
+    node = H.NodeProcess(params, assets["dir"] / "hybrid.log")
+    try:
+        assert probe.wait_until(lambda: probe.pub_cloud.get_subscription_count() > 0, 60, 0.2), node.output()
+        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
+        assert CLOUD_TOPIC in subs and IMAGE_TOPIC in subs
+        s = 6200.0
+        rgb, pts = H.synthetic_scene(0)
+        im = convert.numpy_to_image(rgb, "rgb8", H.header(s, CAM))
+        cl = convert.xyzi_to_cloud(pts, H.header(s + 0.001, VELO))
+        assert probe.wait_until(lambda: outputs_at(probe, "instances", s) and outputs_at(probe, "clusters", s + 0.001),
+                                30, 0.3, lambda: H.publish_pair(probe, im, cl)), node.output()
+        pred = Predictor(PredictorConfig(mode="rgb", instances="hybrid", hybrid_objectness=0.0, ckpt_2d=str(assets["rgb"]),
+                                         device="cpu", height=48, width=160, min_score=0.0), load_calib(assets["calib"]))
+        res = pred(image=rgb, points=pts, stamp=s)
+        got = convert.image_to_numpy(outputs_at(probe, "instances", s)[0])
+        assert res.objects and got.max() > 0                                      # the box of the scene, as a cluster
+        assert len(np.unique(got)) == len(np.unique(res.labels))
+    finally:
+        assert node.stop() == 0, node.output()
+
+
 # ---------------------------------------------------------------------------------- refusals
 def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe):
     cases = {
@@ -92,6 +120,8 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                           ["checkpoint_rgb: checkpoint /nope/student_rgb.pt not found"]),
         "bad_mode": (base_params(assets, calibration=str(assets["calib"]), mode="radar"),
                      ["mode must be one of rgb, lidar, fused"]),
+        "bad_instances": (base_params(assets, calibration=str(assets["calib"]), instances="voxels"),
+                          ["instances must be one of slots, hybrid"]),
     }
     try:
         import tf2_ros  # noqa: F401

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import ClusterConfig, clusters_and_candidates, paint_hulls, voxel_components
-from .clusters import group_median
 
 
 @dataclass
@@ -42,8 +41,7 @@ class HybridConfig:
                                       # share: of the cluster's points in any student instance
     fine_gap: float = 0.15            # m, bird's-eye cell: parts of a cluster in cells that do not touch are apart
     min_part_points: int = 10         # a split part with fewer points stays with the cluster's main instance
-    depth_gate: float = 3.0           # m; an instance's points this far from its median range are background
-                                      # seen through its mask (as in `clusters`), not its points
+    split_score: float = 0.5          # only instances scoring this much split or name a cluster's parts
     lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
 
@@ -56,20 +54,17 @@ class HybridConfig:
             raise ValueError(f"hybrid fine_gap must be > 0 m, got {self.fine_gap}")
 
 
-def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarray, rng: np.ndarray, kind: str,
-               depth_gate: float) -> np.ndarray:
+def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarray, kind: str) -> np.ndarray:
     """(n,) agreement of each cluster with one student's instances `slot` (V,) over the in-view
-    points: the share of its points in any instance, or its best IoU with one instance. An
-    instance's points are its non-ground ones within `depth_gate` of their median range (the mask
-    of a pedestrian also covers the wall behind)."""
+    points: the share of its points in any instance, or its best IoU with one instance's
+    non-ground points. (Gating an instance's points by depth, as `clusters` does, lowered the
+    recall on the validation drives: the students' masks spread over the background, whose range
+    then wins the median; docs/real_kitti.md.)"""
     n, S = len(cnt), int(slot.max(initial=0)) + 1
-    own = cand & (slot > 0)
-    med = group_median(rng[own], slot[own], S)                                 # (S,) NaN where a slot has none
-    slot = np.where(own & (np.abs(rng - np.nan_to_num(med[slot], nan=np.inf)) <= depth_gate), slot, 0)
     if kind == "share":
         return np.bincount(cl, (slot > 0).astype(np.float64), n) / np.maximum(cnt, 1)
     inter = np.bincount(cl * S + slot, minlength=n * S).reshape(n, S).astype(np.float64)
-    size = np.bincount(slot, minlength=S)
+    size = np.bincount(slot[cand], minlength=S)
     iou = inter / np.maximum(cnt[:, None] + size[None, :] - inter, 1)
     iou[:, 0] = 0
     return iou.max(1)
@@ -91,14 +86,17 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     cl, cand = clusters_and_candidates(points[view], cfg.clusters)                # (V,) 0 = none; non-ground
     n = int(cl.max(initial=0)) + 1
     cnt = np.bincount(cl, minlength=n).astype(np.float64)
-    rng = np.linalg.norm(points[view, :3], axis=1)
-    objectness = np.mean([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, rng, cfg.agreement, cfg.depth_gate)
-                          for c in cover], 0)
+    objectness = np.mean([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, cfg.agreement) for c in cover], 0)
     keep = objectness >= cfg.objectness
     keep[0] = False
     k = np.flatnonzero(keep[cl])                                                   # kept points, index into view
     kcl, kslot = cl[k], primary.reshape(-1)[pix[k]]
     S = int(max(kslot.max(initial=0), primary.max(initial=0))) + 1
+    slot_score = np.zeros(S)
+    sid, sval = np.array(list(scores), np.int64), np.array(list(scores.values()), np.float64)
+    ok = (sid > 0) & (sid < S)
+    slot_score[sid[ok]] = sval[ok]
+    kslot = np.where(slot_score[kslot] >= cfg.split_score, kslot, 0)               # unsure instances split nothing
     # fine components: touching bird's-eye cells (8-neighbours) of `fine_gap` m inside the same cluster
     comp, ncomp = voxel_components(np.floor(points[view[k], :2] / cfg.fine_gap).astype(np.int64), kcl)
 
@@ -116,17 +114,14 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     keys, obj = np.unique(key, return_inverse=True)
     obj = obj + 1                                                                  # (K,) hybrid ids 1..m
     m = len(keys)
-    slot_score = np.zeros(S)
-    sid, sval = np.array(list(scores), np.int64), np.array(list(scores.values()), np.float64)
-    ok = (sid > 0) & (sid < S)
-    slot_score[sid[ok]] = sval[ok]
     kslot_of = keys % S
     score_of = np.where(kslot_of > 0, (objectness[keys // S] + slot_score[kslot_of]) / 2, objectness[keys // S])
     point_labels = np.zeros(len(points), np.int64)
     point_labels[view[k]] = obj
     grid = np.zeros((H, W), np.int64)
     if m:
-        grid = paint_hulls(pix[k] // W, pix[k] % W, obj, rng[k], H, W).astype(np.int64)
+        rng = np.linalg.norm(points[view[k], :3], axis=1)
+        grid = paint_hulls(pix[k] // W, pix[k] % W, obj, rng, H, W).astype(np.int64)
     # student instances without LiDAR keep their own mask where no hull is painted
     lidar_pts = np.bincount(primary.reshape(-1)[pix], minlength=S)[:S] if len(pix) else np.zeros(S, int)
     lidarless = np.zeros(S, bool)

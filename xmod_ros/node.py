@@ -12,6 +12,15 @@ counted), so latency stays bounded when the model is slower than the sensors.
 Bad input never stops the node: the frame is skipped with a throttled warning naming the problem,
 and counted per kind in ``~/status``. A missing calibration, camera_info or checkpoint stops it
 at startup with a message saying which (exit status 2).
+
+Managed (lifecycle) node, on request: ``-p lifecycle:=true`` (read at startup, also from a params
+file) makes ``xmod_node`` an ``rclpy`` lifecycle node, driven through ``~/change_state``:
+configure reads the parameters and loads the calibration and the students (a failure returns
+FAILURE with the message above and the node stays unconfigured), activate subscribes and starts
+the worker and the output publishers, deactivate unsubscribes, stops the worker and drops queued
+frames, cleanup frees the models and the output publishers, shutdown ends the process (status 0).
+Both nodes share one implementation (:class:`XmodPipeline`); the steps are its methods
+``configure``/``activate``/``deactivate``/``cleanup``, which the plain node runs at startup.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import collections
+import gc
 import sys
 import threading
 import time
@@ -37,6 +47,7 @@ from geometry_msgs.msg import Point, Quaternion, Vector3
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
@@ -94,6 +105,8 @@ PARAMETERS: dict[str, tuple] = {
                           "hybrid: agreement of a LiDAR cluster with the students' instances for it to be kept"),
     "hybrid_agreement": ("iou", _D.PARAMETER_STRING,
                          "hybrid: iou (a cluster's best point IoU with one student instance) or share (of its points in any)"),
+    "hybrid_min_score": (0.0, _D.PARAMETER_DOUBLE,
+                         "hybrid: min_score of the students' instances (the clusters check them instead of their own score)"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
     "state_horizon": (3, _D.PARAMETER_INTEGER,
                       "frames the students carry their temporal state before restarting it (they train on 3-frame "
@@ -117,6 +130,9 @@ PARAMETERS: dict[str, tuple] = {
     "output_reliable": (True, _D.PARAMETER_BOOL, "outputs use reliable QoS (rviz's default); false: best effort"),
     "status_period": (1.0, _D.PARAMETER_DOUBLE, "period of ~/status diagnostics, s"),
     "warn_period": (5.0, _D.PARAMETER_DOUBLE, "at most one warning per problem kind in this period, s"),
+    "lifecycle": (False, _D.PARAMETER_BOOL,
+                  "run as a managed (lifecycle) node: start unconfigured and wait for configure and activate on "
+                  "~/change_state; read at startup"),
 }
 
 BAD_INPUT_KINDS = ("encoding", "image_size", "missing_field", "truncated", "malformed", "non_finite",
@@ -192,28 +208,31 @@ def markers_msg(objects, header: Header, lifetime_s: float) -> MarkerArray:
     return out
 
 
-class XmodNode(Node):
-    def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
-        p = {}
+class XmodPipeline:
+    """The work of xmod_node, shared by :class:`XmodNode` (plain) and :class:`XmodLifecycleNode`
+    (managed): parameters, calibration, students, input subscriptions, the worker thread,
+    conversion, outputs and ~/status. Mixed in before an rclpy node class; the node's
+    ``__init__`` calls :meth:`_setup`.
+
+    The steps, each undoing the one before it:
+    ``configure`` (calibration + students) / ``cleanup`` (frees them),
+    ``activate`` (subscribes, starts the worker) / ``deactivate`` (unsubscribes, stops the worker,
+    drops queued frames). Output publishers are made by ``_create_outputs`` and removed by
+    ``_destroy_outputs`` (add a new output in both; ``_output_publisher`` makes it a lifecycle
+    publisher in the managed node).
+    """
+
+    def _setup(self) -> None:
+        """Declare the parameters, read them (not yet checked), set up counters and ~/status."""
         for name, (default, ptype, text) in PARAMETERS.items():
             desc = ParameterDescriptor(description=text, type=ptype)
             if isinstance(default, list) and not default:   # an empty list has no type: declare by type
                 self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY, desc)
-                try:
-                    p[name] = list(self.get_parameter(name).value)
-                except ParameterUninitializedException:
-                    p[name] = []
             else:
-                p[name] = self.declare_parameter(name, default, desc).value
-        self.p = p
-        if p["mode"] not in MODES:
-            raise StartupError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
-        self.mode = p["mode"]
-        if p["instances"] not in INSTANCES:
-            raise StartupError(f"parameter instances must be one of {', '.join(INSTANCES)}, got {p['instances']!r}")
-        self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
-        self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
+                self.declare_parameter(name, default, desc)
+        self.p = self._parameter_values()
+        self.mode = self.p["mode"]
+        self.uses_image = self.uses_cloud = False
         self.predictor = None
         self.sync = None
         self.sync_kind = "none"
@@ -230,27 +249,65 @@ class XmodNode(Node):
         self._warned: dict[str, tuple[float, int]] = {}
         self._last_stamp: float | None = None
         self._last_status_counts = collections.Counter()
-        # one pending frame, consumed by the worker
+        # one pending frame, consumed by the worker; the worker ends when its stop event is set
         self._cond = threading.Condition()
         self._pending: Frame | None = None
-        self._running = True
-        self._worker = None
-
-        out_qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
-                             reliability=ReliabilityPolicy.RELIABLE if p["output_reliable"] else ReliabilityPolicy.BEST_EFFORT)
-        self.pub_instances = self.create_publisher(Image, "~/instances", out_qos)
-        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
-        self.pub_clusters = self.create_publisher(PointCloud2, "~/clusters", out_qos) if self.uses_cloud else None
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos) if self.uses_cloud else None
+        self._worker: threading.Thread | None = None
+        self._worker_stop = threading.Event()
+        self._input_subs: list = []
+        self._outputs: list = []
+        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
         self.pub_status = self.create_publisher(DiagnosticArray, "~/status", 10)
-        self.status_timer = self.create_timer(max(0.05, p["status_period"]), self.publish_status)
+        self.status_timer = self.create_timer(max(0.05, self.p["status_period"]), self.publish_status)
         self._info_sub = None
         self._tf = None
 
-    # ------------------------------------------------------------------ startup
-    def start(self, spin=None) -> None:
+    def _parameter_values(self) -> dict:
+        p = {}
+        for name, (default, _, _) in PARAMETERS.items():
+            try:
+                value = self.get_parameter(name).value
+            except ParameterUninitializedException:
+                value = None
+            p[name] = (list(value) if value is not None else []) if isinstance(default, list) else value
+        return p
+
+    def _read_parameters(self) -> None:
+        """Current parameter values -> self.p, mode and the inputs used; StartupError if invalid."""
+        p = self._parameter_values()
+        if p["mode"] not in MODES:
+            raise StartupError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
+        if p["instances"] not in INSTANCES:
+            raise StartupError(f"parameter instances must be one of {', '.join(INSTANCES)}, got {p['instances']!r}")
+        self.p, self.mode = p, p["mode"]
+        self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
+        self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
+
+    # ------------------------------------------------------------------ outputs (publishers)
+    def _output_publisher(self, msg_type, topic: str, qos):
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _create_outputs(self) -> None:
+        p = self.p
+        out_qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE if p["output_reliable"] else ReliabilityPolicy.BEST_EFFORT)
+        self.pub_instances = self._output_publisher(Image, "~/instances", out_qos)
+        self.pub_overlay = self._output_publisher(Image, "~/overlay", out_qos)
+        self.pub_clusters = self._output_publisher(PointCloud2, "~/clusters", out_qos) if self.uses_cloud else None
+        self.pub_markers = self._output_publisher(MarkerArray, "~/markers", out_qos) if self.uses_cloud else None
+        self._outputs = [x for x in (self.pub_instances, self.pub_overlay, self.pub_clusters, self.pub_markers) if x]
+
+    def _destroy_outputs(self) -> None:
+        for pub in self._outputs:
+            self.destroy_publisher(pub)
+        self._outputs = []
+        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+
+    # ------------------------------------------------------------------ steps
+    def configure(self, spin=None, wait_node=None) -> None:
         """Get the calibration (KITTI folder, or camera_info + extrinsics, spinning ``spin`` while
-        waiting), load the models, subscribe, start the worker. StartupError says what is missing."""
+        waiting; the subscriptions for it on ``wait_node``, default this node) and load the
+        students. StartupError says what is missing."""
         p = self.p
         if p["calibration"]:
             try:
@@ -259,27 +316,74 @@ class XmodNode(Node):
                 raise StartupError(f"calibration {p['calibration']!r} cannot be loaded: {e}") from None
             self.calib_source = f"KITTI calibration {p['calibration']} (camera {p['camera']})"
         else:
-            self._wait_for_camera_info(spin)
+            self._wait_for_camera_info(spin, wait_node)
         self._load_predictor()
-        self._subscribe()
-        self._worker = threading.Thread(target=self._work, name="xmod_inference", daemon=True)
-        self._worker.start()
-        dev = self.predictor.device
-        self.get_logger().info(
-            f"{self.mode} mode on {dev}; calibration: {self.calib_source} ({self.calib.width}x{self.calib.height}); "
-            f"processing {p['width']}x{p['height']}; inputs: "
-            + ", ".join(t for t, use in ((p["image_topic"], self.uses_image), (p["cloud_topic"], self.uses_cloud)) if use)
-            + f"; sync: {self.sync_kind}; conversion: {convert.backends()}")
 
-    def _wait_for_camera_info(self, spin) -> None:
+    def activate(self) -> None:
+        """Subscribe to the inputs and start the worker (a new sequence: temporal state reset)."""
+        if self._worker is not None:          # a worker still finishing its frame after deactivate
+            self._worker.join(timeout=30.0)
+            if self._worker.is_alive():
+                raise RuntimeError("the previous inference has not ended within 30 s")
+        self.predictor.reset()
+        self._last_stamp = None
+        self._worker_stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, args=(self._worker_stop,), name="xmod_inference", daemon=True)
+        self._worker.start()
+        self._subscribe()
+
+    def deactivate(self) -> int:
+        """Unsubscribe (the synchronizer's queued messages go with it), stop the worker after the
+        frame it is on, drop the pending frame. Returns how many frames were dropped."""
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
+        sync, self.sync = self.sync, None
+        dropped = 0
+        if sync is not None and hasattr(sync, "queues"):
+            dropped += int(sum(len(q) for q in list(sync.queues)))
+        self._stop_worker()
+        with self._cond:
+            dropped += int(self._pending is not None)
+            self._pending = None
+        return dropped
+
+    def cleanup(self) -> None:
+        """Free the students and forget the calibration (configure reads them again)."""
+        self.predictor = None
+        self.calib, self.calib_source, self.camera_info = None, "", None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _stop_worker(self, timeout: float = 10.0) -> None:
+        self._worker_stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=timeout)
+            if not self._worker.is_alive():
+                self._worker = None
+
+    def _describe(self) -> str:
         p = self.p
+        return (f"{self.mode} mode on {self.predictor.device}; calibration: {self.calib_source} "
+                f"({self.calib.width}x{self.calib.height}); processing {p['width']}x{p['height']}; inputs: "
+                + ", ".join(t for t, use in ((p["image_topic"], self.uses_image), (p["cloud_topic"], self.uses_cloud)) if use)
+                + f"; sync: {self.sync_kind}; conversion: {convert.backends()}")
+
+    def _wait_for_camera_info(self, spin, node=None) -> None:
+        """camera_info (+ TF or lidar_to_camera) -> self.calib. The subscriptions are made on
+        ``node`` (default: this one), whose executor ``spin`` spins."""
+        p, node = self.p, node or self
         timeout = float(p["calibration_timeout"])
 
         def on_info(msg):
             if self.camera_info is None:
                 self.camera_info = msg
 
-        self._info_sub = self.create_subscription(CameraInfo, p["camera_info_topic"], on_info, qos_profile_sensor_data)
+        self._info_sub = node.create_subscription(CameraInfo, p["camera_info_topic"], on_info, qos_profile_sensor_data)
         T = None
         if self.uses_cloud:
             if len(p["lidar_to_camera"]) == 16:
@@ -291,7 +395,7 @@ class XmodNode(Node):
                 try:
                     import tf2_ros
                     self._tf_buffer = tf2_ros.Buffer()
-                    self._tf = tf2_ros.TransformListener(self._tf_buffer, self)
+                    self._tf = tf2_ros.TransformListener(self._tf_buffer, node)
                     source = "TF"
                 except ImportError:
                     raise StartupError(
@@ -304,7 +408,7 @@ class XmodNode(Node):
         if self.uses_cloud and T is None and not cloud_frame:
             def on_cloud(msg):
                 self._first_cloud_frame = self._first_cloud_frame or msg.header.frame_id
-            probe = self.create_subscription(PointCloud2, p["cloud_topic"], on_cloud, qos_profile_sensor_data)
+            probe = node.create_subscription(PointCloud2, p["cloud_topic"], on_cloud, qos_profile_sensor_data)
         else:
             probe = None
         while time.monotonic() < deadline:
@@ -326,7 +430,7 @@ class XmodNode(Node):
             else:
                 rclpy.spin_once(self, timeout_sec=0.05)
         if probe is not None:
-            self.destroy_subscription(probe)
+            node.destroy_subscription(probe)
         if self.camera_info is None:
             raise StartupError(f"no camera_info received on {p['camera_info_topic']} within {timeout:g} s and "
                                "`calibration` is empty: publish camera_info or set calibration:=KITTI_CALIB_DIR")
@@ -337,7 +441,7 @@ class XmodNode(Node):
                                "lidar_to_camera:=[16 floats] or calibration:=KITTI_CALIB_DIR")
         self.calib = camera_info_to_calib(self.camera_info, T)
         self.calib_source = f"camera_info on {p['camera_info_topic']}" + (f" + {source}" if self.uses_cloud else "")
-        self.destroy_subscription(self._info_sub)
+        node.destroy_subscription(self._info_sub)
         self._info_sub = None
 
     def _load_predictor(self) -> None:
@@ -351,7 +455,7 @@ class XmodNode(Node):
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
-                              hybrid_agreement=p["hybrid_agreement"])
+                              hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"])
         if p["threads"] > 0:
             import torch
             torch.set_num_threads(int(p["threads"]))
@@ -372,14 +476,16 @@ class XmodNode(Node):
     def _subscribe(self) -> None:
         p, qos = self.p, qos_profile_sensor_data
         self.sync = None
-        if self.mode == "fused":
+        if self.uses_image and self.uses_cloud:       # fused, or rgb with hybrid instances: pairs
             self.sync, self.sync_kind = make_synchronizer(
                 self, [(Image, p["image_topic"]), (PointCloud2, p["cloud_topic"])], p["sync_queue_size"],
                 p["sync_slop"], qos, lambda img, cloud: self.enqueue(img, cloud))
-        elif self.mode == "rgb":
-            self.sub = self.create_subscription(Image, p["image_topic"], lambda m: self.enqueue(m, None), qos)
+            self._input_subs = list(getattr(self.sync, "subscriptions", None)
+                                    or [s.sub for s in getattr(self.sync, "_xmod_subscribers", [])])
+        elif self.uses_image:
+            self._input_subs = [self.create_subscription(Image, p["image_topic"], lambda m: self.enqueue(m, None), qos)]
         else:
-            self.sub = self.create_subscription(PointCloud2, p["cloud_topic"], lambda m: self.enqueue(None, m), qos)
+            self._input_subs = [self.create_subscription(PointCloud2, p["cloud_topic"], lambda m: self.enqueue(None, m), qos)]
 
     # ------------------------------------------------------------------ frames
     def enqueue(self, image, cloud) -> None:
@@ -392,12 +498,12 @@ class XmodNode(Node):
             self._pending = frame
             self._cond.notify()
 
-    def _work(self) -> None:
+    def _work(self, stop: threading.Event) -> None:
         while True:
             with self._cond:
-                while self._pending is None and self._running:
+                while self._pending is None and not stop.is_set():
                     self._cond.wait(0.5)
-                if not self._running:
+                if stop.is_set():
                     return
                 frame, self._pending = self._pending, None
             try:
@@ -513,7 +619,8 @@ class XmodNode(Node):
             done = [t for t in self.done_times if now - t <= 5.0]
             counts, bad = dict(self.counts), dict(self.bad)
         span = (done[-1] - done[0]) if len(done) > 1 else 0.0
-        out = {"mode": self.mode, "device": str(self.predictor.device) if self.predictor else "",
+        predictor, sync = self.predictor, self.sync
+        out = {"mode": self.mode, "device": str(predictor.device) if predictor else "",
                "calibration": self.calib_source,
                "frames_received": counts.get("received", 0), "frames_processed": counts.get("processed", 0),
                "frames_dropped": counts.get("dropped", 0), "pending": int(self._pending is not None),
@@ -524,19 +631,29 @@ class XmodNode(Node):
         for k in ("e2e", "pipeline", "model", "convert", "publish"):
             out[f"{k}_ms_p50"] = _percentile(rec[k], 50)
             out[f"{k}_ms_p99"] = _percentile(rec[k], 99)
-        if self.sync is not None and hasattr(self.sync, "dropped"):
-            out["sync_unpaired"] = int(sum(self.sync.dropped))
-        if self.sync is not None and hasattr(self.sync, "queues"):
-            out["sync_queued"] = int(sum(len(q) for q in list(self.sync.queues)))
+        if sync is not None and hasattr(sync, "dropped"):
+            out["sync_unpaired"] = int(sum(sync.dropped))
+        if sync is not None and hasattr(sync, "queues"):
+            out["sync_queued"] = int(sum(len(q) for q in list(sync.queues)))
         out["sync"] = self.sync_kind
+        state = self.lifecycle_state()
+        if state is not None:
+            out["lifecycle_state"] = state
         return out
+
+    def lifecycle_state(self) -> str | None:
+        """The managed node's state label (unconfigured, inactive, active, ...); None for the plain node."""
+        return None
 
     def publish_status(self) -> None:
         s = self.status()
         level, problems = DiagnosticStatus.OK, []
         new_bad = s["bad_input"] - self._last_status_counts["bad_input"]
         new_drop = s["frames_dropped"] - self._last_status_counts["frames_dropped"]
-        if self.predictor is None:
+        state = s.get("lifecycle_state")
+        if state is not None and state != "active":
+            problems = [state]                # a managed node not (yet) active: not a problem
+        elif self.predictor is None:
             level, problems = DiagnosticStatus.WARN, ["waiting for calibration"]
         if new_bad:
             level = DiagnosticStatus.WARN
@@ -557,11 +674,175 @@ class XmodNode(Node):
         self.pub_status.publish(arr)
 
     def shutdown(self) -> None:
-        with self._cond:
-            self._running = False
-            self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
+        """Stop the worker (the process is ending)."""
+        self._stop_worker(timeout=5.0)
+
+
+class XmodNode(XmodPipeline, Node):
+    """The plain node (the default): checks its parameters when built, and ``start`` configures
+    and activates it at once; a failure is a StartupError (main exits with status 2)."""
+
+    def __init__(self, **kwargs):
+        Node.__init__(self, NODE_NAME, **kwargs)
+        self._setup()
+        self._read_parameters()
+        self._create_outputs()
+
+    def start(self, spin=None) -> None:
+        """Get the calibration (spinning ``spin`` while waiting for camera_info), load the models,
+        subscribe, start the worker. StartupError says what is missing."""
+        self.configure(spin)
+        self.activate()
+        self.get_logger().info(self._describe())
+
+
+_FAILURE, _ERROR = TransitionCallbackReturn.FAILURE, TransitionCallbackReturn.ERROR
+
+
+def _transition(callback):
+    """A transition callback that raises is logged with its traceback and returns ERROR (rclpy
+    would turn it into ERROR silently); on_error then takes the node back to unconfigured."""
+    def wrapped(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return callback(self, state)
+        except ExternalShutdownException:     # SIGINT/SIGTERM during configure's camera_info wait
+            return _ERROR
+        except Exception as e:  # noqa: BLE001
+            self.get_logger().error(f"{callback.__name__} from {state.label} failed: {type(e).__name__}: {e}\n"
+                                    + traceback.format_exc())
+            return _ERROR
+    wrapped.__name__ = wrapped.__qualname__ = callback.__name__
+    wrapped.__doc__ = callback.__doc__
+    return wrapped
+
+
+class XmodLifecycleNode(XmodPipeline, LifecycleNode):
+    """The managed node (``lifecycle:=true``): starts unconfigured; its transitions run the
+    shared steps. Output publishers are lifecycle publishers (they publish only while active),
+    made on configure and removed on cleanup; ~/status always publishes, with the state.
+    Transitions run in the executor's thread (as every callback of the node); a configure that
+    waits for camera_info does so on a short-lived helper node spun by its own executor."""
+
+    def __init__(self, **kwargs):
+        LifecycleNode.__init__(self, NODE_NAME, **kwargs)
+        self._setup()
+        self.finalized = False                 # after the shutdown transition: main exits
+
+    def lifecycle_state(self) -> str:
+        return self._state_machine.current_state[1]
+
+    def _output_publisher(self, msg_type, topic: str, qos):
+        return self.create_lifecycle_publisher(msg_type, topic, qos)
+
+    def _destroy_outputs(self) -> None:
+        for pub in self._outputs:
+            self.destroy_lifecycle_publisher(pub)
+        self._outputs = []
+        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+
+    def _unconfigure(self) -> None:
+        self._stop_worker()
+        self._destroy_outputs()
+        self.cleanup()
+
+    def _configure(self) -> None:
+        if self.p["calibration"]:
+            self.configure()
+            return
+        # camera_info (and TF) arrive while this transition runs in the node's executor: they are
+        # received by a helper node in the same context, spun by its own executor (the node's
+        # executor cannot be spun from one of its callbacks)
+        helper = rclpy.create_node(f"{self.get_name()}_calibration", namespace=self.get_namespace(),
+                                   context=self.context, use_global_arguments=False,
+                                   start_parameter_services=False, enable_rosout=False)
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(helper)
+        try:
+            self.configure(spin=lambda t: executor.spin_once(timeout_sec=t), wait_node=helper)
+        finally:
+            executor.remove_node(helper)
+            executor.shutdown()
+            helper.destroy_node()             # with it the camera_info subscription and the TF listener
+            self._info_sub = self._tf = None
+
+    @_transition
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._read_parameters()            # parameters set while unconfigured take effect here
+            self._create_outputs()
+            self._configure()
+        except StartupError as e:
+            self._unconfigure()
+            self.get_logger().error(f"cannot configure: {e}")
+            return _FAILURE
+        self.get_logger().info(f"configured: {self.mode} mode on {self.predictor.device}; calibration: "
+                               f"{self.calib_source} ({self.calib.width}x{self.calib.height})")
+        return super().on_configure(state)
+
+    @_transition
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)       # enables the lifecycle publishers
+        self.activate()
+        self.get_logger().info(f"active: {self._describe()}")
+        return ret
+
+    @_transition
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        dropped = self.deactivate()
+        self.get_logger().info(f"inactive: inputs unsubscribed, {dropped} queued frame(s) dropped")
+        return super().on_deactivate(state)
+
+    @_transition
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unconfigure()
+        self.get_logger().info("unconfigured: models freed")
+        return super().on_cleanup(state)
+
+    @_transition
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self.deactivate()
+        self._unconfigure()
+        self.finalized = True
+        self.get_logger().info(f"shut down (from {state.label})")
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # a transition raised: back to unconfigured with nothing running
+        self.get_logger().error(f"a transition from {state.label} failed; back to unconfigured")
+        try:
+            self.deactivate()
+            self._unconfigure()
+        except Exception as e:  # noqa: BLE001 - FAILURE: finalized
+            self.get_logger().fatal(f"cannot recover: {type(e).__name__}: {e}")
+            return _FAILURE
+        return super().on_error(state)
+
+
+def lifecycle_requested(context=None) -> bool:
+    """The ``lifecycle`` parameter as given at startup (``-p lifecycle:=true`` or a params file).
+    It decides the node's class, so it is read before the node exists, by a short-lived node of
+    the same name (its overrides resolve the same way); a value of the wrong type is a
+    ParameterException (main: exit status 2)."""
+    default, ptype, text = PARAMETERS["lifecycle"]
+    probe = Node(NODE_NAME, context=context, start_parameter_services=False, enable_rosout=False)
+    try:
+        return bool(probe.declare_parameter("lifecycle", default, ParameterDescriptor(description=text, type=ptype)).value)
+    finally:
+        probe.destroy_node()
+
+
+def _spin(executor, node, done) -> None:
+    while rclpy.ok() and not done():
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except RuntimeError as e:
+            # rclpy occasionally fails to take one message (seen as a pybind11 conversion
+            # error); that message is lost, the node goes on.
+            if not rclpy.ok():
+                break
+            node.get_logger().warning(f"a message could not be taken and is dropped: {e}",
+                                      throttle_duration_sec=5.0)
 
 
 def main(args=None) -> int:
@@ -569,20 +850,20 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node, rc = None, 0
     try:
-        node = XmodNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        node.start(spin=lambda t: executor.spin_once(timeout_sec=t))
-        while rclpy.ok():
-            try:
-                executor.spin_once(timeout_sec=0.5)
-            except RuntimeError as e:
-                # rclpy occasionally fails to take one message (seen as a pybind11 conversion
-                # error); that message is lost, the node goes on.
-                if not rclpy.ok():
-                    break
-                node.get_logger().warning(f"a message could not be taken and is dropped: {e}",
-                                          throttle_duration_sec=5.0)
+        if lifecycle_requested():
+            node = XmodLifecycleNode()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            node.get_logger().info(f"managed node, unconfigured: configure and activate it through "
+                                   f"{node.get_fully_qualified_name()}/change_state")
+            _spin(executor, node, done=lambda: node.finalized)
+            # the shutdown transition's response left in the spin that set `finalized`
+        else:
+            node = XmodNode()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            node.start(spin=lambda t: executor.spin_once(timeout_sec=t))
+            _spin(executor, node, done=lambda: False)
     except (StartupError, ParameterException) as e:       # ParameterException: e.g. a parameter of the wrong type
         (node.get_logger() if node else rclpy.logging.get_logger(NODE_NAME)).fatal(f"cannot start: {e}")
         print(f"xmod_node: cannot start: {e}", file=sys.stderr)
