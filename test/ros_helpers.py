@@ -153,9 +153,14 @@ class Probe:
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
         self.lock = threading.Lock()
-        self.got: dict[str, list] = {k: [] for k in ("instances", "overlay", "clusters", "markers", "status")}
         types = {"instances": Image, "overlay": Image, "clusters": PointCloud2, "markers": MarkerArray,
                  "status": DiagnosticArray}
+        try:                                                   # built by make setup where ../shared has it
+            from vision_msgs.msg import Detection2DArray, Detection3DArray
+            types |= {"detections": Detection2DArray, "detections_3d": Detection3DArray}
+        except ImportError:
+            pass
+        self.got: dict[str, list] = {k: [] for k in types}
         for k, t in types.items():
             self.node.create_subscription(t, f"/{node_name}/{k}", self._collector(k), 10)
         self.pub_image = self.node.create_publisher(Image, "/kitti/camera_color_left/image_raw", qos_profile_sensor_data)

@@ -86,6 +86,35 @@ def test_fused_outputs(fused, probe):
         assert key in values
 
 
+def test_vision_msgs_detections_match_the_label_image(fused, probe):
+    """~/detections: one box per instance of ~/instances (its mask's extent), ~/detections_3d: one
+    oriented box per object of ~/markers, same ids, the image's and the cloud's headers."""
+    from xmod_ros import detections
+    if not detections.available():
+        pytest.skip("vision_msgs is not importable here (make setup builds it from ../shared/third_party/vision_msgs)")
+    s = Stamps(2050.0).next()                          # between the neighbouring tests: stamps never go back
+    im, cl = pair(s)
+    keys = {"instances": s, "detections": s, "markers": s + 0.001, "detections_3d": s + 0.001}
+    assert probe.wait_until(lambda: all(outputs_at(probe, k, t) for k, t in keys.items()), 30, 0.3,
+                            lambda: publish_pair(probe, im, cl)), fused.output()
+    labels = convert.image_to_numpy(outputs_at(probe, "instances", s)[-1])
+    det = outputs_at(probe, "detections", s)[-1]
+    assert det.header.frame_id == CAM and len(det.detections) == len(np.unique(labels[labels > 0])) > 0
+    for d in det.detections:
+        rows, cols = np.nonzero(labels == int(d.id))
+        assert d.bbox.size_x == cols.max() - cols.min() + 1 and d.bbox.size_y == rows.max() - rows.min() + 1
+        assert d.bbox.center.position.x == (cols.min() + cols.max()) / 2
+        assert d.results[0].hypothesis.class_id == "object" and 0.0 <= d.results[0].hypothesis.score <= 1.0
+    det3 = outputs_at(probe, "detections_3d", s + 0.001)[-1]
+    cubes = {m.id: m for m in outputs_at(probe, "markers", s + 0.001)[-1].markers if m.type == m.CUBE}
+    assert det3.header.frame_id == VELO and {int(d.id) for d in det3.detections} == set(cubes)
+    for d in det3.detections:
+        m = cubes[int(d.id)]
+        assert (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) == pytest.approx((m.scale.x, m.scale.y, m.scale.z))
+        assert d.bbox.center.position.x == pytest.approx(m.pose.position.x)
+        assert d.bbox.center.orientation.z == pytest.approx(m.pose.orientation.z)
+
+
 def test_outputs_equal_the_library_on_the_same_input(fused, probe, assets):
     """The node only converts: its labels and clusters are the Predictor's for the same frame (a
     frame after a gap > max_gap starts a new sequence, so repeats do not change the result)."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv/ in the repository with every pinned dependency and the project installed
-# in editable mode. Idempotent: a second run with an unchanged requirements.txt does nothing.
+# in editable mode, then vision_msgs (no wheel) built from ../shared by tools/build_vision_msgs.sh.
+# Idempotent: a second run with an unchanged requirements.txt (and vision_msgs source) does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -8,7 +9,7 @@ command -v "$PY" >/dev/null || PY=python3
 stamp=.venv/.requirements.sha
 want=$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+  exec tools/build_vision_msgs.sh           # vision_msgs from ../shared (silent when already done)
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 log=$(mktemp)
@@ -22,3 +23,4 @@ quiet .venv/bin/python -m pip install -q -r requirements.txt
 quiet .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
 echo "environment ready: .venv/"
+tools/build_vision_msgs.sh

@@ -19,6 +19,9 @@ configure reads the parameters and loads the calibration and the students (a fai
 FAILURE with the message above and the node stays unconfigured), activate subscribes and starts
 the worker and the output publishers, deactivate unsubscribes, stops the worker and drops queued
 frames, cleanup frees the models and the output publishers, shutdown ends the process (status 0).
+Outputs: ``~/instances``, ``~/overlay`` and, with the scan, ``~/clusters`` and ``~/markers``; where
+vision_msgs imports, also ``~/detections`` (Detection2DArray) and ``~/detections_3d``
+(Detection3DArray, with the scan), built by :mod:`xmod_ros.detections` (else logged once and off).
 Both nodes share one implementation (:class:`XmodPipeline`); the steps are its methods
 ``configure``/``activate``/``deactivate``/``cleanup``, which the plain node runs at startup.
 """
@@ -59,7 +62,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
 from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
 
-from . import convert, render
+from . import convert, detections, render
 from .dds import use_large_message_profile
 from .sync import make_synchronizer
 from .tf import transform_to_matrix, yaw_to_quat
@@ -255,8 +258,7 @@ class XmodPipeline:
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
         self._input_subs: list = []
-        self._outputs: list = []
-        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+        self._forget_outputs()
         self.pub_status = self.create_publisher(DiagnosticArray, "~/status", 10)
         self.status_timer = self.create_timer(max(0.05, self.p["status_period"]), self.publish_status)
         self._info_sub = None
@@ -295,13 +297,27 @@ class XmodPipeline:
         self.pub_overlay = self._output_publisher(Image, "~/overlay", out_qos)
         self.pub_clusters = self._output_publisher(PointCloud2, "~/clusters", out_qos) if self.uses_cloud else None
         self.pub_markers = self._output_publisher(MarkerArray, "~/markers", out_qos) if self.uses_cloud else None
-        self._outputs = [x for x in (self.pub_instances, self.pub_overlay, self.pub_clusters, self.pub_markers) if x]
+        self.pub_det2d = self.pub_det3d = None
+        if detections.available():
+            from vision_msgs.msg import Detection2DArray, Detection3DArray
+            self.pub_det2d = self._output_publisher(Detection2DArray, "~/detections", out_qos)
+            self.pub_det3d = self._output_publisher(Detection3DArray, "~/detections_3d", out_qos) if self.uses_cloud else None
+        elif not getattr(self, "_said_no_vision_msgs", False):
+            self._said_no_vision_msgs = True
+            self.get_logger().info("vision_msgs is not installed: ~/detections and ~/detections_3d are off "
+                                   "(make setup builds it from ../shared/third_party; a full ROS 2 install has it)")
+        self._outputs = [x for x in (self.pub_instances, self.pub_overlay, self.pub_clusters, self.pub_markers,
+                                     self.pub_det2d, self.pub_det3d) if x]
+
+    def _forget_outputs(self) -> None:
+        self._outputs = []
+        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+        self.pub_det2d = self.pub_det3d = None
 
     def _destroy_outputs(self) -> None:
         for pub in self._outputs:
             self.destroy_publisher(pub)
-        self._outputs = []
-        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+        self._forget_outputs()
 
     # ------------------------------------------------------------------ steps
     def configure(self, spin=None, wait_node=None) -> None:
@@ -598,6 +614,8 @@ class XmodPipeline:
         if self.pub_overlay.get_subscription_count():
             over = render.overlay(rgb, res.labels, self.p["overlay_alpha"])
             self.pub_overlay.publish(convert.numpy_to_image(over, "rgb8", cam_header))
+        if self.pub_det2d is not None and self.pub_det2d.get_subscription_count():
+            self.pub_det2d.publish(detections.detections_2d(res.labels, res.scores, cam_header))
         if frame.cloud is None or res.point_labels is None:
             return
         lidar_header = Header(stamp=frame.cloud.header.stamp, frame_id=lidar_frame)
@@ -607,6 +625,8 @@ class XmodPipeline:
                                                             {"instance": res.point_labels[keep].astype(np.uint16)}))
         if self.pub_markers.get_subscription_count():
             self.pub_markers.publish(self.markers(res.objects, lidar_header))
+        if self.pub_det3d is not None and self.pub_det3d.get_subscription_count():
+            self.pub_det3d.publish(detections.detections_3d(res.objects, lidar_header))
 
     def markers(self, objects, header: Header) -> MarkerArray:
         return markers_msg(objects, header, float(self.p["marker_lifetime"]))
@@ -737,8 +757,7 @@ class XmodLifecycleNode(XmodPipeline, LifecycleNode):
     def _destroy_outputs(self) -> None:
         for pub in self._outputs:
             self.destroy_lifecycle_publisher(pub)
-        self._outputs = []
-        self.pub_instances = self.pub_overlay = self.pub_clusters = self.pub_markers = None
+        self._forget_outputs()
 
     def _unconfigure(self) -> None:
         self._stop_worker()
