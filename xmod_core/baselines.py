@@ -22,6 +22,7 @@ from .kitti import CameraCalib
 class ClusterConfig:
     max_range: float = 60.0        # m; beyond, 64 beams are too sparse to cluster
     ground_iters: int = 64         # RANSAC planes tested (vectorised)
+    ground_sample: int = 1000      # low points each plane is scored on
     ground_tol: float = 0.2        # m from the plane: ground
     sensor_height: float = 1.73    # m, to seed the plane search below the sensor
     voxel: float = 0.4             # m; Euclidean clustering distance threshold
@@ -46,7 +47,7 @@ def ground_mask(points: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
     n *= np.sign(n[:, 2:3] + 1e-12)                                            # normals up
     d = -(n * tri[:, 0]).sum(1)
     ok = (norm[:, 0] > 1e-6) & (n[:, 2] > 0.9)                                 # near-horizontal planes only
-    sub = points[low[:: max(1, len(low) // 4000)], :3]
+    sub = points[low[:: max(1, len(low) // cfg.ground_sample)], :3]
     # distances as sums of products, not BLAS matmuls: small products, and no thread start-up
     dist = sub[:, None, 0] * n[:, 0] + sub[:, None, 1] * n[:, 1] + sub[:, None, 2] * n[:, 2] + d           # (P, I)
     inl = (np.abs(dist) < cfg.ground_tol).sum(0) * ok                                                    # (I,)

@@ -98,7 +98,13 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     slot_score[sid[ok]] = sval[ok]
     kslot = np.where(slot_score[kslot] >= cfg.split_score, kslot, 0)               # unsure instances split nothing
     # fine components: touching bird's-eye cells (8-neighbours) of `fine_gap` m inside the same cluster
-    comp, ncomp = voxel_components(np.floor(points[view[k], :2] / cfg.fine_gap).astype(np.int64), kcl)
+    # (only clusters holding two or more instances can split; the others are one component each)
+    pairs = np.unique(kcl[kslot > 0] * S + kslot[kslot > 0])
+    multi = (np.bincount(pairs // S, minlength=n) >= 2)[kcl]                         # (K,)
+    fine, nfine = voxel_components(np.floor(points[view[k[multi]], :2] / cfg.fine_gap).astype(np.int64), kcl[multi])
+    comp = nfine + kcl                                                                # (K,) one per cluster...
+    comp[multi] = fine                                                                # ...unless it may split
+    ncomp = nfine + n
 
     def majority(group, ngroup):                                                   # (ngroup,) most frequent slot > 0, else 0
         votes = np.bincount(group * S + kslot, minlength=ngroup * S).reshape(ngroup, S)

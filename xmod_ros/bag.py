@@ -40,6 +40,7 @@ DEFAULT_TOPICS = {"image": "/kitti/camera_color_left/image_raw", "camera_info": 
                   "cloud": "/kitti/velo/pointcloud", "tf_static": "/tf_static"}
 CAMERA_FRAME, LIDAR_FRAME = "camera_color_left", "velo_link"
 NODE_OUTPUTS = ("/xmod_node/instances", "/xmod_node/overlay", "/xmod_node/clusters", "/xmod_node/markers",
+                "/xmod_node/detections", "/xmod_node/detections_3d",
                 "/xmod_node/status")
 
 
@@ -62,6 +63,26 @@ def _qos(transient_local: bool = False, depth: int = 10):
     return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE,
                QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
                zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
+def register_installed_type(ts, msgtype: str) -> None:
+    """Teach the rosbags typestore ``ts`` a message type it does not ship (e.g. vision_msgs), from
+    the .msg files of the installed package: every message of that package at once, so types that
+    refer to each other register together. ImportError when the package is not installed."""
+    if msgtype in ts.types:
+        return
+    from rosbags.typesys import get_types_from_msg
+    pkg = msgtype.split("/")[0]
+    mod = importlib.import_module(pkg)
+    # .../lib/pythonX.Y/site-packages/PKG/__init__.py -> the install prefix -> share/PKG/msg
+    share = Path(mod.__file__).resolve().parents[4] / "share" / pkg / "msg"
+    files = sorted(share.glob("*.msg"))
+    if not files:
+        raise ImportError(f"{msgtype}: no .msg files in {share}")
+    types = {}
+    for f in files:
+        types |= get_types_from_msg(f.read_text(), f"{pkg}/msg/{f.stem}")
+    ts.register(types)
 
 
 def msg_class(msgtype: str):
@@ -583,6 +604,7 @@ def record(out, topics=NODE_OUTPUTS, storage: str = "sqlite3", duration: float |
                 if name in counts and name not in subs and types:
                     try:
                         cls = msg_class(types[0])
+                        register_installed_type(ts, types[0])
                     except (ImportError, AttributeError):
                         node.get_logger().warning(f"{name}: type {types[0]} not installed; not recorded")
                         subs[name] = None

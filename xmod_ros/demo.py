@@ -119,7 +119,9 @@ def run_pipeline(drive: Path, out: Path, ckpts: tuple[Path, Path], mode: str, de
         procs["recorder"] = subprocess.Popen(
             [sys.executable, "-m", "xmod_ros.bag", "record", str(out_bag), "--topics", *NODE_OUTPUTS],
             stdout=files["recorder"], stderr=subprocess.STDOUT, env=env)
-        want = [t for t in NODE_OUTPUTS if mode != "rgb" or not t.endswith(("clusters", "markers"))]
+        from . import detections
+        want = [t for t in NODE_OUTPUTS if (mode != "rgb" or not t.endswith(("clusters", "markers", "detections_3d")))
+                and (detections.available() or "detections" not in t)]
         end = time.monotonic() + 120
         while time.monotonic() < end:              # the recorder must hear the first output
             text = (logs / "recorder.log").read_text()

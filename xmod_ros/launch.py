@@ -101,7 +101,8 @@ def bag_extrinsics(bag, config: dict) -> list[float] | None:
 
 
 def commands(args: dict, params: list[str] = ()) -> dict:
-    """{'node': argv, 'player': argv or None} for the launch arguments."""
+    """{'node': argv, 'player': argv or None} for the launch arguments (missing ones: their defaults)."""
+    args = {k: d for k, (d, _) in spec.ARGUMENTS.items()} | dict(args)
     cfg_path = params_file()
     node = executable(spec.NODE_EXECUTABLE) + ["--ros-args", "-r", f"__node:={spec.NODE_NAME}",
                                                "--params-file", str(cfg_path)]
