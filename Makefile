@@ -18,6 +18,7 @@ bench: setup
 	$(PY) bench/bench_losses.py
 	$(PY) bench/bench_fusion.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_hybrid.py --part speed
 	$(PY) bench/bench_node.py
 
 clean:

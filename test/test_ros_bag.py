@@ -228,11 +228,11 @@ class Listener:
         self.ctx.try_shutdown()
 
 
-def test_play_keeps_the_timing_and_restamps(tiny_bag, tmp_path):
+def _play_restamped(tiny_bag, log, *args):
+    """Play the tiny bag with --restamp (and `args`) in its own process, received by a Listener."""
     lis = Listener()
-    log = tmp_path / "restamp.jsonl"
     try:
-        player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(tiny_bag), "--rate", "2", "--restamp",
+        player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(tiny_bag), *args, "--restamp",
                                    "--restamp-log", str(log), "--wait-subscribers", "30"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=H.ros_env())
         lis.spin(60, until=lambda: player.poll() is not None)
@@ -241,6 +241,12 @@ def test_play_keeps_the_timing_and_restamps(tiny_bag, tmp_path):
     finally:
         lis.close()
     assert player.returncode == 0, out
+    return lis, out
+
+
+def test_play_keeps_the_timing_and_restamps(tiny_bag, tmp_path):
+    log = tmp_path / "restamp.jsonl"
+    lis, out = _play_restamped(tiny_bag, log, "--rate", "2")
     assert out.count("tf2_msgs/msg/TFMessage is not installed here") == (0 if _tf2_msgs() else 1), out
     imgs = lis.got["image"]
     assert len(imgs) >= 6, (imgs, out)                     # small messages: at most a rare loss
@@ -256,18 +262,8 @@ def test_play_keeps_the_timing_and_restamps(tiny_bag, tmp_path):
 
 
 def test_play_restamps_to_the_publication_time_at_half_rate_and_in_a_loop(tiny_bag, tmp_path):
-    lis = Listener()
     log = tmp_path / "restamp.jsonl"
-    try:
-        player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(tiny_bag), "--rate", "0.5", "--loop",
-                                   "--restamp", "--restamp-log", str(log), "--duration", "3.5", "--wait-subscribers", "30"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=H.ros_env())
-        lis.spin(60, until=lambda: player.poll() is not None)
-        lis.spin(0.5)
-        out = player.communicate(timeout=30)[0]
-    finally:
-        lis.close()
-    assert player.returncode == 0, out
+    lis, out = _play_restamped(tiny_bag, log, "--rate", "0.5", "--loop", "--duration", "3.5")
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(entries) >= 2 and all(e["rate"] == 0.5 for e in entries), entries   # 0.7 s of bag = 1.4 s a pass
     for key in ("image", "cloud"):
