@@ -1,6 +1,6 @@
 # Quick start: `make demo` (set up .venv and run the demo), `make test` (set up and run the tests).
 PY := .venv/bin/python
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu clean
 
 setup:
 	@tools/setup_env.sh
@@ -20,6 +20,10 @@ bench: setup
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_hybrid.py --part speed
 	$(PY) bench/bench_node.py
+
+# The GPU training run (docs/gpu.md); on a machine whose python3 has CUDA it needs no `make setup`.
+gpu:
+	bash tools/gpu_pipeline.sh --out out/gpu --budget-s 480
 
 clean:
 	rm -rf out build install log

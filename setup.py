@@ -18,6 +18,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/demo", glob("config/demo/*.yaml")),
         (f"share/{PACKAGE}/config/paper", glob("config/paper/*.yaml")),
+        (f"share/{PACKAGE}/config/gpu", glob("config/gpu/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "opencv-python-headless", "pyyaml", "tqdm"],

@@ -70,7 +70,9 @@ def test_evaluator_table_and_baselines(sim_drive, students, tmp_path):
     assert motion["recall_still"] == 0.0
     assert res["2d_full"]["LiDAR clustering"]["f1"] > 0.2
     md = tables(res, "t")
-    assert "| LiDAR clustering |" in md and "FG-ARI" in md
+    assert "| LiDAR clustering |" in md and "FG-ARI" in md and "R >=10k px" in md
+    sized = res["2d_full"]["LiDAR clustering"]["recall_by_size"]
+    assert sum(n for _, n in sized.values()) > 0 and all(r is None or 0 <= r <= 1 for r, _ in sized.values())
     assert main(["--data", str(sim_drive), "--ckpt-2d", str(students / "rgb.pt"), "--ckpt-3d", str(students / "lidar.pt"),
                  "--mode", "rgb", "--height", "32", "--width", "96", "--device", "cpu", "--out", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o/results.json").read_text())["3d"]["DIOD 2D (rgb)"]["fps"] > 0

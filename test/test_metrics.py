@@ -109,3 +109,15 @@ def test_id_stability_counts_switches_and_the_same_id_share():
     assert r["tracks"] == 2 and r["id_switches_per_track"] == pytest.approx((2 + 0) / 2)
     assert r["same_id_share"] == pytest.approx((3 + 3) / 8)
     assert IdStability().result()["same_id_share"] is None
+
+
+def test_recall_by_object_size():
+    gt = scene()                                          # areas: 48, 56, 100 pixels
+    pred = np.where(gt == 3, 0, gt)                       # object 3 missed
+    acc = F1Accumulator(size_edges=(0, 50, 80))
+    acc.update(gt, pred, sizes={1: 48, 2: 56, 3: 100})
+    acc.update(gt, pred, sizes={1: 48})                   # objects without a size are not binned
+    r = acc.result()["recall_by_size"]
+    assert r == {"<50": (1.0, 2), "50-80": (1.0, 1), ">=80": (0.0, 1)}
+    from xmod_core.metrics import size_bin_names
+    assert size_bin_names() == ["<1k", "1k-3k", "3k-10k", ">=10k"]

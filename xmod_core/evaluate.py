@@ -66,8 +66,8 @@ class _Row:
         self.all = {d: [] for d in DOMAINS}
         self.seconds, self.frames = 0.0, 0
 
-    def add(self, domain, gt, pred, scores, ignore, moving):
-        self.f1[domain].update(gt, pred, scores=scores, ignore_ids=ignore, moving_ids=moving)
+    def add(self, domain, gt, pred, scores, ignore, moving, sizes):
+        self.f1[domain].update(gt, pred, scores=scores, ignore_ids=ignore, moving_ids=moving, sizes=sizes)
         clean_gt = np.where(np.isin(gt, ignore), 0, gt)
         for store, fn in ((self.fg, fg_ari), (self.all, all_ari)):
             v = fn(clean_gt, pred)
@@ -79,7 +79,7 @@ class _Row:
         mean = lambda xs: float(np.mean(xs)) if xs else None
         return {"fg_ari": mean(self.fg[domain]), "all_ari": mean(self.all[domain]), "f1": r["f1"], "precision": r["precision"],
                 "recall": r["recall"], "recall_still": r["recall_still"], "recall_moving": r["recall_moving"],
-                "fps": self.frames / self.seconds if self.seconds else None}
+                "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
 
 
 def _small_ids(ids: np.ndarray, min_count: int) -> list:
@@ -117,6 +117,8 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
             in_view = fv_full.point_pixel >= 0
             gts = {"2d_full": gt, "2d_grid": cv2.resize(gt.astype(np.uint16), grid_hw[::-1], interpolation=cv2.INTER_NEAREST),
                    "3d": gt_pts[in_view]}
+            area = np.bincount(gt.reshape(-1))
+            sizes = {int(i): int(area[i]) for i in np.flatnonzero(area[1:]) + 1}       # pixels at camera resolution
             ignore = {"2d_full": _small_ids(gts["2d_full"], max(4, min_area * gt.size)),
                       "2d_grid": _small_ids(gts["2d_grid"], max(4, min_area * gts["2d_grid"].size)),
                       "3d": _small_ids(gts["3d"], min_points)}
@@ -126,7 +128,7 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                 r.seconds, r.frames = r.seconds + seconds, r.frames + 1
                 grid = cv2.resize(labels_full.astype(np.uint16), grid_hw[::-1], interpolation=cv2.INTER_NEAREST)
                 for dom, pred in (("2d_full", labels_full), ("2d_grid", grid), ("3d", point_labels[in_view])):
-                    r.add(dom, gts[dom], pred.astype(np.int64), scores, ignore[dom], moving)
+                    r.add(dom, gts[dom], pred.astype(np.int64), scores, ignore[dom], moving, sizes)
 
             if baselines:
                 # baseline 1: the motion masks
@@ -155,7 +157,7 @@ class _RealRow:
     def result(self, domain) -> dict:
         r = self.f1[domain].result()
         out = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"], "tp": r["tp"], "fp": r["fp"], "fn": r["fn"],
-               "fps": self.frames / self.seconds if self.seconds else None}
+               "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
         if domain == "3d":
             out |= {"fg_ari": float(np.mean(self.fg)) if self.fg else None} | self.ids.result()
         return out
@@ -206,13 +208,16 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
             npts = np.bincount(gt_obj, minlength=len(objs) + 1)[1:]
             ignore = track[npts < min_points]
             gt_boxes, dc = object_boxes(fr.labels), dont_care_boxes(fr.labels)
+            box_px = box_area(gt_boxes)                                                              # (B,) size in pixels
+            sizes = dict(zip(track.tolist(), box_px.tolist()))
 
             def score(name, point_labels, labels, scores, seconds):
                 r = rows.setdefault(name, _RealRow())
                 r.seconds, r.frames = r.seconds + seconds, r.frames + 1
                 pl = np.asarray(point_labels, np.int64)[in_view]
                 u, share = _share_in_boxes(uv, pl, dc)
-                hits = r.f1["3d"].update(gt, pl, scores, ignore_ids=ignore, ignore_pred_ids=u[share > dont_care_share])
+                hits = r.f1["3d"].update(gt, pl, scores, ignore_ids=ignore, ignore_pred_ids=u[share > dont_care_share],
+                                         sizes=sizes)
                 if src.is_sequence:
                     r.ids.update(track[npts >= min_points], hits)
                 v = fg_ari(np.where(np.isin(gt, ignore), 0, gt), pl)
@@ -222,7 +227,7 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
                 area = box_area(pbox)
                 in_dc = box_intersection(pbox, dc).max(1, initial=0) / np.maximum(area, 1) > dont_care_share
                 s = np.array([scores.get(int(p), 0.0) for p in pids]) if scores is not None else area
-                r.f1["2d_box"].count(box_iou(gt_boxes, pbox), s, npts < min_points, in_dc)
+                r.f1["2d_box"].count(box_iou(gt_boxes, pbox), s, npts < min_points, in_dc, size=box_px)
 
             if baselines:
                 t0 = time.perf_counter()
@@ -238,20 +243,38 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
 
 def tables(results: dict, title: str = "") -> str:
     cols = [("fg_ari", "FG-ARI"), ("all_ari", "all-ARI"), ("f1", "F1@50"), ("precision", "P"), ("recall", "R"),
-            ("recall_still", "R still"), ("recall_moving", "R moving"), ("fps", "frames/s")]
+            ("recall_still", "R still"), ("recall_moving", "R moving"), *_size_cols(results), ("fps", "frames/s")]
     names = {"2d_grid": "2D, 1/4 grid of the input", "2d_full": "2D, full camera resolution", "3d": "3D, LiDAR points in view"}
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
     out = [f"# {title}".rstrip()] if title else []
     for dom, rows in results.items():
         out += [f"\n## {names[dom]}\n", "| method | " + " | ".join(c[1] for c in cols) + " |",
                 "|---|" + "---:|" * len(cols)]
-        out += [f"| {name} | " + " | ".join(fmt(r[k]) for k, _ in cols) + " |" for name, r in rows.items()]
+        out += [f"| {name} | " + " | ".join(_fmt(_get(r, k)) for k, _ in cols) + " |" for name, r in rows.items()]
     return "\n".join(out) + "\n"
+
+
+def _size_cols(results: dict) -> list:
+    """Columns of the recall by object size: ('size:<1k', 'R <1k px (n)'), ... from the first row."""
+    first = next((r for rows in results.values() for r in rows.values()), {})
+    return [(f"size:{b}", f"R {b} px") for b in first.get("recall_by_size", {})]
+
+
+def _get(row: dict, key: str):
+    """A metric of a row; 'size:BIN' is the recall of that size bin with its count, e.g. '0.05 (158)'."""
+    if key.startswith("size:"):
+        rec, n = row["recall_by_size"][key[5:]]
+        return "n/a (0)" if rec is None else f"{rec:.2f} ({n})"
+    return row.get(key)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, str):
+        return v
+    return "n/a" if v is None else str(v) if isinstance(v, int) else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
 
 
 def real_tables(results: dict) -> str:
     """Markdown tables of `evaluate_real`'s results, two per source."""
-    fmt = lambda v: "n/a" if v is None else str(v) if isinstance(v, int) else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
     cols = {"3d": [("fg_ari", "FG-ARI"), ("f1", "F1@50"), ("precision", "P"), ("recall", "R"), ("tp", "TP"), ("fp", "FP"),
                    ("fn", "FN"), ("id_switches_per_track", "id switches / track"), ("same_id_share", "same id"), ("fps", "frames/s")],
             "2d_box": [("f1", "F1@50"), ("precision", "P"), ("recall", "R"), ("tp", "TP"), ("fp", "FP"), ("fn", "FN")]}
@@ -261,8 +284,9 @@ def real_tables(results: dict) -> str:
         for dom, rows in doms.items():
             c = cols[dom] if dom == "2d_box" or any(r.get("tracks") for r in rows.values()) else \
                 [x for x in cols[dom] if x[0] not in ("id_switches_per_track", "same_id_share")]
+            c = c + _size_cols({dom: rows})
             out += [f"\n## {src}: {titles[dom]}\n", "| method | " + " | ".join(x[1] for x in c) + " |", "|---|" + "---:|" * len(c)]
-            out += [f"| {name} | " + " | ".join(fmt(r.get(k)) for k, _ in c) + " |" for name, r in rows.items()]
+            out += [f"| {name} | " + " | ".join(_fmt(_get(r, k)) for k, _ in c) + " |" for name, r in rows.items()]
     return "\n".join(out) + "\n"
 
 

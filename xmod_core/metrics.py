@@ -12,7 +12,7 @@ array of integer instance ids (0 = background) works, flattened.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,9 +100,20 @@ def greedy_match(iou: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return match
 
 
+SIZE_BINS = (0, 1000, 3000, 10000)     # object size bins, pixels at camera resolution: [0, 1k), [1k, 3k), ...
+
+
+def size_bin_names(edges=SIZE_BINS) -> list:
+    """'<1k', '1k-3k', '3k-10k', '>=10k' for the default edges."""
+    k = lambda v: f"{v // 1000}k" if v >= 1000 else str(v)
+    return [f"<{k(edges[1])}" if i == 0 and lo == 0 else f">={k(lo)}" if i == len(edges) - 1 else f"{k(lo)}-{k(edges[i + 1])}"
+            for i, lo in enumerate(edges)]
+
+
 @dataclass
 class F1Accumulator:
-    """Pooled F1@IoU over many frames (or point clouds)."""
+    """Pooled F1@IoU over many frames (or point clouds), with recall split by motion and by the
+    ground-truth objects' size (`size_edges`, in whatever unit the sizes come in)."""
     iou_threshold: float = 0.5
     tp: int = 0
     fp: int = 0
@@ -111,12 +122,20 @@ class F1Accumulator:
     moving_found: int = 0
     still_total: int = 0
     still_found: int = 0
+    size_edges: tuple = SIZE_BINS
+    size_total: np.ndarray = field(default=None, repr=False)
+    size_found: np.ndarray = field(default=None, repr=False)
 
-    def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None, ignore_pred_ids=()) -> dict:
+    def __post_init__(self):
+        self.size_total = np.zeros(len(self.size_edges), np.int64)
+        self.size_found = np.zeros(len(self.size_edges), np.int64)
+
+    def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None, ignore_pred_ids=(), sizes=None) -> dict:
         """gt, pred: instance-id arrays of one frame; scores: {pred id: score} (default: area);
         ignore_ids: ground-truth ids that count neither way; moving_ids: ids of moving objects
         (the others are still) for the split recall; ignore_pred_ids: predicted ids that are no
-        false positive when unmatched (e.g. lying in a region with unlabelled objects).
+        false positive when unmatched (e.g. lying in a region with unlabelled objects); sizes:
+        {gt id: size} for the recall by size (objects missing from it are not binned).
         Returns {gt id: pred id} of this frame's true positives."""
         gids, pids, iou, _ = iou_matrix(gt, pred)
         if scores is None:
@@ -124,14 +143,16 @@ class F1Accumulator:
         else:
             s = np.array([scores.get(int(p), 0.0) for p in pids])
         moving = None if moving_ids is None else np.isin(gids, np.asarray(list(moving_ids)))
+        size = None if sizes is None else np.array([sizes.get(int(g), np.nan) for g in gids], np.float64)
         hit_pairs = self.count(iou, s, np.isin(gids, np.asarray(list(ignore_ids))),
-                               np.isin(pids, np.asarray(list(ignore_pred_ids))), moving)
+                               np.isin(pids, np.asarray(list(ignore_pred_ids))), moving, size)
         return {int(gids[g]): int(pids[p]) for g, p in hit_pairs}
 
     def count(self, iou: np.ndarray, scores: np.ndarray, ignored: np.ndarray, ignored_pred: np.ndarray | None = None,
-              moving: np.ndarray | None = None) -> list:
+              moving: np.ndarray | None = None, size: np.ndarray | None = None) -> list:
         """Count one frame from its (G, P) IoU matrix (masks, boxes, anything): ignored (G,) and
-        ignored_pred (P,) count neither way, moving (G,) splits the recall. Returns the (g, p) hits."""
+        ignored_pred (P,) count neither way, moving (G,) splits the recall, size (G,) bins it
+        (NaN: not binned). Returns the (g, p) hits."""
         match = greedy_match(iou, scores)
         ignored_pred = np.zeros(len(match), bool) if ignored_pred is None else ignored_pred
         hit = np.zeros(len(ignored), bool)
@@ -151,6 +172,12 @@ class F1Accumulator:
             self.moving_found += int((counted & moving & hit).sum())
             self.still_total += int((counted & ~moving).sum())
             self.still_found += int((counted & ~moving & hit).sum())
+        if size is not None:
+            binned = counted & np.isfinite(size)
+            b = np.digitize(size[binned], self.size_edges) - 1                   # (n,) bin of each counted object
+            n = len(self.size_edges)
+            self.size_total += np.bincount(np.clip(b, 0, n - 1), minlength=n)
+            self.size_found += np.bincount(np.clip(b, 0, n - 1), hit[binned].astype(np.int64), n).astype(np.int64)
         return pairs
 
     def result(self) -> dict:
@@ -159,7 +186,9 @@ class F1Accumulator:
         return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-12, p + r), "tp": self.tp, "fp": self.fp,
                 "fn": self.fn,
                 "recall_moving": self.moving_found / self.moving_total if self.moving_total else None,
-                "recall_still": self.still_found / self.still_total if self.still_total else None}
+                "recall_still": self.still_found / self.still_total if self.still_total else None,
+                "recall_by_size": {name: (float(f / t) if t else None, int(t)) for name, f, t in
+                                   zip(size_bin_names(self.size_edges), self.size_found, self.size_total)}}
 
 
 def box_area(a: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from . import distributed as dist
 from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from .config import ConfigError, config_hash, load_config, to_dict
-from .data import AugmentConfig, ClipDataset, DataConfig
+from .data import AugmentConfig, ClipDataset, DataConfig, DeviceClipCache
 from .distill import DistillConfig
 from .losses import LossConfig
 from .model import ModelConfig
@@ -127,15 +127,23 @@ def load_student_weights(path: str, modality: str) -> dict:
     return students[modality]
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, max_seconds: float | None = None,
+          clip_cache: DeviceClipCache | None = None) -> dict:
+    """Train one stage. `max_seconds`: stop after the step during which this much wall time has passed
+    since the call (setup included) and export what it has, as at the last step (result `stopped`:
+    "time" instead of "steps"). `clip_cache`: clips already held on the device (`data.device_cache`
+    passes of a dataset of the same drives and clips with at least this stage's modalities), shared
+    by the stages of one run instead of each decoding its own."""
     info = dist.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, resume, progress)
+        return _train(cfg, info, resume, progress, max_seconds, clip_cache)
     finally:
         dist.cleanup()
 
 
-def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
+def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: float | None = None,
+           clip_cache: DeviceClipCache | None = None) -> dict:
+    t_begin = time.perf_counter()
     out = Path(cfg.out_dir)
     dev, world, rank = info.device, info.world_size, info.rank
     if cfg.optim.batch_size % world:
@@ -171,6 +179,15 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     if len(sampler) < per_rank:
         raise TrainingError(f"{len(dataset)} clips are too few for a batch of {cfg.optim.batch_size}")
+    cache = clip_cache
+    if cache is not None:
+        if cache.passes != cfg.data.device_cache or cache.size != len(dataset) or \
+                not set(stage.modalities) <= set(cache.modalities):
+            raise TrainingError(f"the clip cache ({cache.passes} pass(es) of {cache.size} clips, {cache.modalities}) does "
+                                f"not fit data.device_cache={cfg.data.device_cache} and {len(dataset)} clips of "
+                                f"{stage.modalities}")
+    elif cfg.data.device_cache:
+        cache = DeviceClipCache(dataset, dev, cfg.data.device_cache, cfg.data.workers)
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -226,14 +243,19 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
 
     [m.train() for m in stage.students.values()]
     t_last, seen = time.perf_counter(), 0
+    t_loop, first_step, timed_out = t_last, step, False
     try:
-        while step < cfg.optim.steps:
+        while step < cfg.optim.steps and not timed_out:
             sampler.set_epoch(epoch)
             dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=per_rank, sampler=SkipSampler(sampler, in_epoch * per_rank),
-                                num_workers=cfg.data.workers, drop_last=True, pin_memory=dev.type == "cuda")
-            for batch in loader:
-                batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            if cache is None:
+                loader = DataLoader(dataset, batch_size=per_rank, sampler=SkipSampler(sampler, in_epoch * per_rank),
+                                    num_workers=cfg.data.workers, drop_last=True, pin_memory=dev.type == "cuda")
+                batches = ({k: v.to(dev, non_blocking=True) for k, v in b.items()} for b in loader)
+            else:                                   # the same indices, gathered on the device
+                order = list(SkipSampler(sampler, in_epoch * per_rank))
+                batches = (cache.batch(order[j:j + per_rank], epoch) for j in range(0, len(order) - per_rank + 1, per_rank))
+            for batch in batches:
                 ctx = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
                 with ctx:
                     total, logs, vis = stage.loss(batch, nets)
@@ -278,8 +300,12 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
                     checkpoint()
                 if step >= cfg.optim.steps:
                     break
+                if max_seconds is not None and time.perf_counter() - t_begin >= max_seconds:
+                    timed_out = True                # the final checkpoint and students below, as at the last step
+                    break
             else:                                   # the epoch is exhausted
                 epoch, in_epoch = epoch + 1, 0
+        train_s = time.perf_counter() - t_loop
         checkpoint(final=True)
     finally:
         if bar is not None:
@@ -288,7 +314,10 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool) -> dict:
             writer.close()
         if metrics_file is not None:
             metrics_file.close()
-    return {"step": step, "smooth_loss": smooth, "out_dir": str(out)}
+    ran = step - first_step
+    return {"step": step, "smooth_loss": smooth, "out_dir": str(out), "steps_run": ran, "train_s": train_s,
+            "clips_per_s": ran * cfg.optim.batch_size / train_s if ran and train_s > 0 else None,
+            "setup_s": t_loop - t_begin, "stopped": "time" if timed_out else "steps"}
 
 
 @dataclass
