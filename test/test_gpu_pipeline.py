@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_drive
-from xmod_core.config import ConfigError, from_dict, load_config
+from test_train import losses
+from test_train import tiny_cfg as train_tiny_cfg
+from xmod_core.config import ConfigError, load_config
 from xmod_core.data import ClipDataset, DeviceClipCache
 from xmod_core.gpu_pipeline import MAX_BYTES, OUT_FILES, STAGE_COST, LimitError, OutFolder, half_student, stage_shares
 from xmod_core.model import DIOD, load_student
@@ -20,8 +22,6 @@ from xmod_core.train import PipelineConfig, TrainConfig, TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "config" / "gpu"
-TINY_MODEL = {"widths": [8, 8, 8, 8, 8], "blocks": [1, 1, 1, 1], "num_slots": 4, "slot_dim": 16, "mlp_hidden": 32,
-              "gru_hidden": 16, "decoder_channels": 8, "norm": "group"}
 SMOKE = ["--train-seeds", "1", "--val-seeds", "2", "--test-seeds", "3", "--drives-per-seed", "1", "--frames", "4",
          "--eval-drives-per-seed", "1", "--eval-frames", "2", "--scale", "0.25", "--steps-override", "2",
          "--device", "cpu", "--min-stage-s", "0", "--eval-reserve-s", "30", "--real-data",
@@ -54,20 +54,9 @@ def test_gpu_configs_load_and_fit_their_arithmetic(tmp_path):
 
 
 def tiny_cfg(drive, out, **over):
-    d = {"stage": "2d_burn_in", "out_dir": str(out), "device": "cpu", "log_every": 1, "ckpt_every": 100, "seed": 3,
-         "model": TINY_MODEL, "data": {"drives": [str(drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
-         "optim": {"batch_size": 2, "steps": 6, "warmup_steps": 1, "lr": 2e-3, "grad_clip": 1.0}}
-    for k, v in over.items():
-        node = d
-        *path, last = k.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return from_dict(TrainConfig, d)
+    """test_train's tiny stage, without its frequent checkpoints."""
+    return train_tiny_cfg(drive, out, **{"ckpt_every": 100} | over)
 
-
-def losses(out: Path) -> list:
-    return [json.loads(line)["total"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("stage", ["2d_burn_in", "3d_burn_in"])
