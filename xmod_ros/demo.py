@@ -302,9 +302,9 @@ def summary_markdown(s: dict) -> str:
              f"- mode **{s['mode']}** on **{n.get('device')}**, replay at {s['replay_rate']:g}x"
              + ("" if s["trained_models"] else " -- **untrained models** (shipped demo models not found): "
                 "the timing is real, the metrics are those of random weights"),
-             f"- frames: {s['frames_in']} in, {s['frames_out']} out, {s['frames_dropped_by_node']} dropped by the node "
-             f"(model slower than the input" + ("; `--rate 0.5` replays slower so that every frame is processed)"
-                                                if s["frames_dropped_by_node"] else ")"),
+             f"- frames: {s['frames_in']} in, {s['frames_out']} out, {s['frames_dropped_by_node']} dropped by the node"
+             + (" (model slower than the input; `--rate 0.5` replays slower so that every frame is processed)"
+                if s["frames_dropped_by_node"] else ""),
              f"- output rate: {_fmt(s['output_rate_hz'], ' Hz')}",
              f"- end-to-end latency (input stamp -> recorder): p50 {_fmt(s['latency_ms_p50'], ' ms', 0)}, "
              f"p99 {_fmt(s['latency_ms_p99'], ' ms', 0)}",
