@@ -270,6 +270,15 @@ def pair(stamp, t=0, image=None, cloud=None):
     return im, cl
 
 
+def node_subscriptions(probe, node: str = "xmod_node") -> set:
+    """Topics the node subscribes to, as the probe's graph knows them (empty until discovery has
+    the node's name: the graph may see a subscription before it)."""
+    try:
+        return set(dict(probe.node.get_subscriber_names_and_types_by_node(node, "/")))
+    except Exception:  # noqa: BLE001 - NodeNameNonExistentError: not (or no longer) in the graph
+        return set()
+
+
 def publish_pair(probe, im, cl):
     probe.pub_image.publish(im)
     probe.pub_cloud.publish(cl)

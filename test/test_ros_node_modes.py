@@ -43,10 +43,9 @@ def test_rgb_mode_with_camera_info(assets, probe):
     node = H.NodeProcess(base_params(assets, mode="rgb", calibration_timeout=60.0), assets["dir"] / "rgb.log")
     try:
         info = camera_info_msg(calib, 0, CAM)
-        assert probe.wait_until(lambda: probe.pub_image.get_subscription_count() > 0, 60, 0.2,
+        assert probe.wait_until(lambda: IMAGE_TOPIC in H.node_subscriptions(probe), 60, 0.2,
                                 lambda: probe.pub_info.publish(info)), node.output()
-        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
-        assert IMAGE_TOPIC in subs and CLOUD_TOPIC not in subs
+        assert CLOUD_TOPIC not in H.node_subscriptions(probe)
         pubs = dict(probe.node.get_publisher_names_and_types_by_node("xmod_node", "/"))
         assert "/xmod_node/instances" in pubs and "/xmod_node/clusters" not in pubs
         s = 6000.1
@@ -66,10 +65,9 @@ def test_lidar_mode_with_camera_info_and_extrinsics(assets, probe):
                                      lidar_to_camera=list(calib.T_velo_to_cam.reshape(-1))), assets["dir"] / "lidar.log")
     try:
         info = camera_info_msg(calib, 0, CAM)
-        assert probe.wait_until(lambda: probe.pub_cloud.get_subscription_count() > 0, 60, 0.2,
+        assert probe.wait_until(lambda: CLOUD_TOPIC in H.node_subscriptions(probe), 60, 0.2,
                                 lambda: probe.pub_info.publish(info)), node.output()
-        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
-        assert CLOUD_TOPIC in subs and IMAGE_TOPIC not in subs
+        assert IMAGE_TOPIC not in H.node_subscriptions(probe)
         s = 6100.1
         cl = convert.xyzi_to_cloud(H.synthetic_scene(0)[1], H.header(s, VELO))
         assert probe.wait_until(lambda: all(outputs_at(probe, k, s) for k in ("instances", "clusters", "markers")),
@@ -90,9 +88,7 @@ def test_rgb_mode_with_hybrid_instances_takes_the_cloud_too(assets, probe):
     params = base_params(assets, mode="rgb", instances="hybrid", hybrid_objectness=0.0, calibration=str(assets["calib"]))
     node = H.NodeProcess(params, assets["dir"] / "hybrid.log")
     try:
-        assert probe.wait_until(lambda: probe.pub_cloud.get_subscription_count() > 0, 60, 0.2), node.output()
-        subs = dict(probe.node.get_subscriber_names_and_types_by_node("xmod_node", "/"))
-        assert CLOUD_TOPIC in subs and IMAGE_TOPIC in subs
+        assert probe.wait_until(lambda: {CLOUD_TOPIC, IMAGE_TOPIC} <= H.node_subscriptions(probe), 60, 0.2), node.output()
         s = 6200.0
         rgb, pts = H.synthetic_scene(0)
         im = convert.numpy_to_image(rgb, "rgb8", H.header(s, CAM))
