@@ -94,7 +94,7 @@ def synthetic_scene(t: int = 0, width: int = TINY_W, height: int = TINY_H, seed:
 class NodeProcess:
     """``python -m xmod_ros.node`` in its own process, output captured to a file."""
 
-    def __init__(self, params: dict, log: Path, extra_args=(), module: str = "xmod_ros.node", command=None):
+    def __init__(self, params: dict, log: Path, extra_args=(), module: str = "xmod_ros.node", command=None, env=None):
         args = [*(command or [PY, "-m", module]), *extra_args, "--ros-args"]
         for k, v in params.items():
             if isinstance(v, bool):
@@ -104,7 +104,7 @@ class NodeProcess:
             args += ["-p", f"{k}:={v}"]
         self.log = Path(log)
         self._f = open(self.log, "w")
-        self.proc = subprocess.Popen(args, stdout=self._f, stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+        self.proc = subprocess.Popen(args, stdout=self._f, stderr=subprocess.STDOUT, env=ros_env(**(env or {})), cwd=ROOT)
 
     def output(self) -> str:
         if not self._f.closed:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_tiny_drive
 from test_train import losses
 from test_train import tiny_cfg as train_tiny_cfg
 from xmod_core.config import ConfigError, load_config

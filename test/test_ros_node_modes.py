@@ -2,6 +2,7 @@
 alone, lidar with camera_info and the lidar_to_camera parameter: only that sensor is subscribed),
 and its refusals to start (missing calibration folder, camera_info, extrinsics or checkpoint, bad
 mode): exit status 2 and a message saying which."""
+import os
 import re
 import subprocess
 import sys
@@ -101,6 +102,33 @@ def test_rgb_mode_with_hybrid_instances_takes_the_cloud_too(assets, probe):
         got = convert.image_to_numpy(outputs_at(probe, "instances", s)[0])
         assert res.objects and got.max() > 0                                      # the box of the scene, as a cluster
         assert len(np.unique(got)) == len(np.unique(res.labels))
+    finally:
+        assert node.stop() == 0, node.output()
+
+
+def test_without_vision_msgs_the_detection_topics_are_off_and_the_node_runs_on(assets, probe, tmp_path):
+    """A node whose Python cannot import vision_msgs (hidden by a sitecustomize in its process)
+    says so once, advertises no detection topics and still publishes its instances."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vision_msgs' or name.startswith('vision_msgs.'):\n"
+        "            raise ImportError('hidden by the test')\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    probe.clear()
+    pp = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    node = H.NodeProcess(base_params(assets, mode="lidar", calibration=str(assets["calib"])), assets["dir"] / "novm.log",
+                         env={"PYTHONPATH": pp})
+    try:
+        assert probe.wait_until(lambda: CLOUD_TOPIC in H.node_subscriptions(probe), 60, 0.2), node.output()
+        s = 6300.0
+        cl = convert.xyzi_to_cloud(H.synthetic_scene(0)[1], H.header(s, VELO))
+        assert probe.wait_until(lambda: outputs_at(probe, "instances", s), 30, 0.3, lambda: probe.pub_cloud.publish(cl)), \
+            node.output()
+        pubs = dict(probe.node.get_publisher_names_and_types_by_node("xmod_node", "/"))
+        assert "/xmod_node/instances" in pubs and not {"/xmod_node/detections", "/xmod_node/detections_3d"} & set(pubs)
+        assert node.output().count("vision_msgs is not installed: ~/detections and ~/detections_3d are off") == 1
     finally:
         assert node.stop() == 0, node.output()
 

@@ -203,7 +203,7 @@ class ClipDataset(Dataset):
 
 
 ALIASES = {"rgb_target": "rgb"}       # keys that are the same tensor as another in a sample
-_DECODING: tuple | None = None         # (dataset, half, arrays, offset) for a DeviceClipCache's forked processes
+_DECODING: tuple | None = None         # (dataset, arrays, offset) for a DeviceClipCache's forked processes
 
 
 def _decode_init():
@@ -211,8 +211,8 @@ def _decode_init():
 
 
 def _decode(i: int, decoding: tuple | None = None) -> int:
-    """Decode clip i into row offset + i of the shared arrays (floats as float16 for CUDA)."""
-    dataset, half, arrays, offset = decoding or _DECODING
+    """Decode clip i into row offset + i of the shared arrays (their dtypes convert: float16 for CUDA)."""
+    dataset, arrays, offset = decoding or _DECODING
     for k, v in dataset[i].items():
         if k not in ALIASES:
             arrays[k][offset + i] = v.numpy()
@@ -250,7 +250,7 @@ class DeviceClipCache:
                 dataset.set_epoch(p)
                 if workers > 0:
                     import multiprocessing
-                    _DECODING = (dataset, half, arrays, p * self.size)      # inherited by the forked processes
+                    _DECODING = (dataset, arrays, p * self.size)            # inherited by the forked processes
                     threads = cv2.getNumThreads()
                     cv2.setNumThreads(1)             # no OpenCV thread pool across the fork
                     try:
@@ -261,7 +261,7 @@ class DeviceClipCache:
                         cv2.setNumThreads(threads)
                 else:
                     for i in range(self.size):
-                        _decode(i, (dataset, half, arrays, p * self.size))
+                        _decode(i, (dataset, arrays, p * self.size))
             if int(arrays["motion"].max(initial=0)) >= np.iinfo(np.int16).max:
                 raise ValueError("motion ids beyond int16")
             self.tensors = {k: torch.from_numpy(a).to(self.device, copy=True) for k, a in arrays.items()}

@@ -226,13 +226,6 @@ def cache_key(cfg) -> str:
     return json.dumps([data, to_dict(cfg.augment), cfg.seed], sort_keys=True)
 
 
-def resolve_device(device: str):
-    import torch
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", 0)
-    return torch.device("cpu")
-
-
 def val_losses(stage_name: str, cfg, students: dict, val_cache, dev) -> dict:
     """Held-out loss of each exported student against the validation drives' motion masks
     (the burn-in loss of its modality, eval mode, no augmentation): {modality: {term: value}}."""
@@ -370,6 +363,7 @@ def _run(a, out: OutFolder, log: Log, summary: dict, metrics: list, left) -> int
     import torch
     from .config import ConfigError
     from .data import ClipDataset, DeviceClipCache
+    from .predictor import pick_device
     from .train import train
 
     partial = False
@@ -388,7 +382,7 @@ def _run(a, out: OutFolder, log: Log, summary: dict, metrics: list, left) -> int
     metrics.append({"phase": "data", "seconds": time.monotonic() - t, "drives": {k: len(v) for k, v in drives.items()},
                     "frames": nframes})
     summary["data_s"] = time.monotonic() - t
-    dev = resolve_device(a.device)
+    dev = pick_device(a.device)
     summary["device"] = str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
     log(f"device: {summary['device']}")
     if dev.type == "cuda":
