@@ -4,15 +4,23 @@ that data loading does not hide the model's cost); each configuration runs in it
 that its peak memory is its own.
 
     .venv/bin/python bench/bench_train.py [--steps 5] [--device cpu|cuda]
+
+`--part loop`: the whole training loop (`xmod_core.train.train`, data included) on simulated
+drives, before and after the throughput changes, side by side in one run: variants alternate
+(A B C A B C ...) so that a busy machine slows them alike, and the ratio to "before" is printed.
+
+    .venv/bin/python bench/bench_train.py --part loop --data 'data/demo/sim/*/*_sync' [--steps 15 --rounds 2]
 """
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,12 +71,71 @@ def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: i
             "params_m": sum(p.numel() for p in stage.parameters()) / 1e6}
 
 
+# "before": the configuration as it trained until now (a DataLoader worker decodes every clip from
+# disk, reconstruction at the input resolution, one process with 2 threads); the others change how
+# it runs (same model, data and global batch), then the reconstruction head. (launcher, overrides)
+LOOP_VARIANTS = {
+    "before (disk, 1 worker, full-res recon)": ("python", ["data.workers=1", "data.preload=false", "model.recon_stride=1"]),
+    "frames preloaded, no worker": ("python", ["data.workers=0", "data.preload=true", "model.recon_stride=1"]),
+    "2 processes x 1 thread (torchrun, gloo)": ("torchrun", ["data.workers=0", "data.preload=true", "model.recon_stride=1"]),
+    "+ reconstruction at 1/2": ("torchrun", ["data.workers=0", "data.preload=true", "model.recon_stride=2"]),
+    "+ reconstruction at 1/4": ("torchrun", ["data.workers=0", "data.preload=true", "model.recon_stride=4"]),
+}
+
+
+def loop_one(config: str, data: str, steps: int, launcher: str, overrides: list[str]) -> float:
+    """clips/s of the training CLI's loop (its own timing, setup excluded)."""
+    import os
+    import re
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["-m", "xmod_core.train", "--config", str(ROOT / config), "--no-progress", *overrides,
+                f"data.drives=[{data!r}]", f"optim.steps={steps}", f"out_dir={tmp}/run", "ckpt_every=1000000",
+                "image_every=1000000", "device=cpu"]
+        env = dict(os.environ)
+        if launcher == "torchrun":
+            env["OMP_NUM_THREADS"] = "1"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", *args]
+        else:
+            cmd = [sys.executable, *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        m = re.search(r"([\d.]+) clips/s", out.stdout)
+        if out.returncode or not m:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        return float(m.group(1))
+
+
+def loop_part(a) -> None:
+    rows = {(c, v): [] for c in a.configs for v in LOOP_VARIANTS}
+    for _ in range(a.rounds):
+        for c in a.configs:
+            for v, (launcher, ov) in LOOP_VARIANTS.items():
+                rows[c, v].append(loop_one(c, a.data, a.steps, launcher, ov))
+    print(f"whole training loop (python -m xmod_core.train), {a.steps} steps a run, {a.rounds} round(s) "
+          f"alternating, median clips/s on {os.cpu_count()} cores")
+    print(f"{'config':30s} {'variant':42s} {'clips/s':>8s} {'x before':>9s}")
+    for c in a.configs:
+        base = None
+        for v in LOOP_VARIANTS:
+            r = float(np.median(rows[c, v]))
+            base = base or r
+            print(f"{c:30s} {v:42s} {r:8.2f} {r / base:9.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--part", choices=("model", "loop"), default="model")
+    ap.add_argument("--data", default="data/demo/sim/*/*_sync", help="--part loop: drives with motion masks")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--configs", nargs="+", default=["config/demo/2d_burn_in.yaml", "config/demo/3d_burn_in.yaml"])
+
     ap.add_argument("--one", nargs=4, metavar=("CONFIG", "STEPS", "BATCH", "CLIP"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.part == "loop":
+        loop_part(a)
+        return
     if a.one:
         c, s, b, t = a.one
         print(json.dumps(run_one(c, a.device, int(s), int(b) or None, int(t) or None)))

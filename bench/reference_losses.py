@@ -8,8 +8,9 @@ from scipy.optimize import linear_sum_assignment
 EPS = 1e-6
 
 
-def reference_motion_losses(masks, targets, frame_valid, w_bce=1.0, w_fg=1.0, w_reg=0.1):
-    """masks (F, K, h, w), targets (F, h, w) ids, frame_valid (F,) -> dict of floats."""
+def reference_motion_losses(masks, targets, frame_valid, w_bce=1.0, w_fg=1.0, w_reg=0.3):
+    """masks (F, K, h, w), targets (F, h, w) ids, frame_valid (F,) -> dict of floats (clips of one
+    frame: every term is the mean over frames)."""
     Fn, K = masks.shape[:2]
     bce_frames, nll_frames, reg_frames = [], [], []
     for f in range(Fn):
@@ -31,10 +32,10 @@ def reference_motion_losses(masks, targets, frame_valid, w_bce=1.0, w_fg=1.0, w_
         for k, j in zip(rows, cols):
             y = (targets[f] == ids[j]).float()
             p = masks[f, k].clamp(EPS, 1 - EPS)
-            bce = float(-(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean())
-            total += (2 - float(y.mean())) * bce
+            w = 2 - float(y.mean())                          # weights the object pixels only
+            total += float(-(w * y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean())
         bce_frames.append(total / len(rows))
         union = targets[f] > 0
-        nll_frames.append(float(-torch.log(fg[union].clamp(min=EPS)).mean()))
+        nll_frames.append(float(-torch.log(fg[union].clamp(min=EPS)).sum()) / union.numel())   # over all pixels
     bce, nll, reg = np.mean(bce_frames), np.mean(nll_frames), np.mean(reg_frames)
     return {"bce": bce, "fg_nll": nll, "reg": reg, "total": w_bce * bce + w_fg * nll + w_reg * reg}

@@ -39,8 +39,11 @@ def test_gpu_configs_load_and_fit_their_arithmetic(tmp_path):
         assert cfg.stage == st.name and cfg.amp and cfg.data.device_cache >= 1
         assert (cfg.data.height, cfg.data.width) == (192, 640) and 3 <= cfg.data.clip_len <= 5
         assert 24 <= cfg.model.num_slots <= 45 and tuple(cfg.model.widths) == (64, 64, 128, 256, 512)
-        assert cfg.loss.w_reg == 2.0                                     # the student-quality fixes
-        assert cfg.loss.w_recon == (0.2 if st.name in ("2d_burn_in", "2d_ts") else 1.0)
+        assert cfg.loss.w_reg == 0.3                                     # the paper's losses, per-modality weights
+        if "rgb" in cfg.stage or cfg.stage.startswith("2d"):
+            assert cfg.loss.w_recon_rgb == 0.2
+        if cfg.stage.startswith("3d") or cfg.stage == "2d_3d_ts":
+            assert cfg.loss.w_recon_lidar == (100.0 if cfg.stage == "3d_burn_in" else 50.0)
         planned += STAGE_COST[cfg.stage] * cfg.optim.steps * cfg.optim.batch_size / 60.0   # 60 clips/s a burn-in
         with torch.device("meta"):
             params = sum(p.numel() for p in DIOD(cfg.model).parameters())

@@ -3,6 +3,7 @@ unknown frames, and that a split batch averages to the whole batch's loss (data 
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from xmod_core.losses import LossConfig, motion_losses, recon_loss
@@ -77,3 +78,53 @@ def test_gradients_flow_and_recon_mask():
     target[:, :, 3:] = 0                    # errors only where there is no return: not counted
     assert float(recon_loss(recon, target, ~valid_px)) == 0.0
     assert float(recon_loss(recon, target, valid_px)) == 1.0
+
+
+def test_object_weight_scales_only_the_object_pixels():
+    """DIOD's weighting: a larger object weight raises the loss of missing object pixels, not of
+    claiming background pixels (object_weight: all scales both, the old departure)."""
+    t = torch.zeros(1, 8, 8, dtype=torch.long)
+    t[0, :4, :4] = 1
+    m = torch.full((1, 2, 8, 8), 0.1)      # one object slot and the background
+    m[0, 0] = 0.9                           # the object slot claims the whole frame: background pixels wrong
+    w1 = motion_losses(m, t, object_weights=torch.ones(1, 1))["bce"]
+    w3 = motion_losses(m, t, object_weights=torch.full((1, 1), 3.0))["bce"]
+    w3_all = motion_losses(m, t, object_weights=torch.full((1, 1), 3.0), cfg=LossConfig(object_weight="all"))["bce"]
+    y = (t[0] == 1).float()
+    pos, neg = -(y * torch.log(torch.tensor(0.9))).mean(), -((1 - y) * torch.log(torch.tensor(0.1))).mean()
+    torch.testing.assert_close(w1, pos + neg)
+    torch.testing.assert_close(w3, 3 * pos + neg)
+    torch.testing.assert_close(w3_all, 3 * (pos + neg))
+
+
+def test_clip_reduction_and_foreground_average():
+    """Paper: motion terms summed over a clip's frames (T times the frame mean) and the
+    foreground NLL over all pixels; the alternatives are the earlier averages."""
+    masks, targets, valid = inputs(6, 7, 3, 12, 20, "cpu", seed=9)
+    clip = lambda x: x.view(2, 3, *x.shape[1:])                           # 2 clips of 3 frames
+    flat = motion_losses(masks, targets, valid)
+    summed = motion_losses(clip(masks), clip(targets), clip(valid))
+    mean = motion_losses(clip(masks), clip(targets), clip(valid), cfg=LossConfig(clip_reduction="mean"))
+    for k in ("bce", "fg_nll", "reg"):
+        torch.testing.assert_close(summed[k], 3 * flat[k])
+        torch.testing.assert_close(mean[k], flat[k])
+    objects = motion_losses(masks, targets, valid, cfg=LossConfig(fg_average="objects"))
+    share = (targets > 0).float().mean((1, 2))[valid]
+    assert float(objects["fg_nll"]) > float(flat["fg_nll"]) / float(share.max()) * 0.99
+    with pytest.raises(ValueError, match="clip_reduction"):
+        LossConfig(clip_reduction="median")
+
+
+def test_coarse_reconstruction_compares_with_cell_averages():
+    """recon_stride: a reconstruction s times coarser is scored against the target's s x s cell
+    means, and for scene completion the means over the pixels with a return only."""
+    target = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    cells = torch.nn.functional.avg_pool2d(target, 2)
+    assert float(recon_loss(cells, target)) == 0.0
+    valid = torch.zeros(2, 4, 4, dtype=torch.bool)
+    valid[:, 0, 0] = True                   # one return in the top-left cell only
+    recon = torch.zeros(2, 1, 2, 2)
+    recon[:, 0, 0, 0] = target[:, 0, 0, 0]  # exact there; the other cells have no return
+    assert float(recon_loss(recon, target, valid)) == 0.0
+    recon[:, 0, 0, 0] += 1
+    assert float(recon_loss(recon, target, valid)) == 1.0

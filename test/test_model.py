@@ -21,6 +21,19 @@ def test_shapes_and_masks_sum_to_one(cin, norm):
     torch.testing.assert_close(fg, 1 - out["masks"][:, :, -1])        # the last slot is the background
 
 
+@pytest.mark.parametrize("stride", [2, 4])
+def test_coarse_reconstruction_head(stride):
+    """recon_stride s: the decoder stops s times short of the input resolution, with fewer
+    parameters (one transposed conv fewer per halving)."""
+    full = DIOD(ModelConfig(**TINY))
+    m = DIOD(ModelConfig(recon_stride=stride, **TINY))
+    out = m(torch.randn(1, 2, 3, 32, 64))
+    assert out["recon"].shape == (1, 2, 3, 32 // stride, 64 // stride)
+    assert sum(p.numel() for p in m.decoder.parameters()) < sum(p.numel() for p in full.decoder.parameters())
+    with pytest.raises(ValueError, match="recon_stride"):
+        ModelConfig(recon_stride=3)
+
+
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_streaming_equals_clip(norm):
     torch.manual_seed(1)

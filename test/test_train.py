@@ -128,3 +128,56 @@ def test_ddp_two_gloo_processes_match_one_process(tiny_drive, tmp_path):
     a, b = losses(one), losses(two)
     assert len(a) == len(b) == 4
     assert a == pytest.approx(b, rel=1e-4), (a, b)
+
+
+def test_point_drop_applies_to_the_given_share_of_clips(tiny_drive):
+    """augment.point_drop_prob: the share of clips whose student cloud is sparsified (paper 0.1);
+    the other clips give the student every return of the target."""
+    from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
+    dcfg = DataConfig(drives=[str(tiny_drive)], clip_len=2, height=32, width=96, workers=0)
+
+    def sparse_share(prob):
+        ds = ClipDataset(dcfg, AugmentConfig(point_drop=0.5, point_drop_prob=prob, point_jitter=0.0), ("lidar",))
+        shares = []
+        for i in range(len(ds)):
+            s = ds[i]
+            shares.append(not torch.equal(s["lidar"], s["lidar_target"]))   # jitter off: equal unless points dropped
+        return sum(shares) / len(shares)
+    assert sparse_share(0.0) == 0.0
+    assert sparse_share(1.0) == 1.0
+
+
+def test_preloaded_frames_give_the_same_clips(tiny_drive):
+    """data.preload decodes every frame once; the clips (augmentation included) are unchanged."""
+    from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
+    kw = dict(drives=[str(tiny_drive)], clip_len=2, height=32, width=96, workers=0)
+    disk = ClipDataset(DataConfig(**kw), AugmentConfig(point_drop_prob=0.5), ("rgb", "lidar"), seed=1)
+    mem = ClipDataset(DataConfig(preload=True, **kw), AugmentConfig(point_drop_prob=0.5), ("rgb", "lidar"), seed=1)
+    assert mem.frames and len(mem.frames) == sum(len(d) for d in mem.drives)
+    for ds in (disk, mem):
+        ds.set_epoch(3)
+    for i in (0, len(disk) - 1):
+        a, b = disk[i], mem[i]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), i
+
+
+def test_weight_average_is_exported_and_resumes_exactly(tiny_drive, tmp_path):
+    """ema_decay: the average differs from the last weights, survives a resume, and is exported
+    beside the student; switched on when resuming, it starts at the resumed weights."""
+    from xmod_core.model import load_student
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(tiny_cfg(tiny_drive, full, ema_decay=0.5), progress=False)
+    train(tiny_cfg(tiny_drive, part, ema_decay=0.5, **{"optim.steps": 3}), progress=False)
+    train(tiny_cfg(tiny_drive, part, ema_decay=0.5), resume=True, progress=False)
+    (a, _), (b, _) = load_student(full / "student_rgb_ema.pt"), load_student(part / "student_rgb_ema.pt")
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=k)
+    last, _ = load_student(full / "student_rgb.pt")
+    key = "slots_init"
+    assert not torch.equal(a.state_dict()[key], last.state_dict()[key])          # an average, not the last weights
+    plain = tmp_path / "plain"
+    train(tiny_cfg(tiny_drive, plain, **{"optim.steps": 3}), progress=False)
+    assert not (plain / "student_rgb_ema.pt").exists()
+    train(tiny_cfg(tiny_drive, plain, ema_decay=0.5), resume=True, progress=False)
+    (c, _), (d, _) = load_student(plain / "student_rgb_ema.pt"), load_student(plain / "student_rgb.pt")
+    assert not torch.equal(c.state_dict()[key], a.state_dict()[key]) and not torch.equal(c.state_dict()[key], d.state_dict()[key])

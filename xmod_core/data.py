@@ -11,6 +11,7 @@ horizontal flip) identical for every frame, for the images, the LiDAR front view
                                                  and the 3D teacher's input)
     lidar_valid   (T, H, W) bool                 pixels with a return in the original projection
     motion        (T, H/4, W/4) int64            motion-mask instances 1..G per frame, 0 = background
+                                                 (and mined still objects after them, data.mined_dir)
     motion_valid  (T,) bool                      False where the motion mask is unknown or missing
     crop, flip                                   the geometric augmentation (to align teachers' outputs)
 
@@ -31,8 +32,8 @@ from torch.utils.data import Dataset
 
 from .frontview import X_RANGE, project_scan
 from .kitti import CameraCalib, KittiRawDrive
+from .masks import MOTION_DIR, read_motion, unknown_frames  # noqa: F401 (re-exported)
 
-MOTION_DIR = "image_02/motion_masks"
 
 
 @dataclass
@@ -44,6 +45,11 @@ class DataConfig:
     clip_stride: int = 1          # frames between the starts of two clips
     workers: int = 2              # DataLoader worker processes
     motion_dir: str = MOTION_DIR  # relative to the drive folder
+    mined_dir: str = ""           # e.g. "image_02/mined_masks" (python -m xmod_core.mining): still objects
+                                  # that look like movers, merged under the motion masks; "": off
+    mined_min_confidence: float = 0.0   # mined instances with a lower vote (mined.json) are left out
+    preload: bool = False         # decode every frame (image, scan, motion mask) once into memory at the
+                                  # start; augmentation still runs per clip (forked workers share the frames)
     device_cache: int = 0         # > 0: decode this many augmented passes over the clips once, hold them as
                                   # tensors on the training device and draw batches from them (no DataLoader
                                   # between steps; DeviceClipCache); 0: a DataLoader decodes every batch
@@ -55,7 +61,10 @@ class AugmentConfig:
     hflip: float = 0.5                             # probability
     color_jitter: float = 0.3                      # brightness/contrast/saturation strength (2D student)
     grayscale: float = 0.1                         # probability (2D student)
-    point_drop: float = 0.5                        # share of LiDAR points the 3D student does not see
+    point_drop: float = 0.5                        # share of LiDAR points the 3D student does not see ...
+    point_drop_prob: float = 0.1                   # ... in this share of the clips (paper, KITTI: 0.1); the
+                                                   # others keep every point (scene completion still
+                                                   # reconstructs through the slots)
     point_jitter: float = 0.02                     # metres, Gaussian noise on the student's points
 
 
@@ -67,18 +76,28 @@ def find_drives(patterns) -> list[Path]:
     return out
 
 
-def read_motion(drive: Path, motion_dir: str, frame_id: str) -> np.ndarray | None:
-    """The motion instance mask of one frame, or None when it is unknown or missing."""
-    path = drive / motion_dir / f"{frame_id}.png"
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-    return None if m is None else m.astype(np.int64)
-
-
-def unknown_frames(drive: Path, motion_dir: str) -> set:
-    meta = drive / motion_dir / "motion.json"
+def read_mined_confidence(drive: Path, mined_dir: str) -> dict:
+    """{frame id: {mined id: confidence}} from the miner's mined.json (FileNotFoundError naming the
+    drive when the miner has not run there)."""
+    meta = drive / mined_dir / "mined.json"
     if not meta.is_file():
-        return set()
-    return {str(f) for f in json.loads(meta.read_text()).get("unknown", [])}
+        raise FileNotFoundError(f"{drive}: no {mined_dir}/mined.json; run python -m xmod_core.mining {drive} "
+                                "or set data.mined_dir to ''")
+    frames = json.loads(meta.read_text()).get("frames", {})
+    return {fid: {int(k): float(v["confidence"]) for k, v in ids.items()} for fid, ids in frames.items()}
+
+
+def merge_mined(motion: np.ndarray, mined: np.ndarray | None, confidence: dict, min_confidence: float) -> np.ndarray:
+    """Motion instances first; mined instances with confidence >= min_confidence get ids after
+    them wherever no motion pixel is set (the motion mask wins where both are set)."""
+    if mined is None:
+        return motion
+    keep = np.zeros(int(mined.max()) + 1, bool)
+    for k, c in confidence.items():
+        if c >= min_confidence and k < len(keep):
+            keep[k] = True
+    mined = np.where(keep[mined], mined.astype(np.int64) + int(motion.max(initial=0)), 0)
+    return np.where(motion > 0, motion, mined)
 
 
 def compact_ids(ids: np.ndarray) -> np.ndarray:
@@ -113,11 +132,32 @@ class ClipDataset(Dataset):
         self.cfg, self.aug, self.modalities, self.seed = cfg, aug, tuple(modalities), seed
         self.drives = [KittiRawDrive(d) for d in (drives if drives is not None else find_drives(cfg.drives))]
         self.unknown = [unknown_frames(d.drive_dir, cfg.motion_dir) for d in self.drives]
+        self.mined = [read_mined_confidence(d.drive_dir, cfg.mined_dir) for d in self.drives] if cfg.mined_dir else None
         self.index = [(i, s) for i, d in enumerate(self.drives)
                       for s in range(0, len(d) - cfg.clip_len + 1, cfg.clip_stride)]
         if not self.index:
             raise ValueError(f"no clip of {cfg.clip_len} frames in {len(self.drives)} drive(s)")
         self.epoch = 0
+        self.frames: dict | None = None
+        if cfg.preload:
+            self.frames = {}
+            for di, d in enumerate(self.drives):
+                for t in range(len(d)):
+                    img, scan, m = self._read(di, t)
+                    self.frames[di, t] = (img, scan, None if m is None else m.astype(np.uint16 if m.max() < 2 ** 16 else np.int64))
+
+    def _read(self, di: int, t: int) -> tuple:
+        d, fid = self.drives[di], self.drives[di].frame_ids[t]
+        m = None if fid in self.unknown[di] else read_motion(d.drive_dir, self.cfg.motion_dir, fid)
+        if m is not None and self.mined is not None:
+            m = merge_mined(m, read_motion(d.drive_dir, self.cfg.mined_dir, fid), self.mined[di].get(fid, {}),
+                            self.cfg.mined_min_confidence)
+        return (d.image(t) if "rgb" in self.modalities else None, d.scan(t) if "lidar" in self.modalities else None, m)
+
+    def _frame(self, di: int, t: int) -> tuple:
+        """(image, scan, motion ids or None) of frame t of drive di, from memory when preloaded;
+        the motion ids include the mined instances when data.mined_dir is set."""
+        return self.frames[di, t] if self.frames is not None else self._read(di, t)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -142,11 +182,10 @@ class ClipDataset(Dataset):
         flip = bool(a and rng.random() < a.hflip)
         out = {"crop": torch.tensor([x0, y0, cw, ch]), "flip": torch.tensor(flip)}
         frames = range(start, start + T)
-        ids = [d.frame_ids[t] for t in frames]
+        data = [self._frame(di, t) for t in frames]                   # (image, scan, motion) per frame
 
         motion, mvalid = [], []
-        for fid in ids:
-            m = None if fid in self.unknown[di] else read_motion(d.drive_dir, cfg.motion_dir, fid)
+        for _, _, m in data:
             mvalid.append(m is not None)
             if m is None:
                 m = np.zeros((H0, W0), np.int64)
@@ -157,8 +196,8 @@ class ClipDataset(Dataset):
         out["motion_valid"] = torch.tensor(mvalid)
 
         if "rgb" in self.modalities:
-            imgs = np.stack([cv2.resize(d.image(t)[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
-                             for t in frames]).astype(np.float32) / 255.0               # (T, H, W, 3)
+            imgs = np.stack([cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
+                             for img, _, _ in data]).astype(np.float32) / 255.0               # (T, H, W, 3)
             imgs = imgs[:, :, ::-1] if flip else imgs
             out["rgb_clean"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))  # (T, 3, H, W)
             out["rgb"] = torch.from_numpy(np.ascontiguousarray(self._colour(imgs, rng).transpose(0, 3, 1, 2))) \
@@ -167,10 +206,10 @@ class ClipDataset(Dataset):
         if "lidar" in self.modalities:
             calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)
             student, target, valid = [], [], []
-            for t in frames:
-                scan = d.scan(t)
+            drop = a.point_drop if a and rng.random() < a.point_drop_prob else 0.0   # one draw per clip
+            for _, scan, _ in data:
                 dense = project_scan(scan, calib)
-                keep = rng.random(len(scan)) >= (a.point_drop if a else 0.0)
+                keep = rng.random(len(scan)) >= drop
                 sparse_pts = scan[keep, :3] + (rng.normal(0, a.point_jitter, (int(keep.sum()), 3)).astype(np.float32) if a else 0)
                 sparse = project_scan(sparse_pts, calib)
                 if flip:

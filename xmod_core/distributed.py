@@ -102,8 +102,9 @@ def _active() -> bool:
 
 
 def is_main() -> bool:
-    """True on global rank 0 (and in any non-distributed run)."""
-    return not _active() or dist.get_rank() == 0
+    """True on global rank 0 (and in any non-distributed run), also once the process group is
+    gone (torchrun's RANK)."""
+    return dist.get_rank() == 0 if _active() else _env_int("RANK", 0) == 0
 
 
 def barrier() -> None:

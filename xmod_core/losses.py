@@ -1,20 +1,27 @@
-"""Losses of the DIOD students, computed for a whole batch of frames at once.
+"""Losses of the DIOD students, computed for a whole batch of clips at once.
 
-Given slot masks `masks` (F, K, N) (F frames, K slots with the background last, N pixels of the
-1/4 grid) and target instance ids `targets` (F, N) (0 = background, 1..G per frame):
+Given slot masks `masks` (B, T, K, h, w) (K slots with the background last) and target instance
+ids `targets` (B, T, h, w) (0 = background, 1..G per frame), with F = B*T frames and N = h*w:
 
 - **Hungarian matching** of the K-1 object slots to the G instances of each frame on the
   binary cross-entropy cost. All cost matrices come from one batched matrix product on the
   model's device; only the small (K-1) x G assignment problems go to scipy.
-- **Matched BCE**: binary cross-entropy between each matched slot mask and its instance mask,
-  weighted per object (burn-in: 2 - the object's share of the image, so small objects count
-  more; distillation: 1 + the teacher's confidence), gathered and computed in one operation.
-- **Foreground NLL**: -log(foreground) on the union of the instances.
+- **Matched BCE**: -(w y log p + (1 - y) log(1 - p)) averaged over the pixels of each matched
+  (slot, instance) pair and over the pairs of a frame. The object weight w (burn-in: 2 - the
+  object's share of the image, so small objects count more; distillation: 1 + the teacher's
+  confidence) scales only the object-pixel term, as in DIOD: it pushes a slot to cover its whole
+  object without rewarding it for the background (`object_weight: all` scales the whole BCE, the
+  earlier departure, kept for the ablation).
+- **Foreground NLL**: -log(foreground) on the union of the instances, averaged over all pixels
+  of the frame as in the paper (`fg_average: objects` averages over the object pixels instead).
 - **Regulariser**: the mean foreground, so that what the targets do not claim stays background.
 - **Reconstruction**: MSE of the decoder output (RGB for 2D; for 3D all four front-view
   channels, only on pixels that have a LiDAR return in the original, denser projection: scene
   completion).
 
+The motion terms are per-frame values; `clip_reduction: sum` (the paper) sums them over the T
+frames of a clip and averages over clips, `mean` averages over all frames. Either way a
+data-parallel split of the batch into whole clips gives the same loss as the whole batch.
 Frames whose motion mask is unknown (`frame_valid` False) are left out of the motion terms.
 """
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 EPS = 1e-6
@@ -32,9 +40,22 @@ EPS = 1e-6
 class LossConfig:
     w_bce: float = 1.0
     w_fg: float = 1.0
-    w_reg: float = 0.1
-    w_recon: float = 1.0
+    w_reg: float = 0.3
+    w_recon_rgb: float = 1.0            # RGB reconstruction (2D student)
+    w_recon_lidar: float = 100.0        # scene completion (3D student; paper: 100 burn-in, 50 teacher-student)
     burn_in_weighting: bool = True      # weight 2 - share of the image per object (DIOD burn-in)
+    object_weight: str = "positive"     # "positive": the weight scales the object-pixel term (DIOD); "all": the whole BCE
+    fg_average: str = "pixels"          # foreground NLL averaged over all pixels (paper) or over the "objects"' pixels
+    clip_reduction: str = "sum"         # motion terms summed over a clip's frames (paper) or "mean" over frames
+
+    def __post_init__(self):
+        for key, allowed in (("object_weight", ("positive", "all")), ("fg_average", ("pixels", "objects")),
+                             ("clip_reduction", ("sum", "mean"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"loss.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+
+    def w_recon(self, modality: str) -> float:
+        return {"rgb": self.w_recon_rgb, "lidar": self.w_recon_lidar}[modality]
 
 
 def one_hot_targets(targets: torch.Tensor, max_objects: int | None = None) -> torch.Tensor:
@@ -78,10 +99,12 @@ def hungarian(cost: torch.Tensor, present: torch.Tensor) -> tuple[np.ndarray, np
 
 def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch.Tensor | None = None,
                   object_weights: torch.Tensor | None = None, cfg: LossConfig = LossConfig()) -> dict:
-    """masks (F, K, h, w) or (B, T, K, h, w); targets ids (same leading dims, h, w), 0 = background,
-    instances numbered 1..G per frame; frame_valid (F,) bool; object_weights (F, G_max) optional
-    (replaces the burn-in weighting). Returns the weighted terms and 'total'."""
+    """masks (B, T, K, h, w) or (F, K, h, w) (clips of one frame); targets ids (same leading dims,
+    h, w), 0 = background, instances numbered 1..G per frame; frame_valid (leading dims) bool;
+    object_weights (leading dims, G_max) optional (replaces the burn-in weighting). Returns the
+    weighted terms and 'total'."""
     K, h, w = masks.shape[-3:]
+    T = masks.shape[1] if masks.dim() == 5 else 1
     masks = masks.reshape(-1, K, h * w)                                        # (F, K, N)
     targets = targets.reshape(-1, h * w).to(masks.device)                      # (F, N)
     Fn = masks.shape[0]
@@ -89,6 +112,10 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
         else frame_valid.reshape(-1).to(masks.device)
     targets = torch.where(valid[:, None], targets, torch.zeros_like(targets))
     fg = 1 - masks[:, -1]                                                      # (F, N)
+
+    def reduce(per_frame: torch.Tensor) -> torch.Tensor:                      # (F,) -> scalar
+        clips = per_frame.view(-1, T)                                          # (B, T)
+        return clips.sum(1).mean() if cfg.clip_reduction == "sum" else clips.mean()
     onehot = one_hot_targets(targets)                                          # (F, G, N)
     G = onehot.shape[1]
     out = {}
@@ -106,27 +133,40 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
         else:
             weight = torch.ones_like(tgt[:, 0])
         p = pred.float().clamp(EPS, 1 - EPS)                                   # (explicit: safe under autocast)
-        bce = -(tgt * torch.log(p) + (1 - tgt) * torch.log1p(-p)).mean(-1)     # (M,)
-        # every term is a mean over frames of a per-frame value, so that a data-parallel split of
-        # the batch averages to the same loss as the whole batch
-        per_frame = torch.zeros(Fn, device=masks.device).index_add_(0, f, weight * bce)
+        pos, neg = tgt * torch.log(p), (1 - tgt) * torch.log1p(-p)            # (M, N)
+        if cfg.object_weight == "positive":
+            bce = -(weight[:, None] * pos + neg).mean(-1)                      # (M,)
+        else:
+            bce = -weight * (pos + neg).mean(-1)
+        per_frame = torch.zeros(Fn, device=masks.device).index_add_(0, f, bce)
         n_match = torch.zeros(Fn, device=masks.device).index_add_(0, f, torch.ones_like(bce))
-        out["bce"] = (per_frame / n_match.clamp(min=1)).mean()
+        out["bce"] = reduce(per_frame / n_match.clamp(min=1))
         union = (onehot.amax(1) > 0).float()                                   # (F, N)
-        nll = -(torch.log(fg.clamp(min=EPS)) * union).sum(-1) / union.sum(-1).clamp(min=1)
-        out["fg_nll"] = nll.mean()
+        denom = union.sum(-1).clamp(min=1) if cfg.fg_average == "objects" else union.shape[-1]
+        out["fg_nll"] = reduce(-(torch.log(fg.clamp(min=EPS)) * union).sum(-1) / denom)
     else:
         out["bce"] = out["fg_nll"] = masks.sum() * 0
-    out["reg"] = (fg.mean(-1) * valid).mean()
+    out["reg"] = reduce(fg.mean(-1) * valid)
     out["total"] = cfg.w_bce * out["bce"] + cfg.w_fg * out["fg_nll"] + cfg.w_reg * out["reg"]
     return out
 
 
 def recon_loss(recon: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over frames of the per-frame MSE; with `valid` (same leading dims, H, W) only over the
-    valid pixels of each frame (scene completion). recon, target (..., C, H, W)."""
+    valid pixels of each frame (scene completion). recon (..., C, H/s, W/s), target (..., C, H, W):
+    a reconstruction s times coarser is compared with the target averaged over s x s cells (over
+    the pixels with a return, and a cell is valid when one of its pixels is)."""
     C, H, W = recon.shape[-3:]
-    err = ((recon.float() - target.float()) ** 2).reshape(-1, C, H * W)        # (F, C, P)
+    s = target.shape[-1] // W
+    if s > 1:
+        t = target.reshape(-1, C, *target.shape[-2:]).float()                 # (F, C, sH, sW)
+        if valid is None:
+            target = F.avg_pool2d(t, s)
+        else:
+            v = valid.reshape(-1, 1, *valid.shape[-2:]).float()                # (F, 1, sH, sW)
+            cover = F.avg_pool2d(v, s)
+            target, valid = F.avg_pool2d(t * v, s) / cover.clamp(min=1e-6), cover > 0
+    err = ((recon.float().reshape(-1, C, H, W) - target.float().reshape(-1, C, H, W)) ** 2).flatten(2)   # (F, C, P)
     if valid is None:
         return err.mean()
     v = valid.reshape(-1, 1, H * W).to(err.dtype)                              # (F, 1, P)

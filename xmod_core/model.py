@@ -8,8 +8,8 @@ student (LiDAR front-view clips, 4 channels: x, y, z, depth).
       -> slot attention, K slots, softmax over slots, the LAST slot is the background;
          the slots of frame t initialise frame t+1 (one iteration per frame, one extra on the first)
       -> masks (B, T, K, h, w) summing to one over slots; foreground = 1 - masks[:, :, -1]
-      -> decoder from the attention-weighted slot map -> (B, T, out, H, W): RGB reconstruction (2D)
-         or scene completion of all four LiDAR channels (3D)
+      -> decoder from the attention-weighted slot map -> (B, T, out, H/s, W/s), s = recon_stride:
+         RGB reconstruction (2D) or scene completion of all four LiDAR channels (3D)
 
 Streaming: `step(frame, state)` processes one frame and returns the state (ConvGRU hidden states
 and slots) for the next; `forward(clip)` gives the same result as stepping through the clip.
@@ -37,6 +37,8 @@ class ModelConfig:
     decoder_channels: int = 64
     first_frame_iters: int = 2                          # slot-attention iterations on a clip's first frame
     norm: str = "batch"                                 # encoder normalisation: "batch" (ResNet) or "group"
+    recon_stride: int = 1                               # reconstruction at 1/recon_stride of the input (1, 2 or 4):
+                                                        # fewer transposed convs, targets averaged over cells
 
     def __post_init__(self):
         if len(self.widths) != 5 or len(self.blocks) != 4:
@@ -45,6 +47,8 @@ class ModelConfig:
             raise ValueError("model.num_slots must be at least 2 (objects + background)")
         if self.norm not in ("batch", "group"):
             raise ValueError(f"model.norm must be 'batch' or 'group', got {self.norm!r}")
+        if self.recon_stride not in (1, 2, 4):
+            raise ValueError(f"model.recon_stride must be 1, 2 or 4, got {self.recon_stride}")
 
 
 @dataclass
@@ -129,14 +133,15 @@ class SlotAttention(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Attention-weighted slot map (B, D, h, w) -> (B, out, 4h, 4w) by two stride-2 transposed convs."""
+    """Attention-weighted slot map (B, D, h, w) -> (B, out, 4h/s, 4w/s) by log2(4/s) stride-2
+    transposed convs (s = recon_stride: 1 gives the input resolution)."""
 
-    def __init__(self, dim: int, ch: int, out: int):
+    def __init__(self, dim: int, ch: int, out: int, recon_stride: int = 1):
         super().__init__()
+        ups = {1: 2, 2: 1, 4: 0}[recon_stride]
         self.net = nn.Sequential(
             nn.Conv2d(dim, ch, 3, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU(),
+            *[m for _ in range(ups) for m in (nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU())],
             nn.Conv2d(ch, out, 3, padding=1))
 
     def forward(self, x):
@@ -158,7 +163,7 @@ class DIOD(nn.Module):
         self.to_k, self.to_v = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
         self.slots_init = nn.Parameter(torch.randn(cfg.num_slots, D) * D ** -0.5)   # learned, not frozen
         self.slot_attn = SlotAttention(D, cfg.mlp_hidden)
-        self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels)
+        self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels, cfg.recon_stride)
 
     @staticmethod
     def _grid(h: int, w: int, device, dtype) -> torch.Tensor:  # (h*w, 4): x, y, 1-x, 1-y in [0, 1]

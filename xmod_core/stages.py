@@ -91,7 +91,7 @@ class BurnIn(Stage):
         terms = motion_losses(out["masks"], batch["motion"], batch["motion_valid"], cfg=self.loss_cfg)
         valid = batch.get("lidar_valid") if key == "lidar" else None
         terms["recon"] = recon_loss(out["recon"], batch[f"{key}_target"], valid)
-        total = terms["total"] + self.loss_cfg.w_recon * terms["recon"]
+        total = terms["total"] + self.loss_cfg.w_recon(key) * terms["recon"]
         logs = {k: float(v.detach()) for k, v in terms.items() if k != "total"} | {"total": float(total.detach())}
         return total, logs, {key: out["masks"].detach()}
 
@@ -129,7 +129,7 @@ class TeacherStudent(Stage):
             terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)
             valid = batch.get("lidar_valid") if m == "lidar" else None
             terms["recon"] = recon_loss(out["recon"], batch[f"{m}_target"], valid)
-            total = total + terms["total"] + self.loss_cfg.w_recon * terms["recon"]
+            total = total + terms["total"] + self.loss_cfg.w_recon(m) * terms["recon"]
             logs |= {f"{m}/{k}": float(v.detach()) for k, v in terms.items()}
             logs[f"{m}/targets"] = float((ids.flatten(2).amax(-1)).float().mean())
             vis[m] = out["masks"].detach()

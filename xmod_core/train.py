@@ -43,7 +43,7 @@ class OptimConfig:
     warmup_steps: int = 2500      # linear warm-up
     decay_rate: float = 0.5       # exponential decay: lr * decay_rate ** (step / decay_steps)
     decay_steps: int = 100_000
-    grad_clip: float = 0.05       # max global gradient norm
+    grad_clip: float = 1.0        # max global gradient norm (paper: 1.0)
     batch_size: int = 4           # global batch of clips, split over the processes
     steps: int = 200_000
 
@@ -61,6 +61,8 @@ class TrainConfig:
     image_every: int = 200              # TensorBoard images of predicted vs motion masks
     ckpt_every: int = 500
     keep_last: int = 3
+    ema_decay: float = 0.0              # > 0: an exponential moving average of each student's weights (kept
+                                        # rate per step), checkpointed and exported as student_<modality>_ema.pt
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -81,6 +83,8 @@ def resume_hash(cfg: TrainConfig | dict) -> str:
         d.pop(k)
     d["optim"].pop("steps")
     d["data"].pop("workers")
+    d["data"].pop("preload")
+    d.pop("ema_decay")                  # an observer of the trajectory: may be switched on when resuming
     return config_hash(d)
 
 
@@ -194,7 +198,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
     if info.distributed and dev.type == "cuda":       # BatchNorm statistics over the global batch
         stage.students = {k: torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for k, m in stage.students.items()}
     params = stage.parameters()
-    opt = torch.optim.Adam(params, lr=cfg.optim.lr)
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr, foreach=True)          # one fused update, not a loop over tensors
     sched = warmup_exponential(opt, cfg.optim.warmup_steps, cfg.optim.decay_rate, cfg.optim.decay_steps)
     nets = dict(stage.students)
     if info.distributed:
@@ -203,6 +207,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
 
     step, epoch, in_epoch, smooth = 0, 0, 0, None
     rhash = resume_hash(cfg)
+    ema = None                                                           # modality -> name -> tensor
     if resume:
         ck = load_checkpoint(latest, map_location=dev, expect={"stage": cfg.stage, "resume_hash": rhash})
         stage.load_state_dict(ck["models"])
@@ -210,8 +215,12 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
         sched.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])
         step, epoch, in_epoch, smooth = ck["step"], ck["epoch"], ck["in_epoch"], ck["smooth_loss"]
+        ema = ck.get("ema") if cfg.ema_decay > 0 else None     # (absent: the average starts at the resumed weights)
         if ck["world_size"] == world:
             restore_rng_state(ck["rng"][rank] if rank < len(ck["rng"]) else ck["rng"][0])
+
+    if cfg.ema_decay > 0 and ema is None:
+        ema = {m: {k: v.detach().clone() for k, v in s.state_dict().items()} for m, s in stage.students.items()}
 
     writer = bar = None
     metrics_file = None
@@ -235,11 +244,16 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
         state = {"stage": cfg.stage, "resume_hash": rhash, "config": to_dict(cfg), "step": step, "epoch": epoch,
                  "in_epoch": in_epoch, "smooth_loss": smooth, "world_size": world, "models": stage.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "rng": rngs}
+        if ema is not None:
+            state["ema"] = ema
         manager.save(state, step, metric=smooth)
         if final:
             for modality, m in stage.students.items():
                 export_student(out / f"student_{modality}.pt", cfg.stage, modality, cfg.model, m.state_dict(),
                                {"step": step, "seed": cfg.seed, "config": to_dict(cfg)})
+                if ema is not None:
+                    export_student(out / f"student_{modality}_ema.pt", cfg.stage, modality, cfg.model, ema[modality],
+                                   {"step": step, "seed": cfg.seed, "config": to_dict(cfg), "ema_decay": cfg.ema_decay})
 
     [m.train() for m in stage.students.values()]
     t_last, seen = time.perf_counter(), 0
@@ -265,11 +279,19 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
                 scaler.unscale_(opt)
-                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
                 stage.after_step(step)
+                if ema is not None:
+                    with torch.no_grad():
+                        for modality, m in stage.students.items():
+                            cur, avg = m.state_dict(), ema[modality]
+                            keys = [k for k, v in avg.items() if v.is_floating_point()]
+                            torch._foreach_lerp_([avg[k] for k in keys], [cur[k] for k in keys], 1 - cfg.ema_decay)
+                            for k in avg.keys() - set(keys):             # integer buffers (BatchNorm's count)
+                                avg[k].copy_(cur[k])
                 step, in_epoch, seen = step + 1, in_epoch + 1, seen + cfg.optim.batch_size
                 if info.distributed:
                     vals = dist.all_reduce_mean(torch.tensor(list(logs.values()), dtype=torch.float64, device=dev))
@@ -399,7 +421,8 @@ def main(argv=None) -> int:
             loss = "" if r["smooth_loss"] is None else f"{r['smooth_loss']:.4f}"
             print(f"{r['stage']:{w}s} {status:9s} {r['step'] or '':>6} {loss:>8s} {r['seconds']:7.0f}s  {r['out_dir']}")
     else:
-        print(f"done: step {result['step']}, smoothed loss {result['smooth_loss']:.4f}, outputs in {result['out_dir']}")
+        rate = f", {result['clips_per_s']:.2f} clips/s" if result["clips_per_s"] else ""
+        print(f"done: step {result['step']}, smoothed loss {result['smooth_loss']:.4f}{rate}, outputs in {result['out_dir']}")
     return 0
 
 
