@@ -71,9 +71,10 @@ def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: i
             "params_m": sum(p.numel() for p in stage.parameters()) / 1e6}
 
 
-# "before": the configuration as it trained until now (a DataLoader worker decodes every clip from
-# disk, reconstruction at the input resolution, one process with 2 threads); the others change how
-# it runs (same model, data and global batch), then the reconstruction head. (launcher, overrides)
+# "before": how the demo configuration ran until now (a DataLoader worker decodes every clip from
+# disk, reconstruction at the input resolution, one process with 2 threads; the losses and the
+# foreach optimiser of the current code); the others change how it runs (same model, data and
+# global batch), then the reconstruction head. (launcher, overrides)
 LOOP_VARIANTS = {
     "before (disk, 1 worker, full-res recon)": ("python", ["data.workers=1", "data.preload=false", "model.recon_stride=1"]),
     "frames preloaded, no worker": ("python", ["data.workers=0", "data.preload=true", "model.recon_stride=1"]),
@@ -85,7 +86,7 @@ LOOP_VARIANTS = {
 
 def loop_one(config: str, data: str, steps: int, launcher: str, overrides: list[str]) -> float:
     """clips/s of the training CLI's loop (its own timing, setup excluded)."""
-    import os
+    import random
     import re
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +96,7 @@ def loop_one(config: str, data: str, steps: int, launcher: str, overrides: list[
         env = dict(os.environ)
         if launcher == "torchrun":
             env["OMP_NUM_THREADS"] = "1"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", *args]
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(random.randint(20000, 60000)), *args]
         else:
             cmd = [sys.executable, *args]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)

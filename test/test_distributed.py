@@ -102,3 +102,15 @@ def test_two_process_gloo(tmp_path):
         assert r["is_main"] == (rank == 0) and r["backend"] == "gloo"
         assert r["mean"] == pytest.approx([0.5, 15.0]) and r["input_unchanged"]
         assert r["obj"] == {"run": "abc", "rank": 0}
+
+
+def test_is_main_reads_torchrun_rank_once_the_group_is_gone(monkeypatch):
+    """After training destroys the process group, only torchrun's rank 0 is the main process (the
+    CLI's summary is printed once, not by every rank)."""
+
+    monkeypatch.setenv("RANK", "1")
+    assert not D.is_main()
+    monkeypatch.setenv("RANK", "0")
+    assert D.is_main()
+    monkeypatch.delenv("RANK")
+    assert D.is_main()

@@ -145,6 +145,10 @@ def test_point_drop_applies_to_the_given_share_of_clips(tiny_drive):
         return sum(shares) / len(shares)
     assert sparse_share(0.0) == 0.0
     assert sparse_share(1.0) == 1.0
+    ds = ClipDataset(dcfg, AugmentConfig(point_drop=0.5, point_drop_prob=0.5, point_jitter=0.0), ("lidar",))
+    per_frame = [[not torch.equal(s["lidar"][t], s["lidar_target"][t]) for t in range(2)] for s in map(ds.__getitem__, range(len(ds)))]
+    assert all(len(set(f)) == 1 for f in per_frame)                  # one draw per clip: all frames or none
+    assert {f[0] for f in per_frame} == {True, False}
 
 
 def test_preloaded_frames_give_the_same_clips(tiny_drive):

@@ -6,7 +6,7 @@ horizontal flip) identical for every frame, for the images, the LiDAR front view
     rgb           (T, 3, H, W) float in [0, 1]   the 2D student's input (colour jitter, grayscale)
     rgb_target    (T, 3, H, W)                   reconstruction target (= the student's input)
     rgb_clean     (T, 3, H, W)                   the same crop without colour augmentation (teachers' input)
-    lidar         (T, 4, H, W)                   the 3D student's input: a sparser cloud (point drop, jitter)
+    lidar         (T, 4, H, W)                   the 3D student's input (jitter; in some clips a sparser cloud: point drop)
     lidar_target  (T, 4, H, W)                   the original cloud's projection (scene completion target,
                                                  and the 3D teacher's input)
     lidar_valid   (T, H, W) bool                 pixels with a return in the original projection
@@ -46,7 +46,8 @@ class DataConfig:
     workers: int = 2              # DataLoader worker processes
     motion_dir: str = MOTION_DIR  # relative to the drive folder
     mined_dir: str = ""           # e.g. "image_02/mined_masks" (python -m xmod_core.mining): still objects
-                                  # that look like movers, merged under the motion masks; "": off
+                                  # that look like movers, merged under the motion masks; "": off. Frames
+                                  # without a motion mask keep none (the miner could not tell movers there)
     mined_min_confidence: float = 0.0   # mined instances with a lower vote (mined.json) are left out
     preload: bool = False         # decode every frame (image, scan, motion mask) once into memory at the
                                   # start; augmentation still runs per clip (forked workers share the frames)
@@ -150,8 +151,11 @@ class ClipDataset(Dataset):
         d, fid = self.drives[di], self.drives[di].frame_ids[t]
         m = None if fid in self.unknown[di] else read_motion(d.drive_dir, self.cfg.motion_dir, fid)
         if m is not None and self.mined is not None:
-            m = merge_mined(m, read_motion(d.drive_dir, self.cfg.mined_dir, fid), self.mined[di].get(fid, {}),
-                            self.cfg.mined_min_confidence)
+            mined = read_motion(d.drive_dir, self.cfg.mined_dir, fid)
+            if mined is not None and mined.shape != m.shape:
+                raise ValueError(f"{d.drive_dir / self.cfg.mined_dir / fid}.png is {mined.shape[1]}x{mined.shape[0]}, "
+                                 f"its motion mask {m.shape[1]}x{m.shape[0]}: mine the drive again")
+            m = merge_mined(m, mined, self.mined[di].get(fid, {}), self.cfg.mined_min_confidence)
         return (d.image(t) if "rgb" in self.modalities else None, d.scan(t) if "lidar" in self.modalities else None, m)
 
     def _frame(self, di: int, t: int) -> tuple:

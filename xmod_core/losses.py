@@ -17,7 +17,8 @@ ids `targets` (B, T, h, w) (0 = background, 1..G per frame), with F = B*T frames
 - **Regulariser**: the mean foreground, so that what the targets do not claim stays background.
 - **Reconstruction**: MSE of the decoder output (RGB for 2D; for 3D all four front-view
   channels, only on pixels that have a LiDAR return in the original, denser projection: scene
-  completion).
+  completion), a mean over frames: its weights (`w_recon_rgb`, `w_recon_lidar`) are relative to a
+  per-frame mean while the motion terms below are summed over a clip's frames.
 
 The motion terms are per-frame values; `clip_reduction: sum` (the paper) sums them over the T
 frames of a clip and averages over clips, `mean` averages over all frames. Either way a

@@ -204,7 +204,7 @@ class DIOD(nn.Module):
         return attn.reshape(B, -1, h, w), slot_map, State(hidden, slots)
 
     def step(self, frame: torch.Tensor, state: State | None = None, decode: bool = True) -> tuple[dict, State]:
-        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H, W)}, state.
+        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H/s, W/s)}, state.
         decode=False skips the decoder (inference needs only the masks; no 'recon' then)."""
         self._check(frame)
         masks, slot_map, state = self._temporal(self.encoder(frame), state)
@@ -214,7 +214,7 @@ class DIOD(nn.Module):
         return out, state
 
     def forward(self, clip: torch.Tensor, state: State | None = None) -> dict:
-        """clip (B, T, C, H, W) -> masks (B, T, K, h, w), recon (B, T, out, H, W), state."""
+        """clip (B, T, C, H, W) -> masks (B, T, K, h, w), recon (B, T, out, H/s, W/s) (s = recon_stride), state."""
         self._check(clip)
         B, T = clip.shape[:2]
         feats = self.encoder(clip.flatten(0, 1))                                  # (B*T, E, h, w)

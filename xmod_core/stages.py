@@ -3,7 +3,7 @@ trainer only runs the optimisation loop around `Stage.loss`.
 
 Burn-in stages (DIOD / DIOD-3D): the student learns from the motion masks alone.
     2d_burn_in  the 2D student on RGB clips, reconstruction of the RGB input
-    3d_burn_in  the 3D student on the LiDAR front view; scene completion: it sees a sparser cloud
+    3d_burn_in  the 3D student on the LiDAR front view; scene completion: in some clips it sees a sparser cloud
                 (point drop) and reconstructs the original projection on the pixels that have a return
 Teacher-student stages: an EMA teacher per student turns its confident slots into pseudo-labels
 that join the (teacher-filtered, teacher-weighted) motion masks.

@@ -70,6 +70,10 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
+    def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
+
 
 class TrainingError(RuntimeError):
     """The trainer stopped; the message says why. Checkpoints already written are kept."""
@@ -83,8 +87,8 @@ def resume_hash(cfg: TrainConfig | dict) -> str:
         d.pop(k)
     d["optim"].pop("steps")
     d["data"].pop("workers")
-    d["data"].pop("preload")
-    d.pop("ema_decay")                  # an observer of the trajectory: may be switched on when resuming
+    d["data"].pop("preload", None)      # (absent from configs saved before these existed)
+    d.pop("ema_decay", None)                  # an observer of the trajectory: may be switched on when resuming
     return config_hash(d)
 
 
