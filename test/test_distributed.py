@@ -107,7 +107,6 @@ def test_two_process_gloo(tmp_path):
 def test_is_main_reads_torchrun_rank_once_the_group_is_gone(monkeypatch):
     """After training destroys the process group, only torchrun's rank 0 is the main process (the
     CLI's summary is printed once, not by every rank)."""
-
     monkeypatch.setenv("RANK", "1")
     assert not D.is_main()
     monkeypatch.setenv("RANK", "0")

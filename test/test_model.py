@@ -21,6 +21,23 @@ def test_shapes_and_masks_sum_to_one(cin, norm):
     torch.testing.assert_close(fg, 1 - out["masks"][:, :, -1])        # the last slot is the background
 
 
+def test_finer_slot_grid():
+    """output_stride 2: masks on a grid twice as fine in each direction, reconstruction still at
+    the input resolution (or recon_stride), streaming unchanged."""
+    torch.manual_seed(0)
+    m = DIOD(ModelConfig(output_stride=2, **TINY)).eval()
+    x = torch.randn(1, 2, 3, 32, 64)
+    out = m(x)
+    assert out["masks"].shape == (1, 2, 5, 16, 32) and out["recon"].shape == (1, 2, 3, 32, 64)
+    assert DIOD(ModelConfig(output_stride=2, recon_stride=2, **TINY))(x)["recon"].shape == (1, 2, 3, 16, 32)
+    first, state = m.step(x[:, 0])
+    torch.testing.assert_close(first["masks"], out["masks"][:, 0])
+    with pytest.raises(ValueError, match="recon_stride"):
+        ModelConfig(output_stride=2, recon_stride=4)
+    with pytest.raises(ValueError, match="output_stride"):
+        ModelConfig(output_stride=8)
+
+
 @pytest.mark.parametrize("stride", [2, 4])
 def test_coarse_reconstruction_head(stride):
     """recon_stride s: the decoder stops s times short of the input resolution, with fewer

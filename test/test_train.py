@@ -185,3 +185,14 @@ def test_weight_average_is_exported_and_resumes_exactly(tiny_drive, tmp_path):
     train(tiny_cfg(tiny_drive, plain, ema_decay=0.5), resume=True, progress=False)
     (c, _), (d, _) = load_student(plain / "student_rgb_ema.pt"), load_student(plain / "student_rgb.pt")
     assert not torch.equal(c.state_dict()[key], a.state_dict()[key]) and not torch.equal(c.state_dict()[key], d.state_dict()[key])
+
+
+def test_finer_grid_trains_on_targets_of_its_size(tiny_drive, tmp_path):
+    """model.output_stride 2 with data.mask_stride 2: motion targets on the finer grid; a mismatch
+    is refused naming both keys."""
+    cfg = tiny_cfg(tiny_drive, tmp_path / "fine", **{"model.output_stride": 2, "data.mask_stride": 2, "optim.steps": 2})
+    from xmod_core.data import ClipDataset
+    assert ClipDataset(cfg.data, cfg.augment, ("rgb",))[0]["motion"].shape[-2:] == (16, 48)
+    assert train(cfg, progress=False)["steps_run"] == 2
+    with pytest.raises(ValueError, match="mask_stride.*output_stride"):
+        tiny_cfg(tiny_drive, tmp_path / "bad", **{"model.output_stride": 2})

@@ -10,7 +10,7 @@ horizontal flip) identical for every frame, for the images, the LiDAR front view
     lidar_target  (T, 4, H, W)                   the original cloud's projection (scene completion target,
                                                  and the 3D teacher's input)
     lidar_valid   (T, H, W) bool                 pixels with a return in the original projection
-    motion        (T, H/4, W/4) int64            motion-mask instances 1..G per frame, 0 = background
+    motion        (T, H/s, W/s) int64            (s = data.mask_stride) motion-mask instances 1..G per frame, 0 = background
                                                  (and mined still objects after them, data.mined_dir)
     motion_valid  (T,) bool                      False where the motion mask is unknown or missing
     crop, flip                                   the geometric augmentation (to align teachers' outputs)
@@ -40,7 +40,8 @@ from .masks import MOTION_DIR, read_motion, unknown_frames  # noqa: F401 (re-exp
 class DataConfig:
     drives: list[str] = field(default_factory=lambda: ["data/sim/*/*_sync"])   # glob patterns of drive folders
     clip_len: int = 4
-    height: int = 96              # input size (multiples of 4); masks live on the 1/4 grid
+    height: int = 96              # input size (multiples of 4)
+    mask_stride: int = 4          # motion targets on the 1/mask_stride grid (= model.output_stride)
     width: int = 320
     clip_stride: int = 1          # frames between the starts of two clips
     workers: int = 2              # DataLoader worker processes
@@ -130,6 +131,8 @@ class ClipDataset(Dataset):
     def __init__(self, cfg: DataConfig, aug: AugmentConfig | None, modalities=("rgb",), drives=None, seed: int = 0):
         if cfg.height % 4 or cfg.width % 4:
             raise ValueError(f"data.height and data.width must be multiples of 4, got {cfg.height}x{cfg.width}")
+        if cfg.mask_stride not in (2, 4):
+            raise ValueError(f"data.mask_stride must be 2 or 4, got {cfg.mask_stride}")
         self.cfg, self.aug, self.modalities, self.seed = cfg, aug, tuple(modalities), seed
         self.drives = [KittiRawDrive(d) for d in (drives if drives is not None else find_drives(cfg.drives))]
         self.unknown = [unknown_frames(d.drive_dir, cfg.motion_dir) for d in self.drives]
@@ -193,7 +196,8 @@ class ClipDataset(Dataset):
             mvalid.append(m is not None)
             if m is None:
                 m = np.zeros((H0, W0), np.int64)
-            m = cv2.resize(m[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (W // 4, H // 4), interpolation=cv2.INTER_NEAREST)
+            s = cfg.mask_stride
+            m = cv2.resize(m[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (W // s, H // s), interpolation=cv2.INTER_NEAREST)
             m = m[:, ::-1] if flip else m
             motion.append(compact_ids(m.astype(np.int64)))
         out["motion"] = torch.from_numpy(np.stack(motion))

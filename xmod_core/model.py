@@ -2,7 +2,7 @@
 student (LiDAR front-view clips, 4 channels: x, y, z, depth).
 
     frames (B, T, C, H, W)
-      -> ResNet encoder, output stride 4           (B*T, E, h, w)       h = H/4, w = W/4
+      -> ResNet encoder, output stride o (4; 2: finer) (B*T, E, h, w)  h = H/o, w = W/o
       -> 2-layer ConvGRU over the T frames          (B, T, G, h, w)
       -> + soft position embedding, per-token LayerNorm + MLP -> tokens (B, T, N, D), N = h*w
       -> slot attention, K slots, softmax over slots, the LAST slot is the background;
@@ -37,8 +37,10 @@ class ModelConfig:
     decoder_channels: int = 64
     first_frame_iters: int = 2                          # slot-attention iterations on a clip's first frame
     norm: str = "batch"                                 # encoder normalisation: "batch" (ResNet) or "group"
-    recon_stride: int = 1                               # reconstruction at 1/recon_stride of the input (1, 2 or 4):
-                                                        # fewer transposed convs, targets averaged over cells
+    output_stride: int = 4                              # slot grid at 1/4 of the input (the paper's) or 1/2 (finer:
+                                                        # layer2 keeps its resolution; data.mask_stride must match)
+    recon_stride: int = 1                               # reconstruction at 1/recon_stride of the input (1, 2 or 4, at
+                                                        # most output_stride): fewer transposed convs, targets averaged over cells
 
     def __post_init__(self):
         if len(self.widths) != 5 or len(self.blocks) != 4:
@@ -47,8 +49,11 @@ class ModelConfig:
             raise ValueError("model.num_slots must be at least 2 (objects + background)")
         if self.norm not in ("batch", "group"):
             raise ValueError(f"model.norm must be 'batch' or 'group', got {self.norm!r}")
-        if self.recon_stride not in (1, 2, 4):
-            raise ValueError(f"model.recon_stride must be 1, 2 or 4, got {self.recon_stride}")
+        if self.output_stride not in (2, 4):
+            raise ValueError(f"model.output_stride must be 2 or 4, got {self.output_stride}")
+        if self.recon_stride not in (1, 2, 4) or self.recon_stride > self.output_stride:
+            raise ValueError(f"model.recon_stride must be 1, 2 or 4 and at most output_stride ({self.output_stride}), "
+                             f"got {self.recon_stride}")
 
 
 @dataclass
@@ -80,20 +85,21 @@ class BasicBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """ResNet without max-pool, layer2 at stride 2 and layer3/layer4 at stride 1: output stride 4."""
+    """ResNet without max-pool, layer2 at stride 2 and layer3/layer4 at stride 1: output stride 4
+    (output_stride 2: layer2 at stride 1 too)."""
 
-    def __init__(self, cin: int, widths, blocks, norm: str = "batch"):
+    def __init__(self, cin: int, widths, blocks, norm: str = "batch", output_stride: int = 4):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(cin, widths[0], 7, 2, 3, bias=False), norm_layer(norm, widths[0]), nn.ReLU())
         layers, c = [], widths[0]
         for i, (w, n) in enumerate(zip(widths[1:], blocks)):
-            stride = 2 if i == 1 else 1
+            stride = 2 if i == 1 and output_stride == 4 else 1
             layers += [BasicBlock(c, w, stride, norm)] + [BasicBlock(w, w, 1, norm) for _ in range(n - 1)]
             c = w
         self.layers = nn.Sequential(*layers)
         self.out_channels = c
 
-    def forward(self, x):  # (B, C, H, W) -> (B, E, H/4, W/4)
+    def forward(self, x):  # (B, C, H, W) -> (B, E, H/s, W/s), s = output_stride
         return self.layers(self.stem(x))
 
 
@@ -133,12 +139,13 @@ class SlotAttention(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Attention-weighted slot map (B, D, h, w) -> (B, out, 4h/s, 4w/s) by log2(4/s) stride-2
-    transposed convs (s = recon_stride: 1 gives the input resolution)."""
+    """Attention-weighted slot map (B, D, h, w) at 1/o of the input -> (B, out, H/s, W/s) by
+    log2(o/s) stride-2 transposed convs (o = output_stride, s = recon_stride: 1 gives the input
+    resolution)."""
 
-    def __init__(self, dim: int, ch: int, out: int, recon_stride: int = 1):
+    def __init__(self, dim: int, ch: int, out: int, recon_stride: int = 1, output_stride: int = 4):
         super().__init__()
-        ups = {1: 2, 2: 1, 4: 0}[recon_stride]
+        ups = {1: 0, 2: 1, 4: 2}[output_stride // recon_stride]
         self.net = nn.Sequential(
             nn.Conv2d(dim, ch, 3, padding=1), nn.ReLU(),
             *[m for _ in range(ups) for m in (nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.ReLU())],
@@ -153,7 +160,7 @@ class DIOD(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.slot_dim
-        self.encoder = Encoder(cfg.in_channels, cfg.widths, cfg.blocks, cfg.norm)
+        self.encoder = Encoder(cfg.in_channels, cfg.widths, cfg.blocks, cfg.norm, cfg.output_stride)
         cins = [self.encoder.out_channels] + [cfg.gru_hidden] * (cfg.gru_layers - 1)
         self.gru = nn.ModuleList(ConvGRUCell(c, cfg.gru_hidden) for c in cins)
         self.pos = nn.Linear(4, cfg.gru_hidden)                                 # soft position embedding
@@ -163,7 +170,7 @@ class DIOD(nn.Module):
         self.to_k, self.to_v = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
         self.slots_init = nn.Parameter(torch.randn(cfg.num_slots, D) * D ** -0.5)   # learned, not frozen
         self.slot_attn = SlotAttention(D, cfg.mlp_hidden)
-        self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels, cfg.recon_stride)
+        self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels, cfg.recon_stride, cfg.output_stride)
 
     @staticmethod
     def _grid(h: int, w: int, device, dtype) -> torch.Tensor:  # (h*w, 4): x, y, 1-x, 1-y in [0, 1]

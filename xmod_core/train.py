@@ -71,6 +71,9 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
+        if self.data.mask_stride != self.model.output_stride:
+            raise ValueError(f"data.mask_stride ({self.data.mask_stride}) must equal model.output_stride "
+                             f"({self.model.output_stride}): the motion targets live on the slot grid")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
 
