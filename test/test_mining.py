@@ -209,3 +209,8 @@ def test_loader_merges_mined_labels_and_trains_two_steps(tmp_path, capsys):
         "model.decoder_channels=8"])
     r = train(cfg, progress=False)
     assert r["steps_run"] == 2 and (tmp_path / "run" / "student_lidar.pt").is_file()
+    fid = mined.drives[0].frame_ids[0]                                       # a mined mask of another size is named
+    png = drive_dir / "image_02/mined_masks" / f"{fid}.png"
+    cv2.imwrite(str(png), np.zeros((10, 20), np.uint16))
+    with pytest.raises(ValueError, match=f"{fid}.png is 20x10"):
+        mined[0]

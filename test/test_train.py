@@ -20,7 +20,7 @@ TINY_MODEL = {"widths": [8, 8, 8, 8, 8], "blocks": [1, 1, 1, 1], "num_slots": 4,
 
 def tiny_cfg(drive: Path, out: Path, **over) -> TrainConfig:
     d = {"stage": "2d_burn_in", "out_dir": str(out), "device": "cpu", "log_every": 1, "ckpt_every": 3, "seed": 3,
-         "model": TINY_MODEL, "data": {"drives": [str(drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
+         "model": dict(TINY_MODEL), "data": {"drives": [str(drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
          "optim": {"batch_size": 2, "steps": 6, "warmup_steps": 1, "lr": 2e-3, "grad_clip": 1.0}}
     for k, v in over.items():
         node = d
@@ -196,3 +196,11 @@ def test_finer_grid_trains_on_targets_of_its_size(tiny_drive, tmp_path):
     assert train(cfg, progress=False)["steps_run"] == 2
     with pytest.raises(ValueError, match="mask_stride.*output_stride"):
         tiny_cfg(tiny_drive, tmp_path / "bad", **{"model.output_stride": 2})
+
+
+def test_bad_ema_decay_and_mask_stride_are_named(tiny_drive, tmp_path):
+    from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
+    with pytest.raises(ValueError, match="ema_decay must be within"):
+        tiny_cfg(tiny_drive, tmp_path / "a", ema_decay=1.0)
+    with pytest.raises(ValueError, match="mask_stride must be 2 or 4"):
+        ClipDataset(DataConfig(drives=[str(tiny_drive)], mask_stride=3, clip_len=2, height=32, width=96), AugmentConfig())

@@ -94,10 +94,11 @@ def merge_mined(motion: np.ndarray, mined: np.ndarray | None, confidence: dict, 
     them wherever no motion pixel is set (the motion mask wins where both are set)."""
     if mined is None:
         return motion
-    keep = np.zeros(int(mined.max()) + 1, bool)
-    for k, c in confidence.items():
-        if c >= min_confidence and k < len(keep):
-            keep[k] = True
+    keep = np.zeros(int(mined.max()) + 1, bool)                          # mined id -> kept
+    ids = np.fromiter(confidence.keys(), np.int64, len(confidence))
+    conf = np.fromiter(confidence.values(), np.float64, len(confidence))
+    ok = (conf >= min_confidence) & (ids < len(keep))
+    keep[ids[ok]] = True
     mined = np.where(keep[mined], mined.astype(np.int64) + int(motion.max(initial=0)), 0)
     return np.where(motion > 0, motion, mined)
 

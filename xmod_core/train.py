@@ -228,6 +228,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
 
     if cfg.ema_decay > 0 and ema is None:
         ema = {m: {k: v.detach().clone() for k, v in s.state_dict().items()} for m, s in stage.students.items()}
+    ema_float = {m: [k for k, v in avg.items() if v.is_floating_point()] for m, avg in (ema or {}).items()}
 
     writer = bar = None
     metrics_file = None
@@ -294,8 +295,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                 if ema is not None:
                     with torch.no_grad():
                         for modality, m in stage.students.items():
-                            cur, avg = m.state_dict(), ema[modality]
-                            keys = [k for k, v in avg.items() if v.is_floating_point()]
+                            cur, avg, keys = m.state_dict(), ema[modality], ema_float[modality]
                             torch._foreach_lerp_([avg[k] for k in keys], [cur[k] for k in keys], 1 - cfg.ema_decay)
                             for k in avg.keys() - set(keys):             # integer buffers (BatchNorm's count)
                                 avg[k].copy_(cur[k])
