@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from xmod_core.data import ClipDataset, DataConfig, find_drives
-from xmod_core.instances import slots_to_instances
+from xmod_core.instances import FRAGMENTS, slots_to_instances
 from xmod_core.metrics import F1Accumulator, fg_ari
 from xmod_core.model import load_student
 
@@ -32,7 +32,8 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
     return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_NEAREST)
 
 
-def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5) -> dict:
+def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5,
+             fragments: str = "keep") -> dict:
     rows = {"motion masks": (F1Accumulator(), [], [])} | {f"{m} student": (F1Accumulator(), [], []) for m in students}
     for drive in drives:
         n = len(sorted((drive / "image_02" / "data").glob("*.png")))
@@ -45,7 +46,8 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
                 x = sample[modality][None]                          # (1, T, C, H, W): the whole drive
                 step = window or x.shape[1]                          # state restarted every `window` frames
                 masks = torch.cat([model(x[:, i:i + step])["masks"] for i in range(0, x.shape[1], step)], 1)
-                ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area, min_score=min_score)
+                ids, conf = slots_to_instances(masks[0], size=(H, W), min_pixels=min_area, min_score=min_score,
+                                               fragments=fragments)
                 seg, _ = slots_to_instances(masks[0], size=(H, W))      # the whole partition, nothing dropped
                 preds[f"{modality} student"] = (ids.numpy(), conf.numpy(), seg.numpy())
         for t, fid in enumerate(ds.drives[0].frame_ids):
@@ -91,6 +93,8 @@ def main():
     ap.add_argument("--min-score", type=float, default=0.5,
                     help="students' instances scoring less are dropped, as the Predictor's min_score (0.5, chosen on "
                          "the held-out seed-300 drives of bench_xmod_table, not on these)")
+    ap.add_argument("--fragments", choices=FRAGMENTS, default="keep",
+                    help="largest: each slot keeps only its largest connected component (slots_to_instances)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.window < 0:
@@ -100,9 +104,10 @@ def main():
         if path:
             students[modality] = load_student(path)[0]
     drives = find_drives([a.data])
-    res = evaluate(drives, students, a.height, a.width, a.min_area, a.window, a.min_score)
+    res = evaluate(drives, students, a.height, a.width, a.min_area, a.window, a.min_score, a.fragments)
     print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px, "
-          f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}")
+          f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}, "
+          f"fragments: {a.fragments}")
     print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'(all)':>6s} {'R still':>8s} {'R moving':>9s}")
     fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
     for name, r in res.items():

@@ -135,6 +135,34 @@ def test_slots_to_instances():
     assert up.shape == (1, 8, 12) and up[0, 0, 0] == 1
 
 
+def test_slots_to_instances_keeps_a_slots_largest_component():
+    from xmod_core.instances import largest_components, slots_to_instances
+    m = torch.full((1, 3, 6, 10), 0.1)
+    m[0, 2] = 1.0                               # background everywhere ...
+    m[0, 0, 1:4, 1:4] = 3.0                     # ... slot 0 wins a 3x3 block and, apart, a 2x1 fragment
+    m[0, 0, 4, 8:] = 3.0
+    m[0, 1, 0, 6:8] = 3.0                       # slot 1 wins two pixels: one component
+    m = m / m.sum(1, keepdim=True)
+    keep, _ = slots_to_instances(m)
+    assert (keep == 1).sum() == 11 and (keep == 2).sum() == 2
+    ids, conf = slots_to_instances(m, fragments="largest")
+    assert (ids == 1).sum() == 9 and ids[0, 1:4, 1:4].eq(1).all() and ids[0, 4, 8:].eq(0).all()
+    assert (ids == 2).sum() == 2 and conf[0, 0] > 0
+    up, _ = slots_to_instances(m, size=(12, 20), fragments="largest")   # decided on the slot grid, kept at any size
+    assert up[0, 3:7, 3:7].eq(1).all() and up[0, 9:, 16:].eq(0).all()
+    ring = torch.zeros(1, 7, 7, dtype=torch.bool)                       # a ring is one component: labels spread
+    ring[0, 1, 1:6] = ring[0, 5, 1:6] = True                            # around it, not only across
+    ring[0, 1:6, 1] = ring[0, 1:6, 5] = True
+    ring[0, 3, 3] = True                                                # an isolated pixel inside
+    for method in ("label", "pool"):                                    # scipy on the host, max-pooling on a GPU
+        got = largest_components(ring, method)
+        assert got.sum() == 16 and not got[0, 3, 3]
+    rnd = torch.rand(20, 12, 30, generator=torch.Generator().manual_seed(0)) < 0.3
+    assert torch.equal(largest_components(rnd, "label"), largest_components(rnd, "pool"))
+    with pytest.raises(ValueError, match="fragments must be one of"):
+        slots_to_instances(m, fragments="all")
+
+
 def test_slots_to_instances_drops_unsure_instances():
     from xmod_core.instances import slots_to_instances
     m = torch.zeros(1, 4, 4, 6)

@@ -132,6 +132,8 @@ def test_hybrid_bad_settings_and_missing_scan(students, tiny_drive):
     d = KittiRawDrive(tiny_drive)
     with pytest.raises(ValueError, match="instances must be one of"):
         predictor(students, tiny_drive, "rgb", instances="voxels")
+    with pytest.raises(ValueError, match="fragments must be one of"):
+        predictor(students, tiny_drive, "rgb", fragments="all")
     with pytest.raises(ValueError, match="hybrid agreement"):
         predictor(students, tiny_drive, "rgb", instances="hybrid", hybrid_agreement="vote")
     p = predictor(students, tiny_drive, "rgb", instances="hybrid")

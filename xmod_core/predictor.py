@@ -37,7 +37,7 @@ from .frontview import grid_labels_to_points, project_scan
 from .fusion import late_fusion
 from .graphs import StudentStep
 from .hybrid import HybridConfig, hybrid_instances
-from .instances import slots_to_instances
+from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
 from .tracking import IdTracker
@@ -59,7 +59,10 @@ class PredictorConfig:
     device: str = "auto"                # auto | cpu | cuda
     height: int = 96                    # processing resolution (multiples of 4)
     width: int = 320
-    min_pixels: int = 20                # instance fragments below this many pixels (processing grid) are dropped
+    min_pixels: int = 20                # instances below this many pixels (processing grid) are dropped
+    fragments: str = "largest"          # largest: a slot keeps only its largest connected component, as pseudo-labels
+                                        # are connected (validation seed 77, shipped students: F1@50 2D 0.249 -> 0.254,
+                                        # 3D 0.290 -> 0.302); keep: every pixel its slot wins (the paper's argmax)
     min_score: float = 0.5              # instances whose slot holds less of their pixels' attention are dropped
                                         # (chosen on held-out drives, seed 300: 2D F1@50 0.188 -> 0.208)
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
@@ -131,7 +134,10 @@ class Predictor:
         if not 0.0 < cfg.track_iou <= 1.0:
             raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
         min_score = cfg.min_score if cfg.instances == "slots" else cfg.hybrid_min_score
-        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels, min_score=min_score)
+        if cfg.fragments not in FRAGMENTS:
+            raise ValueError(f"fragments must be one of {FRAGMENTS}, got {cfg.fragments!r}")
+        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels, min_score=min_score,
+                       fragments=cfg.fragments)
         self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
         self.calib_small = calib.scaled(cfg.height, cfg.width)
         self.tracker = IdTracker(cfg.track_iou)

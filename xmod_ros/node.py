@@ -60,6 +60,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
+from xmod_core.instances import FRAGMENTS
 from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
 
 from . import convert, detections, render
@@ -98,6 +99,8 @@ PARAMETERS: dict[str, tuple] = {
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
     "keep_single": (False, _D.PARAMETER_BOOL, "late fusion: also keep confident objects seen by one modality only"),
     "min_pixels": (20, _D.PARAMETER_INTEGER, "smallest instance, in pixels of the processing grid"),
+    "fragments": ("largest", _D.PARAMETER_STRING,
+                  "largest: a slot keeps only its largest connected component; keep: every pixel it wins (the paper's)"),
     "min_score": (0.5, _D.PARAMETER_DOUBLE,
                   "smallest instance score (mean slot attention over its pixels); unsure instances are dropped"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
@@ -281,6 +284,8 @@ class XmodPipeline:
             raise StartupError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
         if p["instances"] not in INSTANCES:
             raise StartupError(f"parameter instances must be one of {', '.join(INSTANCES)}, got {p['instances']!r}")
+        if p["fragments"] not in FRAGMENTS:
+            raise StartupError(f"parameter fragments must be one of {', '.join(FRAGMENTS)}, got {p['fragments']!r}")
         self.p, self.mode = p, p["mode"]
         self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
         self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
@@ -467,7 +472,7 @@ class XmodPipeline:
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
-                              width=p["width"], min_pixels=p["min_pixels"], min_score=p["min_score"], fusion_iou=p["fusion_iou"],
+                              width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"], min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
