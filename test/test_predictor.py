@@ -134,6 +134,8 @@ def test_hybrid_bad_settings_and_missing_scan(students, tiny_drive):
         predictor(students, tiny_drive, "rgb", instances="voxels")
     with pytest.raises(ValueError, match="fragments must be one of"):
         predictor(students, tiny_drive, "rgb", fragments="all")
+    with pytest.raises(ValueError, match="hybrid_fragments must be one of"):
+        predictor(students, tiny_drive, "rgb", hybrid_fragments="all")
     with pytest.raises(ValueError, match="hybrid agreement"):
         predictor(students, tiny_drive, "rgb", instances="hybrid", hybrid_agreement="vote")
     p = predictor(students, tiny_drive, "rgb", instances="hybrid")

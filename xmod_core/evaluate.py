@@ -39,6 +39,7 @@ from tqdm import tqdm
 from .baselines import ClusterConfig, clusters_to_image, euclidean_clusters
 from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
+from .instances import FRAGMENTS
 from .kitti import KittiRawDrive
 from .kitti_gt import dont_care_boxes, find_gt_sources, object_boxes, points_in_boxes
 from .metrics import F1Accumulator, IdStability, all_ari, box_area, box_intersection, box_iou, fg_ari, instance_boxes
@@ -308,6 +309,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
     ap.add_argument("--hybrid-objectness", type=float, default=0.1, help="hybrid: agreement for a cluster to be kept")
     ap.add_argument("--hybrid-agreement", default="iou", choices=("iou", "share"), help="hybrid: how agreement is measured")
+    ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
+                    help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
+    ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     a = ap.parse_args(argv)
     try:
@@ -321,7 +325,8 @@ def main(argv=None) -> int:
         methods = list(METHODS) if "all" in a.mode else list(dict.fromkeys(a.mode))
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "hybrid_objectness": a.hybrid_objectness,
-                "hybrid_agreement": a.hybrid_agreement}
+                "hybrid_agreement": a.hybrid_agreement, "fragments": a.fragments,
+                "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}
         res_real = evaluate_real(real, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_points,

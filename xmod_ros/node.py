@@ -111,6 +111,8 @@ PARAMETERS: dict[str, tuple] = {
                           "hybrid: agreement of a LiDAR cluster with the students' instances for it to be kept"),
     "hybrid_agreement": ("iou", _D.PARAMETER_STRING,
                          "hybrid: iou (a cluster's best point IoU with one student instance) or share (of its points in any)"),
+    "hybrid_fragments": ("keep", _D.PARAMETER_STRING,
+                         "hybrid: fragments of the students' instances (keep: all their pixels; largest: largest component)"),
     "hybrid_min_score": (0.0, _D.PARAMETER_DOUBLE,
                          "hybrid: min_score of the students' instances (the clusters check them instead of their own score)"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
@@ -284,8 +286,9 @@ class XmodPipeline:
             raise StartupError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
         if p["instances"] not in INSTANCES:
             raise StartupError(f"parameter instances must be one of {', '.join(INSTANCES)}, got {p['instances']!r}")
-        if p["fragments"] not in FRAGMENTS:
-            raise StartupError(f"parameter fragments must be one of {', '.join(FRAGMENTS)}, got {p['fragments']!r}")
+        for name in ("fragments", "hybrid_fragments"):
+            if p[name] not in FRAGMENTS:
+                raise StartupError(f"parameter {name} must be one of {', '.join(FRAGMENTS)}, got {p[name]!r}")
         self.p, self.mode = p, p["mode"]
         self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
         self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
@@ -476,7 +479,8 @@ class XmodPipeline:
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
-                              hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"])
+                              hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
+                              hybrid_fragments=p["hybrid_fragments"])
         if p["threads"] > 0:
             import torch
             torch.set_num_threads(int(p["threads"]))
