@@ -169,8 +169,11 @@ def test_shipped_configs_load():
     for f in files:
         assert load_config(TrainConfig, f).stage in f.stem
     main_stages = ["2d_burn_in", "2d_ts", "3d_burn_in", "3d_ts", "2d_3d_ts"]
-    assert [s.name for s in load_config(PipelineConfig, root / "demo/pipeline.yaml").stages] == main_stages
+    pipe = load_config(PipelineConfig, root / "demo/pipeline.yaml")
+    assert [s.name for s in pipe.stages] == main_stages
     abl = load_config(PipelineConfig, root / "demo/ablations.yaml")
     assert [s.name for s in abl.stages][:5] == main_stages and len(abl.stages) == 7
+    same = lambda stages: [(s.name, s.config, s.init_from, s.overrides) for s in stages]
+    assert same(abl.stages[:5]) == same(pipe.stages)   # shared out_dir: the same stages, or a re-run refuses them
     for st in abl.stages[5:]:                      # every ablation override names a real key
         load_config(TrainConfig, root.parent / st.config, st.overrides + [f"stage={st.stage}"])
