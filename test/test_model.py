@@ -159,6 +159,15 @@ def test_slots_to_instances_keeps_a_slots_largest_component():
         assert got.sum() == 16 and not got[0, 3, 3]
     rnd = torch.rand(20, 12, 30, generator=torch.Generator().manual_seed(0)) < 0.3
     assert torch.equal(largest_components(rnd, "label"), largest_components(rnd, "pool"))
+    tie = torch.zeros(1, 5, 8, dtype=torch.bool)                        # two 5-cell components: both methods keep
+    tie[0, :, 0] = True                                                 # the one whose last pixel comes first (row 1)
+    tie[0, 1, 3:] = True
+    for method in ("label", "pool"):
+        got = largest_components(tie, method)
+        assert got[0, 1, 3:].all() and not got[0, :, 0].any(), method
+    assert largest_components(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 4, 4)
+    with pytest.raises(ValueError, match="method must be"):
+        largest_components(tie, "flood")
     with pytest.raises(ValueError, match="fragments must be one of"):
         slots_to_instances(m, fragments="all")
 

@@ -1,5 +1,6 @@
 """Inference API, late fusion and 3D clusters."""
 import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -53,7 +54,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("mode,horizon", [("rgb", 0), ("lidar", 0), ("fused", 0), ("rgb", 2), ("lidar", 3)])
 def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, horizon):
     d = KittiRawDrive(tiny_drive)
-    p = predictor(students, tiny_drive, mode, state_horizon=horizon)
+    p = predictor(students, tiny_drive, mode, state_horizon=horizon, min_score=0.0)   # (untrained: nothing scores 0.5)
     frames = range(4)
     results = [p(image=d.image(t) if mode != "lidar" else None, points=d.scan(t) if mode != "rgb" else None,
                  stamp=0.1 * t) for t in frames]
@@ -79,7 +80,10 @@ def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, hor
     step = horizon or len(frames)
     with torch.no_grad():
         masks = torch.cat([model(x[None, i:i + step])["masks"][0] for i in range(0, len(frames), step)])
-        ids, _ = slots_to_instances(masks, size=(32, 96), min_pixels=p.cfg.min_pixels, min_score=p.cfg.min_score)
+        post = partial(slots_to_instances, size=(32, 96), min_pixels=p.cfg.min_pixels, min_score=p.cfg.min_score)
+        ids, _ = post(masks, fragments=p.cfg.fragments)
+        other, _ = post(masks, fragments="keep" if p.cfg.fragments == "largest" else "largest")
+    assert not torch.equal(ids, other)                   # the fragments setting shows here: the Predictor must pass it
     import cv2
     for r, t in zip(results, frames):
         want = cv2.resize(ids[t].numpy().astype(np.uint16), (d.calib.width, d.calib.height), interpolation=cv2.INTER_NEAREST)

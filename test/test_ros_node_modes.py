@@ -148,6 +148,8 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                           ["instances must be one of slots, hybrid"]),
         "bad_fragments": (base_params(assets, calibration=str(assets["calib"]), fragments="all"),
                           ["fragments must be one of keep, largest"]),
+        "bad_hybrid_fragments": (base_params(assets, calibration=str(assets["calib"]), hybrid_fragments="some"),
+                                 ["hybrid_fragments must be one of keep, largest"]),
     }
     try:
         import tf2_ros  # noqa: F401

@@ -5,8 +5,9 @@ two segment sums (scatter_add), no (pixels x slots) one-hot at the output size.
 A slot's pixels need not be connected: a slot can hold one object and a few stray cells far from
 it, or two objects. `fragments="largest"` keeps only each slot's largest 8-connected component
 (found on the slot grid, as the teacher's pseudo-labels are) and gives the rest to the background,
-so that an instance is one connected region as the training targets are; `"keep"` keeps every
-pixel a slot wins (the paper's argmax)."""
+so that an instance is one connected region on the slot grid (at a finer output size, up to its
+one-cell border) as the training targets are; `"keep"` keeps every pixel a slot wins (the
+paper's argmax)."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,32 +29,45 @@ def max3x3(x: torch.Tensor) -> torch.Tensor:
 def largest_components(onehot: torch.Tensor, method: str = "auto") -> torch.Tensor:
     """(N, h, w) bool -> (N, h, w) bool: the largest 8-connected component of each mask.
 
+    Both methods name a component by its largest linear pixel index (+1), so they agree, ties
+    included (equal components: the one whose last pixel comes first in raster order wins).
     `method`: "label" (scipy.ndimage.label on the host, one call for all N masks; the default on
-    the CPU) or "pool" (the default on a GPU: labels spread by iterated 3x3 maxima of pixel indices
-    until they settle, checked every 4 rounds, at most h + w rounds; all h + w while a CUDA graph is
-    captured, so no data-dependent exit; a component whose geodesic diameter exceeds h + w may stay
-    split, and only its larger part is kept). Ties between equal components go to either."""
-    N, h, w = onehot.shape
+    the CPU) or "pool" (the default on a GPU: labels spread by iterated 3x3 maxima of pixel
+    indices, h + w rounds with no data-dependent exit, so nothing waits for the device and the
+    rounds can be captured in a CUDA graph; on the CPU it stops once they settle, checked every 4
+    rounds). A component whose geodesic diameter exceeds h + w may stay split under "pool", and
+    only its larger part is kept."""
     if method == "auto":
         method = "pool" if onehot.is_cuda else "label"
+    if method not in ("label", "pool"):
+        raise ValueError(f"method must be auto, label or pool, got {method!r}")
+    N, h, w = onehot.shape
+    if onehot.numel() == 0:
+        return onehot.clone()
+    dev = onehot.device
+    idx = torch.arange(1, h * w + 1, device=dev)                                           # linear pixel index + 1
     if method == "label":
+        if onehot.is_cuda and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("largest_components: method 'label' runs on the host and cannot be captured in a "
+                               "CUDA graph; use method 'pool'")
         structure = np.zeros((3, 3, 3), bool)
         structure[1] = True                                                                 # 8-connected, never across masks
-        lab, _ = ndimage.label(onehot.cpu().numpy(), structure)                            # (N, h, w), 0 outside
-        lab = torch.from_numpy(lab.astype(np.int64)).view(N, h * w).to(onehot.device)
+        lab, n = ndimage.label(onehot.cpu().numpy(), structure)                            # (N, h, w) 1..n, 0 outside
+        lab = torch.from_numpy(lab.astype(np.int64)).view(N, h * w).to(dev)
+        top = torch.zeros(n + 1, dtype=torch.long, device=dev).scatter_reduce_(
+            0, lab.flatten(), idx.expand(N, -1).flatten(), "amax")                          # each label's largest pixel
+        lab = torch.where(lab > 0, top[lab], 0)                                            # (N, hw) 0 outside, 1..hw inside
     else:
-        idx = torch.arange(1, h * w + 1, device=onehot.device, dtype=torch.float32).view(1, 1, h, w)
-        mask, zero = onehot[:, None], torch.zeros((), device=onehot.device)
-        lab = torch.where(mask, idx, zero)                                                  # (N, 1, h, w)
-        capturing = onehot.is_cuda and torch.cuda.is_current_stream_capturing()
+        mask, zero = onehot[:, None], torch.zeros((), device=dev)
+        lab = torch.where(mask, idx.view(1, 1, h, w).float(), zero)                        # (N, 1, h, w)
+        settle = not onehot.is_cuda                                                         # a GPU never waits for a check
         for i in range(h + w):
             new = torch.where(mask, max3x3(lab), zero)
-            if not capturing and i % 4 == 3 and torch.equal(new, lab):
+            if settle and i % 4 == 3 and torch.equal(new, lab):
                 break
             lab = new
-        lab = lab.view(N, h * w).long()                                                    # 0 outside, 1..hw inside
-    size = torch.zeros(N, int(lab.max()) + 1 if method == "label" else h * w + 1, device=onehot.device)   # labels
-    size.scatter_add_(1, lab, torch.ones_like(lab, dtype=torch.float32))
+        lab = lab.view(N, h * w).long()
+    size = torch.zeros(N, h * w + 1, device=dev).scatter_add_(1, lab, torch.ones_like(lab, dtype=torch.float32))
     size[:, 0] = 0
     return (lab == size.argmax(1, keepdim=True)).view(N, h, w) & onehot
 
@@ -62,10 +76,11 @@ def slots_to_instances(masks: torch.Tensor, size: tuple[int, int] | None = None,
                        min_score: float = 0.0, fragments: str = "keep") -> tuple[torch.Tensor, torch.Tensor]:
     """masks (..., K, h, w) slot attention (softmax over slots, background last) ->
     ids (..., H, W) int64 (slot k -> id k + 1, background 0; ids of dropped instances -> 0) and
-    scores (..., K - 1): each object slot's mean attention over its own pixels (0 if it has none or
-    was dropped). Dropped: instances under `min_pixels` pixels and instances scoring under
-    `min_score` (a slot that wins its pixels with little of their attention is unsure of them);
-    with `fragments="largest"`, every part of a slot but its largest connected component.
+    scores (..., K - 1): each object slot's mean attention over the pixels it keeps (0 if it has
+    none or was dropped). Dropped: with `fragments="largest"`, every part of a slot but its largest
+    connected component on the slot grid; then instances under `min_pixels` pixels and instances
+    scoring under `min_score` (a slot that wins its pixels with little of their attention is unsure
+    of them).
     `size`: evaluate at (H, W) by bilinear upsampling of the attention first."""
     if fragments not in FRAGMENTS:
         raise ValueError(f"fragments must be one of {FRAGMENTS}, got {fragments!r}")
