@@ -113,3 +113,48 @@ def test_is_main_reads_torchrun_rank_once_the_group_is_gone(monkeypatch):
     assert D.is_main()
     monkeypatch.delenv("RANK")
     assert D.is_main()
+
+
+def _pipeline_worker(rank: int, world: int, port: int, pipe: str, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import time
+
+    from xmod_core import train as T
+    real_export = T.export_student
+
+    def slow_export(*a, **kw):                   # rank 0 writes the students late: the other rank must wait
+        time.sleep(1.5)
+        real_export(*a, **kw)
+    T.export_student = slow_export
+    summary = T.run_pipeline(pipe, progress=False)
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps([s["stage"] for s in summary]))
+
+
+def test_two_process_pipeline_keeps_ranks_together(tiny_drive, tmp_path):
+    """Under torchrun a pipeline's stages share one process group, and a rank starts the next stage
+    only once rank 0 has exported the students that stage starts from (it used to start early and
+    either miss them or hang on a process group created again)."""
+    import yaml
+    from test_train import TINY_MODEL
+    base = {"device": "cpu", "seed": 1, "model": TINY_MODEL, "log_every": 1,
+            "data": {"drives": [str(tiny_drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
+            "optim": {"batch_size": 2, "steps": 2, "warmup_steps": 1}}
+    for name in ("2d_burn_in", "2d_ts"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "stage": name}))
+    pipe = tmp_path / "pipeline.yaml"
+    pipe.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "runs"), "stages": [
+        {"name": "2d_burn_in", "config": str(tmp_path / "2d_burn_in.yaml")},
+        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
+    ctx = mp.spawn(_pipeline_worker, args=(WORLD, free_port(), str(pipe), str(tmp_path)), nprocs=WORLD, join=False)
+    import time
+    deadline = time.monotonic() + 240
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.terminate()
+            pytest.fail("the two-process pipeline did not finish in 240 s (ranks out of step)")
+    for rank in range(WORLD):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == ["2d_burn_in", "2d_ts"]
+    assert (tmp_path / "runs/2d_ts/student_rgb.pt").is_file()

@@ -139,17 +139,21 @@ def load_student_weights(path: str, modality: str) -> dict:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, max_seconds: float | None = None,
-          clip_cache: DeviceClipCache | None = None) -> dict:
+          clip_cache: DeviceClipCache | None = None, keep_group: bool = False) -> dict:
     """Train one stage. `max_seconds`: stop after the step during which this much wall time has passed
     since the call (setup included) and export what it has, as at the last step (result `stopped`:
     "time" instead of "steps"). `clip_cache`: clips already held on the device (`data.device_cache`
     passes of a dataset of the same drives and clips with at least this stage's modalities), shared
-    by the stages of one run instead of each decoding its own."""
+    by the stages of one run instead of each decoding its own. `keep_group`: leave the process
+    group (under torchrun) in place for the next stage, as `run_pipeline` does: a default group
+    destroyed and created again in one process reuses its rendezvous keys, and a rank that comes
+    back first reads the other's stale address (a hang or "connection closed by peer")."""
     info = dist.init_distributed(cfg.device)
     try:
         return _train(cfg, info, resume, progress, max_seconds, clip_cache)
     finally:
-        dist.cleanup()
+        if not keep_group:
+            dist.cleanup()
 
 
 def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: float | None = None,
@@ -336,6 +340,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                 epoch, in_epoch = epoch + 1, 0
         train_s = time.perf_counter() - t_loop
         checkpoint(final=True)
+        dist.barrier()          # every rank leaves once rank 0 has written the students (the next stage loads them)
     finally:
         if bar is not None:
             bar.close()
@@ -370,33 +375,41 @@ def run_pipeline(path: str, overrides=(), progress: bool = True) -> list[dict]:
     checkpoints exist without them is resumed."""
     pipe = load_config(PipelineConfig, path)
     root, done, summary = Path(pipe.out_dir), {}, []
-    for st in pipe.stages:
-        out = root / st.name
-        cfg = load_config(TrainConfig, Path(st.config),
-                          list(st.overrides) + list(overrides) + [f"out_dir={out}", f"stage={st.stage or st.name}"])
-        sources = {}
-        for modality, earlier in st.init_from.items():
-            if earlier not in done:
-                raise TrainingError(f"pipeline stage {st.name}: init_from {modality}={earlier} is not an earlier stage")
-            sources[modality] = str(done[earlier] / f"student_{modality}.pt")
-        cfg.init_from = sources or cfg.init_from
-        stage_students = build_stage(cfg.stage, cfg.model, cfg.loss, cfg.distill).students
-        finished = all((out / f"student_{m}.pt").is_file() for m in stage_students)
-        t0 = time.perf_counter()
-        if finished:
-            stored = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
-            if stored is not None and (resume_hash(stored) != resume_hash(cfg)
-                                       or stored["optim"]["steps"] != cfg.optim.steps):
-                raise TrainingError(f"pipeline stage {st.name}: {out} holds students trained with another "
-                                    f"configuration than {st.config} (with its overrides) gives now; delete {out} "
-                                    f"to train it again")
-            result = {"step": None, "smooth_loss": None, "out_dir": str(out), "skipped": True}
-        else:
-            resume = CheckpointManager(out / "checkpoints").latest() is not None
-            result = train(cfg, resume=resume, progress=progress) | {"skipped": False, "resumed": resume}
-        done[st.name] = out
-        summary.append({"stage": st.name, "seconds": time.perf_counter() - t0, **result})
+    try:
+        for st in pipe.stages:
+            summary.append(_pipeline_stage(st, root, done, overrides, progress))
+    finally:
+        dist.cleanup()                     # one process group for every stage (see `train`'s keep_group)
     return summary
+
+
+def _pipeline_stage(st: PipelineStage, root: Path, done: dict, overrides, progress: bool) -> dict:
+    """Train (or skip, or resume) one stage of a pipeline; `done` maps finished stages to their folders."""
+    out = root / st.name
+    cfg = load_config(TrainConfig, Path(st.config),
+                      list(st.overrides) + list(overrides) + [f"out_dir={out}", f"stage={st.stage or st.name}"])
+    sources = {}
+    for modality, earlier in st.init_from.items():
+        if earlier not in done:
+            raise TrainingError(f"pipeline stage {st.name}: init_from {modality}={earlier} is not an earlier stage")
+        sources[modality] = str(done[earlier] / f"student_{modality}.pt")
+    cfg.init_from = sources or cfg.init_from
+    stage_students = build_stage(cfg.stage, cfg.model, cfg.loss, cfg.distill).students
+    finished = all((out / f"student_{m}.pt").is_file() for m in stage_students)
+    t0 = time.perf_counter()
+    if finished:
+        stored = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
+        if stored is not None and (resume_hash(stored) != resume_hash(cfg)
+                                   or stored["optim"]["steps"] != cfg.optim.steps):
+            raise TrainingError(f"pipeline stage {st.name}: {out} holds students trained with another "
+                                f"configuration than {st.config} (with its overrides) gives now; delete {out} "
+                                f"to train it again")
+        result = {"step": None, "smooth_loss": None, "out_dir": str(out), "skipped": True}
+    else:
+        resume = CheckpointManager(out / "checkpoints").latest() is not None
+        result = train(cfg, resume=resume, progress=progress, keep_group=True) | {"skipped": False, "resumed": resume}
+    done[st.name] = out
+    return {"stage": st.name, "seconds": time.perf_counter() - t0, **result}
 
 
 def main(argv=None) -> int:
