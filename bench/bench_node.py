@@ -106,7 +106,8 @@ def bench_stages(args, tmp: Path) -> dict:
             t_sync.append((time.perf_counter() - t) * 1e3)
         out["convert_ms"], out["sync_ms"] = statistics.median(t_conv), statistics.median(t_sync)
     for mode in args.modes:
-        pred = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device), calib)
+        pred = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
+                                         fragments=args.fragments), calib)
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         for im, pts in data[:3]:                                   # warm-up
             pred(image=im if use_img else None, points=pts if use_pts else None, stamp=0.0)
@@ -191,7 +192,8 @@ def bench_e2e(args, tmp: Path) -> dict:
             got.clear(), status.clear()
             cmd = pip_launch.commands({"bag": "", "mode": mode, "device": args.device, "rate": "1"},
                                       [f"calibration:={calib_dir}", f"checkpoint_rgb:={rgb_ck}",
-                                       f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0"])["node"]
+                                       f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0",
+                                       f"fragments:={args.fragments}"])["node"]
             log = open(tmp / f"node_{mode}.log", "w")
             nproc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(bag), "--loop", "--restamp",
@@ -242,6 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=30, help="stages: frames (KITTI has 30)")
     p.add_argument("--repeat", type=int, default=1, help="stages: passes over the frames")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fragments", choices=("keep", "largest"), default="largest",
+                   help="the students' instances (node parameter fragments; keep: the faster setting)")
     p.add_argument("--drive", default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
