@@ -122,12 +122,13 @@ def test_cross_modal_routes_teacher_labels_to_the_other_student(tiny_drive, monk
         monkeypatch.setattr(stages, "merge_targets", real)
 
 
-def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_path, capsys):
+def write_tiny_pipeline(tmp_path, drive, extra_stages=()) -> tuple:
+    """Tiny 2d_burn_in and 2d_ts configs and a pipeline of the two (plus `extra_stages`) under
+    tmp_path -> (pipeline path, the configs' common dict)."""
     import yaml
-    from xmod_core.train import main
     from test_train import TINY_MODEL
     base = {"device": "cpu", "seed": 1, "model": TINY_MODEL,
-            "data": {"drives": [str(tiny_drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
+            "data": {"drives": [str(drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
             "optim": {"batch_size": 2, "steps": 2, "warmup_steps": 1}}
     for name in ("2d_burn_in", "2d_ts"):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "stage": name}))
@@ -135,9 +136,17 @@ def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_p
     pipe.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "runs"), "stages": [
         {"name": "2d_burn_in", "config": str(tmp_path / "2d_burn_in.yaml")},
         {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}},
+        *extra_stages]}))
+    return pipe, base
+
+
+def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tiny_drive, tmp_path, capsys):
+    import yaml
+    from xmod_core.train import main
+    pipe, base = write_tiny_pipeline(tmp_path, tiny_drive, [
         # an ablation: another folder, the same training stage, one setting changed
         {"name": "2d_ts_ablation", "stage": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"),
-         "init_from": {"rgb": "2d_burn_in"}, "overrides": ["loss.w_reg=0.25"]}]}))
+         "init_from": {"rgb": "2d_burn_in"}, "overrides": ["loss.w_reg=0.25"]}])
     assert main(["--pipeline", str(pipe), "--no-progress"]) == 0
     first = capsys.readouterr().out
     assert first.count("trained") == 3

@@ -136,17 +136,8 @@ def test_two_process_pipeline_keeps_ranks_together(tiny_drive, tmp_path):
     """Under torchrun a pipeline's stages share one process group, and a rank starts the next stage
     only once rank 0 has exported the students that stage starts from (it used to start early and
     either miss them or hang on a process group created again)."""
-    import yaml
-    from test_train import TINY_MODEL
-    base = {"device": "cpu", "seed": 1, "model": TINY_MODEL, "log_every": 1,
-            "data": {"drives": [str(tiny_drive)], "clip_len": 2, "height": 32, "width": 96, "workers": 0},
-            "optim": {"batch_size": 2, "steps": 2, "warmup_steps": 1}}
-    for name in ("2d_burn_in", "2d_ts"):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "stage": name}))
-    pipe = tmp_path / "pipeline.yaml"
-    pipe.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "runs"), "stages": [
-        {"name": "2d_burn_in", "config": str(tmp_path / "2d_burn_in.yaml")},
-        {"name": "2d_ts", "config": str(tmp_path / "2d_ts.yaml"), "init_from": {"rgb": "2d_burn_in"}}]}))
+    from test_distill import write_tiny_pipeline
+    pipe, _ = write_tiny_pipeline(tmp_path, tiny_drive)
     ctx = mp.spawn(_pipeline_worker, args=(WORLD, free_port(), str(pipe), str(tmp_path)), nprocs=WORLD, join=False)
     import time
     deadline = time.monotonic() + 240
