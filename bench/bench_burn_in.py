@@ -33,7 +33,7 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
 
 
 def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5,
-             fragments: str = "keep") -> dict:
+             fragments: str = "largest") -> dict:
     rows = {"motion masks": (F1Accumulator(), [], [])} | {f"{m} student": (F1Accumulator(), [], []) for m in students}
     for drive in drives:
         n = len(sorted((drive / "image_02" / "data").glob("*.png")))
@@ -93,8 +93,9 @@ def main():
     ap.add_argument("--min-score", type=float, default=0.5,
                     help="students' instances scoring less are dropped, as the Predictor's min_score (0.5, chosen on "
                          "the held-out seed-300 drives of bench_xmod_table, not on these)")
-    ap.add_argument("--fragments", choices=FRAGMENTS, default="keep",
-                    help="largest: each slot keeps only its largest connected component (slots_to_instances)")
+    ap.add_argument("--fragments", choices=FRAGMENTS, default="largest",
+                    help="as the Predictor's fragments: largest (its default) keeps each slot's largest connected "
+                         "component, keep every pixel the slot wins (the setting of the figures before 2026-11-30)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.window < 0:

@@ -33,6 +33,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # as xmod_node does, before PyTorch loads OpenMP
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from xmod_core.instances import FRAGMENTS  # noqa: E402  (after OMP_WAIT_POLICY)
+
 DRIVE = ROOT.parent / "shared" / "kitti_raw" / "2011_09_26" / "2011_09_26_drive_sfnd_sync"
 MODES = ("rgb", "lidar", "fused")
 
@@ -244,7 +246,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=30, help="stages: frames (KITTI has 30)")
     p.add_argument("--repeat", type=int, default=1, help="stages: passes over the frames")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--fragments", choices=("keep", "largest"), default="largest",
+    p.add_argument("--fragments", choices=FRAGMENTS, default="largest",
                    help="the students' instances (node parameter fragments; keep: the faster setting)")
     p.add_argument("--drive", default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -106,3 +106,14 @@ def test_evaluator_needs_ground_truth(tmp_path):
     from conftest import make_tiny_drive
     drive = make_tiny_drive(tmp_path)
     assert main(["--data", str(drive), "--device", "cpu"]) == 2
+
+
+def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypatch, tmp_path):
+    import xmod_core.evaluate as E
+    seen = {}
+    monkeypatch.setattr(E, "evaluate", lambda *a, predictor_overrides=None, **kw: seen.update(predictor_overrides) or {})
+    monkeypatch.setattr(E, "tables", lambda *a, **kw: "")
+    E.main(["--data", str(sim_drive), "--out", str(tmp_path / "o")])
+    assert seen["fragments"] == "largest" and seen["hybrid_fragments"] == "keep"           # the Predictor's defaults
+    E.main(["--data", str(sim_drive), "--fragments", "keep", "--hybrid-fragments", "largest", "--out", str(tmp_path / "o")])
+    assert seen["fragments"] == "keep" and seen["hybrid_fragments"] == "largest"

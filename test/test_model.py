@@ -136,7 +136,7 @@ def test_slots_to_instances():
 
 
 def test_slots_to_instances_keeps_a_slots_largest_component():
-    from xmod_core.instances import largest_components, slots_to_instances
+    from xmod_core.instances import connected_components, largest_components, slots_to_instances
     m = torch.full((1, 3, 6, 10), 0.1)
     m[0, 2] = 1.0                               # background everywhere ...
     m[0, 0, 1:4, 1:4] = 3.0                     # ... slot 0 wins a 3x3 block and, apart, a 2x1 fragment
@@ -158,6 +158,7 @@ def test_slots_to_instances_keeps_a_slots_largest_component():
         got = largest_components(ring, method)
         assert got.sum() == 16 and not got[0, 3, 3]
     rnd = torch.rand(20, 12, 30, generator=torch.Generator().manual_seed(0)) < 0.3
+    assert torch.equal(connected_components(rnd, "label"), connected_components(rnd, "pool"))   # the same labels
     assert torch.equal(largest_components(rnd, "label"), largest_components(rnd, "pool"))
     tie = torch.zeros(1, 5, 8, dtype=torch.bool)                        # two 5-cell components: both methods keep
     tie[0, :, 0] = True                                                 # the one whose last pixel comes first (row 1)

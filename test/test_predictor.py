@@ -132,6 +132,12 @@ def test_hybrid_instances_are_the_kept_clusters_with_track_ids(students, tiny_dr
     assert (r.point_labels == 0).all()                                         # full agreement: nothing from these students
 
 
+def test_slots_and_hybrid_instances_get_their_own_fragments_setting(students, tiny_drive):
+    for instances, want in (("slots", "largest"), ("hybrid", "keep")):
+        p = predictor(students, tiny_drive, "fused", instances=instances, fragments="largest", hybrid_fragments="keep")
+        assert {m: s.post.keywords["fragments"] for m, s in p.steps.items()} == {"rgb": want, "lidar": want}
+
+
 def test_hybrid_bad_settings_and_missing_scan(students, tiny_drive):
     d = KittiRawDrive(tiny_drive)
     with pytest.raises(ValueError, match="instances must be one of"):

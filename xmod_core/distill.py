@@ -7,8 +7,9 @@
   an object slot takes the argmax over the object slots (every slot can be an object, slot 0
   included); each slot's region is split into connected components; components that are
   confident (mean teacher foreground above `min_confidence`) and large enough are kept, the rest
-  is background. All on the tensor: connected components by iterated 3x3 max-pooling of pixel
-  indices inside each slot's mask, no per-slot or per-frame Python.
+  is background. Connected components of all slots' masks at once (`instances.connected_components`:
+  scipy's labelling on the CPU, iterated 3x3 maxima of pixel indices on a GPU), no per-slot or
+  per-frame Python.
 - `motion_confidence`: motion-mask objects scored by the teacher (mean foreground over the
   object), to filter them and weight them (1 + confidence), as in DIOD.
 - `merge_targets`: motion objects plus teacher objects that do not overlap them, with weights.
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .instances import connected_components
 
 
 @dataclass
@@ -46,20 +49,6 @@ def ema_update(teacher: nn.Module, student: nn.Module, keep: float) -> None:
         pt.mul_(keep).add_(ps.detach(), alpha=1 - keep)
     for bt, bs in zip(teacher.buffers(), student.buffers()):
         bt.copy_(bs)                                     # running stats and counters: copied
-
-
-def connected_components(mask: torch.Tensor, max_iters: int | None = None) -> torch.Tensor:
-    """(N, h, w) bool -> (N, h, w) int64: 8-connected components, each labelled by the largest
-    linear pixel index in it (+1), 0 outside the mask."""
-    N, h, w = mask.shape
-    idx = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.float32).view(1, 1, h, w)
-    lab = torch.where(mask[:, None], idx, torch.zeros((), device=mask.device))          # (N, 1, h, w)
-    for _ in range(max_iters or h * w):
-        new = torch.where(mask[:, None], F.max_pool2d(lab, 3, 1, 1), lab)
-        if torch.equal(new, lab):
-            break
-        lab = new
-    return lab[:, 0].long()
 
 
 def compact_per_frame(ids: torch.Tensor) -> torch.Tensor:

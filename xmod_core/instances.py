@@ -26,48 +26,57 @@ def max3x3(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :])   # along h
 
 
-def largest_components(onehot: torch.Tensor, method: str = "auto") -> torch.Tensor:
-    """(N, h, w) bool -> (N, h, w) bool: the largest 8-connected component of each mask.
+def connected_components(mask: torch.Tensor, method: str = "auto", rounds: int | None = None) -> torch.Tensor:
+    """(N, h, w) bool -> (N, h, w) int64: 8-connected components of each mask, each labelled by its
+    largest linear pixel index + 1 (so the labels do not depend on the method), 0 outside.
 
-    Both methods name a component by its largest linear pixel index (+1), so they agree, ties
-    included (equal components: the one whose last pixel comes first in raster order wins).
     `method`: "label" (scipy.ndimage.label on the host, one call for all N masks; the default on
-    the CPU) or "pool" (the default on a GPU: labels spread by iterated 3x3 maxima of pixel
-    indices, h + w rounds with no data-dependent exit, so nothing waits for the device and the
-    rounds can be captured in a CUDA graph; on the CPU it stops once they settle, checked every 4
-    rounds). A component whose geodesic diameter exceeds h + w may stay split under "pool", and
-    only its larger part is kept."""
+    the CPU) or "pool" (the default on a GPU: labels spread by iterated 3x3 maxima of the pixel
+    indices). `rounds`: None spreads until the labels settle (checked every 4 rounds, at most
+    h * w); a number runs exactly that many rounds with no check, so nothing waits for the device
+    and the rounds can be captured in a CUDA graph (a component whose geodesic diameter exceeds
+    them may stay split)."""
     if method == "auto":
-        method = "pool" if onehot.is_cuda else "label"
+        method = "pool" if mask.is_cuda else "label"
     if method not in ("label", "pool"):
         raise ValueError(f"method must be auto, label or pool, got {method!r}")
-    N, h, w = onehot.shape
-    if onehot.numel() == 0:
-        return onehot.clone()
-    dev = onehot.device
+    N, h, w = mask.shape
+    dev = mask.device
+    if mask.numel() == 0:
+        return torch.zeros(mask.shape, dtype=torch.long, device=dev)
     idx = torch.arange(1, h * w + 1, device=dev)                                           # linear pixel index + 1
     if method == "label":
-        if onehot.is_cuda and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("largest_components: method 'label' runs on the host and cannot be captured in a "
+        if mask.is_cuda and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("connected_components: method 'label' runs on the host and cannot be captured in a "
                                "CUDA graph; use method 'pool'")
         structure = np.zeros((3, 3, 3), bool)
         structure[1] = True                                                                 # 8-connected, never across masks
-        lab, n = ndimage.label(onehot.cpu().numpy(), structure)                            # (N, h, w) 1..n, 0 outside
+        lab, n = ndimage.label(mask.cpu().numpy(), structure)                              # (N, h, w) 1..n, 0 outside
         lab = torch.from_numpy(lab.astype(np.int64)).view(N, h * w).to(dev)
         top = torch.zeros(n + 1, dtype=torch.long, device=dev).scatter_reduce_(
             0, lab.flatten(), idx.expand(N, -1).flatten(), "amax")                          # each label's largest pixel
-        lab = torch.where(lab > 0, top[lab], 0)                                            # (N, hw) 0 outside, 1..hw inside
-    else:
-        mask, zero = onehot[:, None], torch.zeros((), device=dev)
-        lab = torch.where(mask, idx.view(1, 1, h, w).float(), zero)                        # (N, 1, h, w)
-        settle = not onehot.is_cuda                                                         # a GPU never waits for a check
-        for i in range(h + w):
-            new = torch.where(mask, max3x3(lab), zero)
-            if settle and i % 4 == 3 and torch.equal(new, lab):
-                break
-            lab = new
-        lab = lab.view(N, h * w).long()
-    size = torch.zeros(N, h * w + 1, device=dev).scatter_add_(1, lab, torch.ones_like(lab, dtype=torch.float32))
+        return torch.where(lab > 0, top[lab], 0).view(N, h, w)
+    m, zero = mask[:, None], torch.zeros((), device=dev)
+    lab = torch.where(m, idx.view(1, 1, h, w).float(), zero)                               # (N, 1, h, w)
+    for i in range(rounds if rounds is not None else h * w):
+        new = torch.where(m, max3x3(lab), zero)
+        if rounds is None and i % 4 == 3 and torch.equal(new, lab):
+            break
+        lab = new
+    return lab[:, 0].long()
+
+
+def largest_components(onehot: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    """(N, h, w) bool -> (N, h, w) bool: the largest 8-connected component of each mask (ties: the
+    component whose last pixel comes first in raster order, whichever the method). On a GPU
+    ("pool") the components spread for a fixed h + w rounds (see `connected_components`), so the
+    step stays free of host synchronisation; on the CPU ("label") they are exact."""
+    N, h, w = onehot.shape
+    if method == "auto":
+        method = "pool" if onehot.is_cuda else "label"
+    lab = connected_components(onehot, method, rounds=h + w if method == "pool" and onehot.is_cuda else None)
+    lab = lab.view(N, h * w)
+    size = torch.zeros(N, h * w + 1, device=onehot.device).scatter_add_(1, lab, torch.ones_like(lab, dtype=torch.float32))
     size[:, 0] = 0
     return (lab == size.argmax(1, keepdim=True)).view(N, h, w) & onehot
 

@@ -475,7 +475,8 @@ class XmodPipeline:
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
-                              width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"], min_score=p["min_score"], fusion_iou=p["fusion_iou"],
+                              width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
+                              min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
