@@ -115,7 +115,7 @@ def test_cross_modal_routes_teacher_labels_to_the_other_student(tiny_drive, monk
             teacher_out = {m: t(batch[stages.TEACHER_INPUT[m]])["masks"] for m, t in st.teachers.items()}
         seen = []
         real = stages.merge_targets
-        monkeypatch.setattr(stages, "merge_targets", lambda mo, mv, tm, c: (seen.append(tm), real(mo, mv, tm, c))[1])
+        monkeypatch.setattr(stages, "merge_targets", lambda mo, mv, tm, c, *li: (seen.append(tm), real(mo, mv, tm, c, *li))[1])
         st.loss(batch, st.students)
         for m, tm in zip(st.modalities, seen):                       # students in order: rgb, lidar
             assert torch.equal(tm, teacher_out[expect[m]]), (cross, m)

@@ -12,17 +12,20 @@
   per-frame Python.
 - `motion_confidence`: motion-mask objects scored by the teacher (mean foreground over the
   object), to filter them and weight them (1 + confidence), as in DIOD.
-- `merge_targets`: motion objects plus teacher objects that do not overlap them, with weights.
+- `merge_targets`: motion objects plus teacher objects that do not overlap them, with weights;
+  with `geometry_gate`, only the teacher objects whose LiDAR returns look like a movable object
+  (`geometry.geometry_gate`: off the ground plane, object-sized) are added.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import GateConfig, geometry_gate
 from .instances import connected_components
 
 
@@ -34,6 +37,9 @@ class DistillConfig:
     motion_min_confidence: float = 0.5 # motion-mask objects the teacher does not see at all are dropped
     overlap_iou: float = 0.3           # a teacher object overlapping a motion object by this much is the same object
     cross_modal: bool = True           # 2d_3d_ts: the 2D teacher teaches the 3D student and vice versa
+    geometry_gate: bool = False        # teacher objects must look movable in the LiDAR (ground, size; the
+                                       # stage then loads the LiDAR for a 2D student too)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 def make_teacher(student: nn.Module) -> nn.Module:
@@ -100,14 +106,16 @@ def motion_confidence(motion: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 
 def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_masks: torch.Tensor,
-                  cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                  cfg: DistillConfig, lidar: torch.Tensor | None = None,
+                  lidar_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets for a student in a distillation stage, on the 1/4 grid:
     motion (B, T, h, w) ids, motion_valid (B, T), teacher_masks (B, T, K, h, w) ->
     ids (B, T, h, w) and object weights (B*T, G + 1) for `motion_losses` (column g = id g - 1 ...
     see below). Motion objects the teacher sees (confidence >= motion_min_confidence) keep their
     ids, weighted 1 + confidence; teacher objects that overlap no kept motion object by
     `overlap_iou` are added, weighted 1 + their confidence. Unknown motion frames use the teacher
-    objects alone."""
+    objects alone. With cfg.geometry_gate, lidar (B, T, 4, H, W) (the normalised front view) and
+    lidar_valid (B, T, H, W) are required, and teacher objects that fail the gate are dropped."""
     B, T, K, h, w = teacher_masks.shape
     tm = teacher_masks.reshape(B * T, K, h, w)
     mot = torch.where(motion_valid.reshape(-1, 1, 1), motion.reshape(B * T, h, w), 0).long()
@@ -116,6 +124,12 @@ def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_mask
     keep_m[:, 0] = False
     mot = torch.where(keep_m.gather(1, mot.flatten(1)).view_as(mot), mot, 0)
     pl, pconf = pseudo_labels(tm, cfg)                                                 # (F, h, w)
+    if cfg.geometry_gate:
+        if lidar is None or lidar_valid is None:
+            raise ValueError("distill.geometry_gate needs the LiDAR front view (lidar_target, lidar_valid) in the batch")
+        keep = geometry_gate(pl, lidar.reshape(B * T, *lidar.shape[2:]), lidar_valid.reshape(B * T, *lidar_valid.shape[2:]),
+                             cfg.gate).gather(1, pl.flatten(1)).view_as(pl)
+        pl, pconf = compact_per_frame(torch.where(keep, pl, 0)), torch.where(keep, pconf, 0)
     # IoU of every teacher object with the union of the kept motion objects it overlaps
     Gp = int(pl.max()) + 1
     flat_p = pl.flatten(1)

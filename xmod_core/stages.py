@@ -36,7 +36,13 @@ def student_config(model: ModelConfig, modality: str) -> ModelConfig:
 class Stage:
     """Base: `students` are optimised, `teachers` are not (EMA copies, distillation stages)."""
     name = ""
-    modalities: tuple = ()
+    modalities: tuple = ()                 # the students' modalities
+
+    @property
+    def data_modalities(self) -> tuple:
+        """What the stage's clips must carry: its students' inputs, and the LiDAR where a
+        geometry gate judges a 2D teacher's objects."""
+        return self.modalities
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig):
         self.model_cfg, self.loss_cfg = model_cfg, loss_cfg
@@ -113,6 +119,11 @@ class TeacherStudent(Stage):
         for m, s in self.students.items():          # teachers start as the (initialised) students
             self.teachers[m].load_state_dict(s.state_dict())
 
+    @property
+    def data_modalities(self) -> tuple:
+        extra = ("lidar",) if self.dcfg.geometry_gate and "lidar" not in self.modalities else ()
+        return self.modalities + extra
+
     def source(self, modality: str) -> str:
         """Whose teacher labels this student: the other modality's in cross-modal xMOD."""
         if len(self.modalities) == 2 and self.dcfg.cross_modal:
@@ -124,7 +135,8 @@ class TeacherStudent(Stage):
             t_masks = {m: t(batch[TEACHER_INPUT[m]])["masks"] for m, t in self.teachers.items()}
         total, logs, vis = 0.0, {}, {}
         for m in self.modalities:
-            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg)
+            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg,
+                                         batch.get("lidar_target"), batch.get("lidar_valid"))
             out = nets[m](batch[m])
             terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)
             valid = batch.get("lidar_valid") if m == "lidar" else None

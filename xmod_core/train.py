@@ -190,17 +190,17 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
 
     if not resume:
         stage.on_start()
-    dataset = ClipDataset(cfg.data, cfg.augment, stage.modalities, seed=cfg.seed)
+    dataset = ClipDataset(cfg.data, cfg.augment, stage.data_modalities, seed=cfg.seed)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     if len(sampler) < per_rank:
         raise TrainingError(f"{len(dataset)} clips are too few for a batch of {cfg.optim.batch_size}")
     cache = clip_cache
     if cache is not None:
         if cache.passes != cfg.data.device_cache or cache.size != len(dataset) or \
-                not set(stage.modalities) <= set(cache.modalities):
+                not set(stage.data_modalities) <= set(cache.modalities):
             raise TrainingError(f"the clip cache ({cache.passes} pass(es) of {cache.size} clips, {cache.modalities}) does "
                                 f"not fit data.device_cache={cfg.data.device_cache} and {len(dataset)} clips of "
-                                f"{stage.modalities}")
+                                f"{stage.data_modalities}")
     elif cfg.data.device_cache:
         cache = DeviceClipCache(dataset, dev, cfg.data.device_cache, cfg.data.workers)
     use_amp = cfg.amp and dev.type == "cuda"
