@@ -32,6 +32,22 @@ def crop_resize(img: np.ndarray, crop, W: int, H: int) -> np.ndarray:
     return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_NEAREST)
 
 
+def fmt(v) -> str:
+    return "   n/a" if v is None else f"{v:6.3f}"
+
+
+def frame_truth(drive: Path, fid: str, crop, W: int, H: int, min_area: int) -> tuple:
+    """The simulator's instance ids of one frame at the evaluation crop and size, its moving ids
+    and the ids under min_area pixels there (to be ignored)."""
+    gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
+                     crop, W, H).astype(np.int64)
+    objs = json.loads((drive / "objects/data" / f"{fid}.json").read_text())["objects"]
+    moving = [o["id"] for o in objs if o["moving"]]
+    areas = np.bincount(gt.ravel())
+    ignore = [int(i) for i in np.flatnonzero((areas > 0) & (areas < min_area)) if i]
+    return gt, moving, ignore
+
+
 def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int = 3, min_score: float = 0.5,
              fragments: str = "largest") -> dict:
     rows = {"motion masks": (F1Accumulator(), [], [])} | {f"{m} student": (F1Accumulator(), [], []) for m in students}
@@ -51,12 +67,7 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
                 seg, _ = slots_to_instances(masks[0], size=(H, W))      # the whole partition, nothing dropped
                 preds[f"{modality} student"] = (ids.numpy(), conf.numpy(), seg.numpy())
         for t, fid in enumerate(ds.drives[0].frame_ids):
-            gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
-                             sample["crop"], W, H).astype(np.int64)
-            objs = json.loads((drive / "objects/data" / f"{fid}.json").read_text())["objects"]
-            moving = [o["id"] for o in objs if o["moving"]]
-            areas = np.bincount(gt.ravel())
-            ignore = [int(i) for i in np.flatnonzero((areas > 0) & (areas < min_area)) if i]
+            gt, moving, ignore = frame_truth(drive, fid, sample["crop"], W, H, min_area)
             mpath = drive / "image_02/motion_masks" / f"{fid}.png"
             motion = cv2.imread(str(mpath), cv2.IMREAD_UNCHANGED) if mpath.is_file() else None
             motion = np.zeros_like(gt) if motion is None else crop_resize(motion, sample["crop"], W, H).astype(np.int64)
@@ -110,7 +121,6 @@ def main():
           f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}, "
           f"fragments: {a.fragments}")
     print(f"{'method':16s} {'P':>6s} {'R':>6s} {'F1@50':>6s} {'FG-ARI':>7s} {'(all)':>6s} {'R still':>8s} {'R moving':>9s}")
-    fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
     for name, r in res.items():
         print(f"{name:16s} {fmt(r['precision'])} {fmt(r['recall'])} {fmt(r['f1'])} {fmt(r['fg_ari']):>7s} {fmt(r['fg_ari_all'])} "
               f"{fmt(r['recall_still']):>8s} {fmt(r['recall_moving']):>9s}")

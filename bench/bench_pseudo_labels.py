@@ -18,13 +18,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_burn_in import crop_resize  # noqa: E402
+from bench_burn_in import fmt, frame_truth  # noqa: E402
 
 from xmod_core.data import ClipDataset, DataConfig, find_drives  # noqa: E402
 from xmod_core.distill import DistillConfig, merge_targets  # noqa: E402
@@ -53,6 +52,7 @@ def main():
                     help="also rows with distill.geometry_gate on (teacher objects judged on the LiDAR front view)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
+    torch.manual_seed(0)                                   # the gate's RANSAC draws: the same figures every run
     model, meta = load_student(a.teacher)
     modality = meta["modality"]
     H, W = a.height, a.width
@@ -83,12 +83,7 @@ def main():
             preds[f"teacher {tag(c, g)}"] = upsample(merge_targets(empty, valid, masks, dc, *lidar)[0][0], H, W)
             preds[f"targets {tag(c, g)}"] = upsample(merge_targets(motion, valid, masks, dc, *lidar)[0][0], H, W)
         for t, fid in enumerate(ds.drives[0].frame_ids):
-            gt = crop_resize(cv2.imread(str(drive / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED),
-                             s["crop"], W, H).astype(np.int64)
-            objs = json.loads((drive / "objects/data" / f"{fid}.json").read_text())["objects"]
-            moving = [o["id"] for o in objs if o["moving"]]
-            areas = np.bincount(gt.ravel())
-            ignore = [int(i) for i in np.flatnonzero((areas > 0) & (areas < a.min_area)) if i]
+            gt, moving, ignore = frame_truth(drive, fid, s["crop"], W, H, a.min_area)
             for name, p in preds.items():
                 rows[name].update(gt, p[t], ignore_ids=ignore, moving_ids=moving)
                 counts[name].append(len(np.unique(p[t])) - (p[t] == 0).any())
@@ -98,9 +93,8 @@ def main():
     for name, acc in rows.items():
         r = acc.result() | {"objects_per_frame": float(np.mean(counts[name]))}
         res[name] = r
-        f = lambda v: "   n/a" if v is None else f"{v:6.3f}"
-        print(f"{name:22s} {r['objects_per_frame']:9.2f} {f(r['precision'])} {f(r['recall'])} {f(r['f1'])} "
-              f"{f(r['recall_still']):>8s}")
+        print(f"{name:22s} {r['objects_per_frame']:9.2f} {fmt(r['precision'])} {fmt(r['recall'])} {fmt(r['f1'])} "
+              f"{fmt(r['recall_still']):>8s}")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 
