@@ -68,8 +68,8 @@ def ground_plane(xyz: torch.Tensor, valid: torch.Tensor, cfg: GateConfig, genera
     ok = (norm[..., 0] > 1e-6) & (n[..., 1] > 0.9)                                   # near-horizontal planes
     sub = torch.multinomial(w, cfg.ground_sample, replacement=True, generator=generator)
     sub = pts.gather(1, sub[..., None].expand(-1, -1, 3))                            # (F, S, 3)
-    inl = ((torch.einsum("fsc,fic->fis", sub, n) + d[..., None]).abs() < cfg.ground_tol).sum(-1) * ok
-    best = inl.argmax(1)                                                              # (F,)
+    inl = ((torch.einsum("fsc,fic->fis", sub, n) + d[..., None]).abs() < cfg.ground_tol).sum(-1)
+    best = torch.where(ok, inl, -1).argmax(1)                                         # (F,) best near-horizontal plane
     nb = n.gather(1, best.view(-1, 1, 1).expand(-1, 1, 3))[:, 0]                      # (F, 3)
     db = d.gather(1, best[:, None])                                                   # (F, 1)
     dist = (torch.einsum("fnc,fc->fn", pts, nb) + db).abs()
