@@ -904,6 +904,13 @@ def main(args=None) -> int:
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+    if rc:
+        # A refused start has nothing to save: leave now, before the interpreter's teardown of the
+        # middleware's threads (under load, with several nodes refusing at once, that teardown once
+        # ended in SIGSEGV after the message was out, and the exit status 2 was lost).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
     return rc
 
 
