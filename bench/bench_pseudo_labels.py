@@ -27,6 +27,7 @@ from bench_burn_in import fmt, frame_truth  # noqa: E402
 
 from xmod_core.data import ClipDataset, DataConfig, find_drives  # noqa: E402
 from xmod_core.distill import DistillConfig, merge_targets  # noqa: E402
+from xmod_core.geometry import LidarView  # noqa: E402
 from xmod_core.metrics import F1Accumulator  # noqa: E402
 from xmod_core.model import load_student  # noqa: E402
 from xmod_core.stages import TEACHER_INPUT  # noqa: E402
@@ -76,12 +77,12 @@ def main():
         motion, valid = s["motion"][None], s["motion_valid"][None]
         mot = torch.where(valid.view(1, -1, 1, 1), motion, 0)
         preds = {"motion masks": upsample(mot[0], H, W)}
-        lidar = (s["lidar_target"][None], s["lidar_valid"][None]) if a.geometry_gate else (None, None)
+        lidar = LidarView.of(s["lidar_target"], s["lidar_valid"], base.gate) if a.geometry_gate else None
         for c, g in settings:
             dc = replace(base, min_confidence=c, geometry_gate=g)
             empty = torch.zeros_like(motion)                                  # the teacher's objects alone
-            preds[f"teacher {tag(c, g)}"] = upsample(merge_targets(empty, valid, masks, dc, *lidar)[0][0], H, W)
-            preds[f"targets {tag(c, g)}"] = upsample(merge_targets(motion, valid, masks, dc, *lidar)[0][0], H, W)
+            preds[f"teacher {tag(c, g)}"] = upsample(merge_targets(empty, valid, masks, dc, lidar)[0][0], H, W)
+            preds[f"targets {tag(c, g)}"] = upsample(merge_targets(motion, valid, masks, dc, lidar)[0][0], H, W)
         for t, fid in enumerate(ds.drives[0].frame_ids):
             gt, moving, ignore = frame_truth(drive, fid, s["crop"], W, H, a.min_area)
             for name, p in preds.items():

@@ -6,7 +6,8 @@ import torch
 
 from xmod_core.distill import DistillConfig, merge_targets
 from xmod_core.frontview import normalise
-from xmod_core.geometry import GateConfig, geometry_gate, ground_plane, group_quantiles, metric_xyz, object_geometry
+from xmod_core.geometry import (GateConfig, LidarView, geometry_gate, ground_plane, group_quantiles, metric_xyz,
+                                object_geometry)
 
 H, W = 32, 64
 
@@ -57,6 +58,27 @@ def test_ground_plane_finds_the_road_not_the_objects():
     assert not none.any()                                                # no returns: no plane, no ground
 
 
+def test_ground_plane_never_picks_a_steep_plane(monkeypatch):
+    """Plane 0 through three wall returns (steep), plane 1 through three road returns (flat) that
+    no scored return lies on: the road plane must win, not the first plane by an argmax over
+    inlier counts zeroed for steep planes (which made the wall the ground)."""
+    pts = torch.tensor([[0.0, 1.65, 5.0], [2.0, 1.65, 6.0], [1.0, 1.65, 9.0],             # road, 1.65 m below
+                        [3.0, 1.10, 5.0], [3.0, 1.25, 7.0], [3.0, 1.40, 6.0],             # a wall x = 3 m, low
+                        [3.0, 1.15, 9.0], [3.0, 1.30, 11.0]])
+    xyz = pts.T.reshape(1, 3, 1, 8)
+    draws = iter([torch.tensor([[3, 4, 5, 0, 1, 2]]), torch.tensor([[3, 4, 5, 6, 7]])])  # triples, then scored returns
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: next(draws))
+    g = ground_plane(xyz, torch.ones(1, 1, 8, dtype=torch.bool), GateConfig(ground_iters=2, ground_sample=5))
+    assert g[0, 0].tolist() == [True] * 3 + [False] * 5
+
+
+def test_gate_bounds_are_the_clustering_baselines():
+    from xmod_core.baselines import ClusterConfig
+    g, c = GateConfig(), ClusterConfig()
+    assert (g.min_height, g.max_height, g.max_length, g.ground_tol, g.min_points) == \
+        (c.min_height, c.max_height, c.max_length, c.ground_tol, c.min_points)
+
+
 def test_group_quantiles_match_numpy_nearest_rank():
     rng = np.random.default_rng(0)
     v = rng.normal(size=(3, 200))
@@ -79,8 +101,7 @@ def test_object_geometry_extents_ignore_a_stray_return():
     ids = torch.zeros(1, H, W, dtype=torch.long)
     ids[0][regions["car"]] = 1
     ids[0][regions["wall"]] = 2
-    xyz = metric_xyz(feats)
-    geo = object_geometry(ids, xyz, valid, ground_plane(xyz, valid, GateConfig(), torch.Generator().manual_seed(0)))
+    geo = object_geometry(ids, LidarView.of(feats, valid, GateConfig(), torch.Generator().manual_seed(0)))
     assert geo["points"][0, 1] == 120 and geo["points"][0, 2] == 14 * 24
     assert 1.0 < geo["height"][0, 1] < 1.5 and 2.5 < geo["length"][0, 1] < 4.0     # not stretched to 55 m
     assert geo["length"][0, 2] > 20
@@ -93,11 +114,11 @@ def test_geometry_gate_keeps_the_car_drops_road_wall_and_empty_objects():
     ids[0, 6:8, 8:12] = 2                                                # a patch of road
     ids[0, 1:3, 11:15] = 3                                               # the wall
     ids[0, 0:2, 0:4] = 4                                                 # sky: no returns at all
-    keep = geometry_gate(ids, feats, valid, GateConfig(), torch.Generator().manual_seed(0))
+    view = LidarView.of(feats, valid, GateConfig(), torch.Generator().manual_seed(0))
+    keep = geometry_gate(ids, view, GateConfig())
     assert keep.shape == (1, 5)
     assert keep[0].tolist() == [False, True, False, False, False]
-    loose = geometry_gate(ids, feats, valid, GateConfig(max_length=40.0, max_ground_share=1.0, min_height=0.0,
-                                                         min_points=0), torch.Generator().manual_seed(0))
+    loose = geometry_gate(ids, view, GateConfig(max_length=40.0, max_ground_share=1.0, min_height=0.0, min_points=0))
     assert loose[0].tolist() == [False, True, True, True, True]         # each drop above came from its own bound
 
 
@@ -114,9 +135,9 @@ def test_merge_targets_adds_only_gated_teacher_objects():
     cfg = DistillConfig(min_size=4)
     ids, _ = merge_targets(motion, mv, masks, cfg)
     assert ids.max() == 2                                              # ungated: car and road
-    torch.manual_seed(0)
     gated = DistillConfig(min_size=4, geometry_gate=True)
-    ids, weights = merge_targets(motion, mv, masks, gated, feats[:, None], valid[:, None])
+    view = LidarView.of(feats[:, None], valid[:, None], gated.gate, torch.Generator().manual_seed(0))   # (B, T) frames
+    ids, weights = merge_targets(motion, mv, masks, gated, view)
     assert ids.max() == 1 and ids[0, 0, 4, 3] == 1 and ids[0, 0, 7, 9] == 0 and weights.shape == (1, 1)
     with pytest.raises(ValueError, match="geometry_gate needs the LiDAR"):
         merge_targets(motion, mv, masks, gated)

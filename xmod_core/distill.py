@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .geometry import GateConfig, geometry_gate
+from .geometry import GateConfig, LidarView, geometry_gate
 from .instances import connected_components
 
 
@@ -106,16 +106,15 @@ def motion_confidence(motion: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 
 def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_masks: torch.Tensor,
-                  cfg: DistillConfig, lidar: torch.Tensor | None = None,
-                  lidar_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  cfg: DistillConfig, lidar: LidarView | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets for a student in a distillation stage, on the 1/4 grid:
     motion (B, T, h, w) ids, motion_valid (B, T), teacher_masks (B, T, K, h, w) ->
     ids (B, T, h, w) and object weights (B*T, G + 1) for `motion_losses` (column g = id g - 1 ...
     see below). Motion objects the teacher sees (confidence >= motion_min_confidence) keep their
     ids, weighted 1 + confidence; teacher objects that overlap no kept motion object by
     `overlap_iou` are added, weighted 1 + their confidence. Unknown motion frames use the teacher
-    objects alone. With cfg.geometry_gate, lidar (B, T, 4, H, W) (the normalised front view) and
-    lidar_valid (B, T, H, W) are required, and teacher objects that fail the gate are dropped."""
+    objects alone. With cfg.geometry_gate, `lidar` (the batch's B*T frames, `LidarView.of`) is
+    required, and teacher objects that fail the gate are dropped."""
     B, T, K, h, w = teacher_masks.shape
     tm = teacher_masks.reshape(B * T, K, h, w)
     mot = torch.where(motion_valid.reshape(-1, 1, 1), motion.reshape(B * T, h, w), 0).long()
@@ -125,10 +124,9 @@ def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_mask
     mot = torch.where(keep_m.gather(1, mot.flatten(1)).view_as(mot), mot, 0)
     pl, pconf = pseudo_labels(tm, cfg)                                                 # (F, h, w)
     if cfg.geometry_gate:
-        if lidar is None or lidar_valid is None:
+        if lidar is None:
             raise ValueError("distill.geometry_gate needs the LiDAR front view (lidar_target, lidar_valid) in the batch")
-        keep = geometry_gate(pl, lidar.reshape(B * T, *lidar.shape[2:]), lidar_valid.reshape(B * T, *lidar_valid.shape[2:]),
-                             cfg.gate).gather(1, pl.flatten(1)).view_as(pl)
+        keep = geometry_gate(pl, lidar, cfg.gate).gather(1, pl.flatten(1)).view_as(pl)
         pl, pconf = compact_per_frame(torch.where(keep, pl, 0)), torch.where(keep, pconf, 0)
     # IoU of every teacher object with the union of the kept motion objects it overlaps
     Gp = int(pl.max()) + 1

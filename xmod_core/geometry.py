@@ -8,12 +8,15 @@ size bounds of the Euclidean-clustering baseline (`baselines.ClusterConfig`):
 
 - `ground_plane`: a RANSAC plane through the low returns of each frame, batched over frames
   (random triples of low returns, scored on a sample of them), in rectified camera coordinates
-  (y down): the same test as the clustering baseline's `ground_mask`, on the front view.
+  (y down): the test of the clustering baseline's `ground_mask` (numpy, one raw scan), as tensor
+  operations on a batch of front views.
+- `LidarView`: a batch's metric returns and their ground flags, made once per training step and
+  shared by every student's targets.
 - `object_geometry`: per object id, its returns, their share on the ground plane, and its height
   and horizontal extents between the 10th and 90th percentiles of its returns (`group_quantiles`,
   one sort for all objects): a mask's border cells that hit the background far behind do not
   stretch them, as they stretch min/max or a standard deviation.
-- `geometry_gate`: (F,) frames of ids -> the ids of objects that pass.
+- `geometry_gate`: (F, h, w) frames of ids and their `LidarView` -> the ids of objects that pass.
 
 All tensor operations over frames, pixels and objects; CPU or CUDA.
 """
@@ -24,23 +27,42 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .baselines import ClusterConfig
 from .frontview import X_RANGE, Y_RANGE, Z_RANGE
 
 _LO = torch.tensor([X_RANGE[0], Y_RANGE[0], Z_RANGE[0]])
 _SPAN = torch.tensor([X_RANGE[1] - X_RANGE[0], Y_RANGE[1] - Y_RANGE[0], Z_RANGE[1] - Z_RANGE[0]])
 
 
+_BASE = ClusterConfig()
+
+
 @dataclass
 class GateConfig:
     camera_height: float = 1.65      # m above the road of the rectified camera (KITTI); seeds the plane search
-    ground_iters: int = 64           # RANSAC planes per frame
-    ground_sample: int = 1000        # low returns each plane is scored on
-    ground_tol: float = 0.2          # m from the plane: ground (as the clustering baseline)
-    min_points: int = 10             # an object needs this many returns to be judged (fewer: dropped)
-    max_ground_share: float = 0.5    # more of its returns on the ground plane: road, not an object
-    min_height: float = 0.4          # m, extents outside these bounds are not movable objects
-    max_height: float = 4.5          #    (the clustering baseline's bounds, not tuned here)
-    max_length: float = 12.0
+    ground_iters: int = _BASE.ground_iters        # RANSAC planes per frame
+    ground_sample: int = _BASE.ground_sample      # low returns each plane is scored on
+    ground_tol: float = _BASE.ground_tol          # m from the plane: ground
+    min_points: int = _BASE.min_points            # an object needs this many returns to be judged (fewer: dropped)
+    max_ground_share: float = 0.5                 # more of its returns on the ground plane: road, not an object
+    min_height: float = _BASE.min_height          # m, extents outside these bounds are not movable objects
+    max_height: float = _BASE.max_height          #    (the clustering baseline's, not tuned here)
+    max_length: float = _BASE.max_length
+
+
+@dataclass
+class LidarView:
+    """A batch of front views in metres: xyz (F, 3, H, W), valid returns and ground (F, H, W)."""
+    xyz: torch.Tensor
+    valid: torch.Tensor
+    ground: torch.Tensor
+
+    @classmethod
+    def of(cls, lidar: torch.Tensor, valid: torch.Tensor, cfg: GateConfig, generator=None) -> "LidarView":
+        """lidar (..., 4, H, W) normalised front views, valid (..., H, W) -> their view, frames flattened."""
+        lidar, valid = lidar.reshape(-1, *lidar.shape[-3:]), valid.reshape(-1, *valid.shape[-2:])
+        xyz = metric_xyz(lidar)
+        return cls(xyz, valid, ground_plane(xyz, valid, cfg, generator))
 
 
 def metric_xyz(features: torch.Tensor) -> torch.Tensor:
@@ -93,38 +115,33 @@ def group_quantiles(values: torch.Tensor, groups: torch.Tensor, mask: torch.Tens
     return torch.where(cnt[:, None] > 0, out, 0).view(Fn, G, -1)
 
 
-def object_geometry(ids: torch.Tensor, xyz: torch.Tensor, valid: torch.Tensor, ground: torch.Tensor,
-                    spread: float = 0.1) -> dict:
-    """ids (F, H, W) 0..G (0 background), xyz (F, 3, H, W), valid / ground (F, H, W) ->
-    per object (F, G + 1): points, ground_share, height (of y) and length (the longer of x and
-    z): the ranges between the `spread` and 1 - `spread` quantiles of its returns, which stray
-    returns behind or in front of the object (a mask's border cells) do not stretch."""
+def object_geometry(ids: torch.Tensor, view: LidarView, G: int | None = None, spread: float = 0.1) -> dict:
+    """ids (F, H, W) 0..G-1 (0 background) on the view's grid -> per object (F, G): points,
+    ground_share, height (of y) and length (the longer of x and z): the ranges between the
+    `spread` and 1 - `spread` quantiles of its returns, which stray returns behind or in front of
+    the object (a mask's border cells) do not stretch. G: default max id + 1."""
     Fn = ids.shape[0]
-    G = int(ids.max()) + 1 if ids.numel() else 1
-    idx = torch.where(valid, ids, 0).flatten(1)                                      # returns only; others -> bg
-    v = valid.flatten(1)
+    G = G or (int(ids.max()) + 1 if ids.numel() else 1)
+    v = view.valid.flatten(1)
+    idx = torch.where(v, ids.flatten(1), 0)                                           # returns only; others -> bg
     zeros = torch.zeros(Fn, G, device=ids.device)
     cnt = zeros.scatter_add(1, idx, v.float())
-    gnd = zeros.scatter_add(1, idx, (ground.flatten(1) & v).float())
+    gnd = zeros.scatter_add(1, idx, (view.ground.flatten(1) & v).float())
     q = torch.tensor([spread, 1 - spread], device=ids.device)
-    p = xyz.flatten(2)
-    rng = torch.stack([(lambda r: r[..., 1] - r[..., 0])(group_quantiles(p[:, c], idx, v, G, q)) for c in range(3)], 1)
-    return {"points": cnt, "ground_share": gnd / cnt.clamp(min=1), "height": rng[:, 1],
-            "length": torch.maximum(rng[:, 0], rng[:, 2])}
+    p = view.xyz.flatten(2).transpose(0, 1).reshape(3 * Fn, -1)                      # (3F, N): axes as frames
+    r = group_quantiles(p, idx.repeat(3, 1), v.repeat(3, 1), G, q).view(3, Fn, G, 2)  # one sort for x, y, z
+    ext = r[..., 1] - r[..., 0]                                                       # (3, F, G)
+    return {"points": cnt, "ground_share": gnd / cnt.clamp(min=1), "height": ext[1],
+            "length": torch.maximum(ext[0], ext[2])}
 
 
-def geometry_gate(ids: torch.Tensor, lidar: torch.Tensor, valid: torch.Tensor, cfg: GateConfig,
-                  generator=None) -> torch.Tensor:
-    """ids (F, h, w) objects on the 1/s grid, lidar (F, 4, H, W) normalised front view with its
-    valid returns (F, H, W) -> (F, G + 1) bool: the objects that look movable (column 0 False)."""
-    H, W = lidar.shape[-2:]
-    up = F.interpolate(ids[:, None].float(), size=(H, W), mode="nearest")[:, 0].long()  # (F, H, W)
-    xyz = metric_xyz(lidar)
-    geo = object_geometry(up, xyz, valid, ground_plane(xyz, valid, cfg, generator))
+def geometry_gate(ids: torch.Tensor, view: LidarView, cfg: GateConfig) -> torch.Tensor:
+    """ids (F, h, w) 0..G objects on the 1/s grid of the view's frames -> (F, G + 1) bool: the
+    objects that look movable (column 0, the background, False)."""
+    up = F.interpolate(ids[:, None].float(), size=view.valid.shape[-2:], mode="nearest")[:, 0].long()  # (F, H, W)
+    geo = object_geometry(up, view, G=int(ids.max()) + 1 if ids.numel() else 1)
     keep = ((geo["points"] >= cfg.min_points) & (geo["ground_share"] <= cfg.max_ground_share)
             & (geo["height"] >= cfg.min_height) & (geo["height"] <= cfg.max_height)
             & (geo["length"] <= cfg.max_length))
-    G = int(ids.max()) + 1 if ids.numel() else 1
-    keep = keep[:, :G] if keep.shape[1] >= G else F.pad(keep, (0, G - keep.shape[1]))
     keep[:, 0] = False
     return keep

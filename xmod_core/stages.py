@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .distill import DistillConfig, ema_update, make_teacher, merge_targets
+from .geometry import LidarView
 from .losses import LossConfig, motion_losses, recon_loss
 from .model import DIOD, ModelConfig
 
@@ -133,10 +134,12 @@ class TeacherStudent(Stage):
     def loss(self, batch, nets):
         with torch.no_grad():
             t_masks = {m: t(batch[TEACHER_INPUT[m]])["masks"] for m, t in self.teachers.items()}
+        view = None                                   # the LiDAR's geometry, once per step for every student
+        if self.dcfg.geometry_gate and "lidar_target" in batch:
+            view = LidarView.of(batch["lidar_target"], batch["lidar_valid"], self.dcfg.gate)
         total, logs, vis = 0.0, {}, {}
         for m in self.modalities:
-            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg,
-                                         batch.get("lidar_target"), batch.get("lidar_valid"))
+            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg, view)
             out = nets[m](batch[m])
             terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)
             valid = batch.get("lidar_valid") if m == "lidar" else None
