@@ -1,0 +1,75 @@
+"""The lead object (the car directly ahead, found by geometry) and the point IoU that scores a
+prediction against it."""
+import numpy as np
+import pytest
+
+from xmod_core.lead import LeadConfig, best_iou, found, lead_object
+
+
+def box(x0, x1, y0, y1, z0, z1, step=0.1) -> np.ndarray:
+    """Returns on the sides and top of a box (LiDAR frame, metres); none from below."""
+    g = lambda a, b: np.arange(a, b + 1e-9, step)
+    faces = [np.array(np.meshgrid(g(x0, x1), g(y0, y1), [z], indexing="ij")).reshape(3, -1).T for z in (z1,)]
+    faces += [np.array(np.meshgrid(g(x0, x1), [y], g(z0, z1), indexing="ij")).reshape(3, -1).T for y in (y0, y1)]
+    faces += [np.array(np.meshgrid([x], g(y0, y1), g(z0, z1), indexing="ij")).reshape(3, -1).T for x in (x0, x1)]
+    return np.concatenate(faces)
+
+
+def street(cars: dict) -> tuple[np.ndarray, dict]:
+    """A flat road 1.73 m below the LiDAR, a bridge deck across it, a long wall on the right, and
+    the named cars ((x0, x1, y0, y1) footprints, 1.5 m tall); the points and each part's slice."""
+    ground = np.array(np.meshgrid(np.arange(0, 50, 0.3), np.arange(-10, 10, 0.3), [-1.73], indexing="ij")).reshape(3, -1).T
+    parts = {"ground": ground,
+             "bridge": box(30, 33, -10, 10, 3.0, 3.6, 0.3),             # above the corridor, too long to be an object
+             "wall": box(0, 40, -8.2, -8.0, -1.7, 0.5, 0.2)}            # beside the lane, 40 m long
+    parts |= {k: box(x0, x1, y0, y1, -1.4, -0.1) for k, (x0, x1, y0, y1) in cars.items()}
+    pts, where, n = [], {}, 0
+    for k, p in parts.items():
+        where[k] = slice(n, n + len(p))
+        pts.append(p)
+        n += len(p)
+    return np.concatenate(pts), where
+
+
+def test_lead_is_the_nearest_car_in_the_lane_not_the_one_beside_it():
+    # the car beside is nearer, the lorry further ahead has more returns: the lead is the car ahead
+    pts, where = street({"beside": (5, 9, 2.5, 4.3), "ahead": (12, 16, -0.9, 0.9), "far": (25, 32, -1.1, 1.1)})
+    lead = lead_object(pts)
+    assert lead is not None
+    assert lead[where["ahead"]].all()
+    assert lead.sum() == where["ahead"].stop - where["ahead"].start      # nothing else: not the car beside, far, road
+    pts2, where2 = street({"beside": (5, 9, 2.5, 4.3), "far": (25, 32, -1.1, 1.1)})
+    lead2 = lead_object(pts2)
+    assert lead2 is not None and lead2[where2["far"]].all()              # the next one in the lane takes over
+
+
+def test_no_lead_on_an_empty_lane_or_below_min_points():
+    pts, _ = street({"beside": (5, 9, 2.5, 4.3)})
+    assert lead_object(pts) is None                                      # road, wall, bridge, a car in the other lane
+    pts, where = street({"ahead": (12, 12.3, -0.15, 0.15)})             # a post: few returns in the corridor
+    assert lead_object(pts, LeadConfig(min_points=10_000)) is None
+    assert lead_object(pts, LeadConfig(min_points=10)) is not None
+
+
+def test_best_iou_and_found():
+    target = np.zeros(100, bool)
+    target[10:50] = True
+    labels = np.zeros(100, np.int64)
+    labels[10:50] = 3
+    assert best_iou(labels, target) == (1.0, 3) and found(labels, target)
+    labels[30:50] = 4                                                    # split in two halves: neither matches at 0.5
+    iou, k = best_iou(labels, target)
+    assert iou == pytest.approx(0.5) and k in (3, 4)
+    labels[30:50] = 3
+    labels[50:70] = 3                                                    # spills over as much again: IoU 40/60
+    assert best_iou(labels, target)[0] == pytest.approx(40 / 60) and found(labels, target)
+    labels[:] = 0
+    labels[60:] = 1                                                      # nothing on the target
+    assert best_iou(labels, target) == (0.0, 0) and not found(labels, target)
+
+
+def test_bad_corridor_is_refused():
+    with pytest.raises(ValueError, match="x_min < x_max"):
+        LeadConfig(x_min=10, x_max=5)
+    with pytest.raises(ValueError, match="corridor is empty"):
+        LeadConfig(min_z=1.0, max_z=0.0)
