@@ -3,10 +3,12 @@ work of one frame (front view, students, instances, fusion, 3D clusters), median
 the device at hand. Random-weight students (speed does not depend on the weights) and synthetic
 frames at KITTI geometry (1242x375 image, 120k-point scan), so it runs anywhere. On CUDA each
 mode is measured side by side eager (fp32), as CUDA graphs (fp32) and as graphs in bf16
-autocast; the stage times (ms, medians) follow (see `Predictor`: on CUDA the model times are
+autocast; on the CPU, fused mode with the students one after the other and on two threads
+(`parallel_students`), interleaved frame by frame, with their ratio; the stage times (ms, medians) follow (see `Predictor`: on CUDA the model times are
 queueing, `model_wait` the device finishing).
 
     python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
+    python bench/bench_predictor.py --threads 2          # the demo students on the CPU (threads: torch.set_num_threads)
 """
 import argparse
 import tempfile
@@ -32,7 +34,10 @@ def main():
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     cfg = load_config(TrainConfig, a.config)
     calib = CameraCalib(P_RECT_02, R_RECT_00, Rig().T_velo_to_cam, WIDTH, HEIGHT, 2)
     rng = np.random.default_rng(0)
@@ -46,15 +51,16 @@ def main():
             paths[m] = Path(d) / f"{m}.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
         print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
-        variants = ((("eager", False, False), ("graph", False, True), ("g+bf16", True, True)) if a.device == "cuda"
-                    else (("", False, False),))
+        # (tag, amp, CUDA graphs, parallel students); the variants of a mode run interleaved, frame by frame
+        variants = ((("eager", False, False, True), ("graph", False, True, True), ("g+bf16", True, True, True))
+                    if a.device == "cuda" else (("seq", False, False, False), ("par", False, False, True)))
         for mode in ("rgb", "lidar", "fused"):
-            for tag, amp, graphs in variants:
-                p = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]),
-                                              device=a.device, height=a.height, width=a.width, amp=amp,
-                                              cuda_graphs=graphs), calib)
-                times, parts = [], {}
-                for t in range(a.frames + 3):
+            runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]),
+                                                    device=a.device, height=a.height, width=a.width, amp=amp,
+                                                    cuda_graphs=graphs, parallel_students=par), calib), [], {})
+                    for tag, amp, graphs, par in variants if mode == "fused" or tag != "par"]
+            for t in range(a.frames + 3):
+                for tag, p, times, parts in runs:
                     t0 = time.perf_counter()
                     res = p(image=image if mode != "lidar" else None, points=scan, stamp=0.1 * t)
                     if a.device == "cuda":
@@ -63,9 +69,14 @@ def main():
                         times.append(time.perf_counter() - t0)
                         for k, v in res.timings.items():
                             parts.setdefault(k, []).append(v)
+            for tag, p, times, parts in runs:
                 ms = 1e3 * np.median(times)
                 print(f"  {mode:6s} {tag:6s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> "
                       f"{1e3 / ms:6.1f} Hz | " + ", ".join(f"{k} {np.median(v):.1f}" for k, v in parts.items() if k != "total"))
+            if len(runs) == 2 and runs[1][0] == "par":
+                print(f"  {mode:6s} parallel students: x{np.median(runs[0][2]) / np.median(runs[1][2]):.2f} "
+                      f"({torch.get_num_threads()} torch threads)")
+
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """Inference API, late fusion and 3D clusters."""
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -378,3 +379,24 @@ def test_student_step_falls_back_to_eager_when_graph_capture_fails():
             ids, _, _ = step(x[1], state)
         ref, _ = model.step(x[1], state, decode=False)
     assert torch.equal(ids, partial(slots_to_instances, size=(32, 64))(ref["masks"])[0]) and not step.graphs
+
+
+def test_parallel_students_give_the_sequential_result_on_a_worker_thread(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    par = predictor(students, tiny_drive, "fused", min_score=0.0, state_horizon=2)
+    seq = predictor(students, tiny_drive, "fused", min_score=0.0, state_horizon=2, parallel_students=False)
+    assert par.pool is not None and seq.pool is None
+    assert predictor(students, tiny_drive, "lidar").pool is None          # one student: nothing to overlap
+    threads, orig = [], par._instances
+
+    def spy(modality, x):                                                  # which thread runs which student
+        threads.append((modality, threading.current_thread().name))
+        return orig(modality, x)
+    par._instances = spy
+    for t in range(4):
+        a = par(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
+        b = seq(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
+        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.point_labels, b.point_labels)
+        assert a.scores == b.scores
+    assert {n for m, n in threads if m == "rgb"} == {"xmod-rgb_0"}
+    assert {n for m, n in threads if m == "lidar"} == {threading.main_thread().name}

@@ -17,12 +17,15 @@ the scan; points outside the camera view get 0) and 3D `objects` (see `clusters`
 On CUDA (optionally in bf16 autocast, `amp`) the students' work is queued before the CPU
 projects the scan, so the 2D student and the projection overlap; `timings` (ms) then has the
 queueing times `model_rgb` / `model_lidar` and `model_wait`, the wait for the device to finish.
-On the CPU the model times are the whole work. The fusion and the id tracking run on the device
+On the CPU the model times are the whole work, and with both students the 2D one runs on a worker
+thread beside the projection and the 3D student (`parallel_students`; `model_wait` is then the
+wait for it). The fusion and the id tracking run on the device
 too (`fusion`, `tracking`), so only the final id map and per-slot scores cross to the host.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -76,6 +79,8 @@ class PredictorConfig:
     amp: bool = False                   # bf16 autocast for the students on CUDA (ignored on the CPU); one frame at a
                                         # time the students are launch-bound, so it saves memory, not time
     cuda_graphs: bool = True            # replay the students' step as a CUDA graph (ignored on the CPU; see `graphs`)
+    parallel_students: bool = True      # on the CPU with both students: the 2D student runs on a worker thread while
+                                        # this one projects the scan and runs the 3D student (docs/benchmarks.md)
     instances: str = "slots"            # slots: the students' instances (the paper's); hybrid: LiDAR clusters the
                                         # students call objects, split and merged by their instances (see `hybrid`)
     hybrid_objectness: float = 0.1      # hybrid: agreement of a cluster with the students for it to be kept
@@ -143,6 +148,10 @@ class Predictor:
                        min_score=cfg.min_score if slots else cfg.hybrid_min_score,
                        fragments=cfg.fragments if slots else cfg.hybrid_fragments)
         self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
+        # on CUDA the students' kernels are queued asynchronously anyway; on the CPU a second thread
+        # runs the 2D student beside the 3D one (PyTorch releases the GIL inside its operators)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="xmod-rgb") \
+            if cfg.parallel_students and self.device.type == "cpu" and len(self.models) == 2 else None
         self.calib_small = calib.scaled(cfg.height, cfg.width)
         self.tracker = IdTracker(cfg.track_iou)
         self.reset()
@@ -206,8 +215,11 @@ class Predictor:
         if "rgb" in self.models:
             x = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
             x = torch.from_numpy(x).to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(255)[None]
-            pending["rgb"] = self._instances("rgb", x)
-            timings["model_rgb"] = (time.perf_counter() - t0) * 1e3           # on CUDA: queued, not finished
+            if self.pool is not None:
+                pending["rgb"] = self.pool.submit(self._instances, "rgb", x)
+            else:
+                pending["rgb"] = self._instances("rgb", x)
+            timings["model_rgb"] = (time.perf_counter() - t0) * 1e3           # on CUDA or a worker thread: queued
         t = time.perf_counter()
         if points is not None:
             fv = project_scan(points, self.calib_small)           # (4, H, W) on the processing grid
@@ -217,6 +229,7 @@ class Predictor:
             pending["lidar"] = self._instances("lidar", torch.from_numpy(fv.features).to(self.device)[None])
             timings["model_lidar"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
+        pending = {m: v.result() if isinstance(v, Future) else v for m, v in pending.items()}
         inst = {m: (ids[0], conf[0].cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
         timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
         t = time.perf_counter()

@@ -91,6 +91,7 @@ PARAMETERS: dict[str, tuple] = {
     "device": ("auto", _D.PARAMETER_STRING, "auto (CUDA when present, else CPU), cpu or cuda"),
     "amp": (False, _D.PARAMETER_BOOL, "bf16 autocast for the students on CUDA (ignored on the CPU): less memory, not faster at one frame"),
     "cuda_graphs": (True, _D.PARAMETER_BOOL, "replay the students' per-frame step as a CUDA graph (ignored on the CPU)"),
+    "parallel_students": (True, _D.PARAMETER_BOOL, "fused on the CPU: the 2D student on a second thread beside the 3D one"),
     "threads": (0, _D.PARAMETER_INTEGER, "CPU threads of the model (torch.set_num_threads); 0: PyTorch's default"),
     "height": (96, _D.PARAMETER_INTEGER, "processing height in pixels (multiple of 4)"),
     "width": (320, _D.PARAMETER_INTEGER, "processing width in pixels (multiple of 4)"),
@@ -479,7 +480,7 @@ class XmodPipeline:
                               min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
-                              cuda_graphs=p["cuda_graphs"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
+                              cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
                               hybrid_fragments=p["hybrid_fragments"])
         if p["threads"] > 0:
