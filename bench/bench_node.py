@@ -14,6 +14,11 @@ e2e (over DDS, each in its own process): the KITTI bag replayed in a loop at 10 
   end-to-end latency (input stamp to publication, from the node's ~/status, and input stamp to
   receipt here), p50/p99, sustained output rate and frames dropped.
 
+--parallel-students false true measures fused mode with the students one after the other and on two
+threads (the node's default since 2026-11-30): in stages interleaved frame by frame, with the ratio;
+in e2e one node after the other. The JSON keeps the first setting's figures under "fused", the
+second's under "fused parallel_students=<value>".
+
 Untrained students of config/demo are used unless the shipped demo models exist (speed does not
 depend on the weights). The machine load (os.getloadavg) is printed: figures from a shared
 2-core machine move with what else runs on it.
@@ -108,49 +113,60 @@ def bench_stages(args, tmp: Path) -> dict:
             t_sync.append((time.perf_counter() - t) * 1e3)
         out["convert_ms"], out["sync_ms"] = statistics.median(t_conv), statistics.median(t_sync)
     for mode in args.modes:
-        pred = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
-                                         fragments=args.fragments), calib)
+        # one Predictor per parallel_students setting (they differ only in fused mode), interleaved frame by frame
+        variants = args.parallel_students if mode == "fused" else args.parallel_students[:1]
+        preds = {v: Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
+                                              fragments=args.fragments, parallel_students=v == "true"), calib)
+                 for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
-        for im, pts in data[:3]:                                   # warm-up
-            pred(image=im if use_img else None, points=pts if use_pts else None, stamp=0.0)
-        pred.reset()
-        t_model, t_out, parts = [], [], {}
+        for pred in preds.values():
+            for im, pts in data[:3]:                               # warm-up
+                pred(image=im if use_img else None, points=pts if use_pts else None, stamp=0.0)
+            pred.reset()
+        t_model, t_out = ({v: [] for v in preds} for _ in range(2))
+        parts = {v: {} for v in preds}
         stamp = 0.0
         for _ in range(args.repeat):
             for im, pts in data:
                 stamp += 0.1
-                if args.device == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                res = pred(image=im if use_img else None, points=pts if use_pts else None, stamp=stamp)
-                if args.device == "cuda":
-                    torch.cuda.synchronize()
-                t_model.append((time.perf_counter() - t) * 1e3)
-                for k, v in res.timings.items():
-                    parts.setdefault(k, []).append(v)
-                if ros:
+                for v, pred in preds.items():
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
                     t = time.perf_counter()
-                    h = Header(frame_id="x")
-                    convert.numpy_to_image(res.labels, "mono16", h)
-                    convert.numpy_to_image(render.overlay(im if use_img else None, res.labels), "rgb8", h)
-                    if use_pts:
-                        fg = res.point_labels > 0
-                        convert.xyzi_to_cloud(pts[fg], h, {"instance": res.point_labels[fg]})
-                        markers_msg(res.objects, h, 0.5)
-                    t_out.append((time.perf_counter() - t) * 1e3)
-        row = {"model_ms_p50": pct(t_model, 50), "model_ms_p99": pct(t_model, 99),
-               "model_parts_ms": {k: round(statistics.median(v), 2) for k, v in parts.items()}}
-        if ros:
-            total = out["convert_ms"] + out["sync_ms"] + row["model_ms_p50"] + statistics.median(t_out)
-            row.update(outputs_ms=statistics.median(t_out), node_ms=total, max_rate_hz=1e3 / total)
-        else:
-            row.update(max_rate_hz=1e3 / row["model_ms_p50"])
-        out[mode] = row
-        extra = (f", conversion {out['convert_ms']:.1f} ms, sync {out['sync_ms'] * 1e3:.0f} us, outputs "
-                 f"{row['outputs_ms']:.1f} ms -> {row['node_ms']:.1f} ms per frame" if ros else "")
-        print(f"  {mode:6s} model p50 {row['model_ms_p50']:6.1f} ms (p99 {row['model_ms_p99']:6.1f}; "
-              f"{', '.join(f'{k} {v}' for k, v in row['model_parts_ms'].items())}){extra}: "
-              f"sustainable {row['max_rate_hz']:.1f} Hz")
+                    res = pred(image=im if use_img else None, points=pts if use_pts else None, stamp=stamp)
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    t_model[v].append((time.perf_counter() - t) * 1e3)
+                    for k, x in res.timings.items():
+                        parts[v].setdefault(k, []).append(x)
+                    if ros:
+                        t = time.perf_counter()
+                        h = Header(frame_id="x")
+                        convert.numpy_to_image(res.labels, "mono16", h)
+                        convert.numpy_to_image(render.overlay(im if use_img else None, res.labels), "rgb8", h)
+                        if use_pts:
+                            fg = res.point_labels > 0
+                            convert.xyzi_to_cloud(pts[fg], h, {"instance": res.point_labels[fg]})
+                            markers_msg(res.objects, h, 0.5)
+                        t_out[v].append((time.perf_counter() - t) * 1e3)
+        for v in preds:
+            row = {"model_ms_p50": pct(t_model[v], 50), "model_ms_p99": pct(t_model[v], 99),
+                   "model_parts_ms": {k: round(statistics.median(x), 2) for k, x in parts[v].items()}}
+            if ros:
+                total = out["convert_ms"] + out["sync_ms"] + row["model_ms_p50"] + statistics.median(t_out[v])
+                row.update(outputs_ms=statistics.median(t_out[v]), node_ms=total, max_rate_hz=1e3 / total)
+            else:
+                row.update(max_rate_hz=1e3 / row["model_ms_p50"])
+            out[mode if v == variants[0] else f"{mode} parallel_students={v}"] = row
+            extra = (f", conversion {out['convert_ms']:.1f} ms, sync {out['sync_ms'] * 1e3:.0f} us, outputs "
+                     f"{row['outputs_ms']:.1f} ms -> {row['node_ms']:.1f} ms per frame" if ros else "")
+            tag = f" (parallel_students {v})" if len(preds) > 1 else ""
+            print(f"  {mode:6s}{tag} model p50 {row['model_ms_p50']:6.1f} ms (p99 {row['model_ms_p99']:6.1f}; "
+                  f"{', '.join(f'{k} {x}' for k, x in row['model_parts_ms'].items())}){extra}: "
+                  f"sustainable {row['max_rate_hz']:.1f} Hz")
+        if len(preds) == 2:
+            a_, b_ = (pct(t_model[v], 50) for v in variants)
+            print(f"  {mode:6s} model time, parallel_students {variants[0]} / {variants[1]}: x{a_ / b_:.2f}")
     return out
 
 
@@ -190,13 +206,14 @@ def bench_e2e(args, tmp: Path) -> dict:
     results = {}
     print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}; load {os.getloadavg()[0]:.1f}")
     try:
-        for mode in args.modes:
+        for mode, par in ((m, v) for m in args.modes for v in (args.parallel_students if m == "fused"
+                                                                else args.parallel_students[:1])):
             got.clear(), status.clear()
             cmd = pip_launch.commands({"bag": "", "mode": mode, "device": args.device, "rate": "1"},
                                       [f"calibration:={calib_dir}", f"checkpoint_rgb:={rgb_ck}",
                                        f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0",
-                                       f"fragments:={args.fragments}"])["node"]
-            log = open(tmp / f"node_{mode}.log", "w")
+                                       f"fragments:={args.fragments}", f"parallel_students:={par}"])["node"]
+            log = open(tmp / f"node_{mode}_{par}.log", "w")
             nproc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(bag), "--loop", "--restamp",
                                        "--duration", str(args.seconds), "--wait-subscribers", "120"],
@@ -210,7 +227,7 @@ def bench_e2e(args, tmp: Path) -> dict:
             nproc.wait(30)
             log.close()
             if len(got) < 3:
-                print(f"  {mode}: too few outputs ({len(got)}); see {tmp / f'node_{mode}.log'}")
+                print(f"  {mode}: too few outputs ({len(got)}); see {tmp / f'node_{mode}_{par}.log'}")
                 continue
             steady = got[len(got) // 5:]                        # skip the first fifth (warm-up)
             lat = [(r - s) * 1e3 for r, s in steady]
@@ -225,8 +242,9 @@ def bench_e2e(args, tmp: Path) -> dict:
                    "model_ms_p50": f["model_ms_p50"], "convert_ms_p50": f["convert_ms_p50"],
                    "publish_ms_p50": f["publish_ms_p50"], "frames_received": f["frames_received"],
                    "frames_dropped": f["frames_dropped"], "device": last.get("device")}
-            results[mode] = row
-            print(f"  {mode:6s} {row['rate_hz']:5.1f} Hz sustained; latency stamp->publication p50 "
+            results[mode if par == args.parallel_students[0] else f"{mode} parallel_students={par}"] = row
+            tag = f" (parallel_students {par})" if mode == "fused" and len(args.parallel_students) > 1 else ""
+            print(f"  {mode:6s}{tag} {row['rate_hz']:5.1f} Hz sustained; latency stamp->publication p50 "
                   f"{row['latency_publication_ms_p50']:.0f} / p99 {row['latency_publication_ms_p99']:.0f} ms, "
                   f"stamp->receipt p50 {row['latency_receipt_ms_p50']:.0f} / p99 {row['latency_receipt_ms_p99']:.0f} ms; "
                   f"in the node: model {row['model_ms_p50']:.1f}, conversion {row['convert_ms_p50']:.1f}, "
@@ -248,9 +266,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--fragments", choices=FRAGMENTS, default="largest",
                    help="the students' instances (node parameter fragments; keep: the faster setting)")
+    p.add_argument("--parallel-students", nargs="+", choices=("true", "false"), default=["true"],
+                   help="fused: the node's parallel_students setting(s); two values: both, side by side (stages) or "
+                        "one after the other (e2e)")
     p.add_argument("--drive", default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
+    a.parallel_students = list(dict.fromkeys(a.parallel_students))
     res = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="xmod_bench_") as tmp:
         tmp = Path(tmp)

@@ -57,15 +57,24 @@ def test_best_iou_and_found():
     labels = np.zeros(100, np.int64)
     labels[10:50] = 3
     assert best_iou(labels, target) == (1.0, 3) and found(labels, target)
-    labels[30:50] = 4                                                    # split in two halves: neither matches at 0.5
+    labels[29:50] = 4                                                    # split 19 / 21: the larger part matches
     iou, k = best_iou(labels, target)
-    assert iou == pytest.approx(0.5) and k in (3, 4)
-    labels[30:50] = 3
-    labels[50:70] = 3                                                    # spills over as much again: IoU 40/60
+    assert iou == pytest.approx(21 / 40) and k == 4 and found(labels, target)
+    labels[29] = 3
+    labels[30] = 5                                                       # 20 / 1 / 19
+    assert best_iou(labels, target) == (0.5, 3) and found(labels, target)   # F1@50's rule: IoU >= 0.5 counts
+    labels[10] = 6                                                       # 19 / 1 / 1 / 19
+    assert best_iou(labels, target)[0] == pytest.approx(19 / 40) and not found(labels, target)
+    labels[10:70] = 3                                                    # spills over half as much again: IoU 40/60
     assert best_iou(labels, target)[0] == pytest.approx(40 / 60) and found(labels, target)
     labels[:] = 0
     labels[60:] = 1                                                      # nothing on the target
     assert best_iou(labels, target) == (0.0, 0) and not found(labels, target)
+    assert best_iou(labels.astype(np.uint16), target.astype(np.uint8))[0] == 0.0      # dtypes of a FrameResult
+    with pytest.raises(ValueError, match=">= 0"):
+        best_iou(labels - 2, target)
+    with pytest.raises(ValueError, match="one value per point"):
+        best_iou(labels[:50], target)
 
 
 def test_bad_corridor_is_refused():

@@ -1,6 +1,7 @@
 """Inference API, late fusion and 3D clusters."""
 import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -398,5 +399,28 @@ def test_parallel_students_give_the_sequential_result_on_a_worker_thread(student
         b = seq(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
         assert np.array_equal(a.labels, b.labels) and np.array_equal(a.point_labels, b.point_labels)
         assert a.scores == b.scores
+        state = par.states["rgb"]
+        assert not any(v.requires_grad for v in [state.slots, *state.hidden])      # no autograd graph kept
     assert {n for m, n in threads if m == "rgb"} == {"xmod-rgb_0"}
     assert {n for m, n in threads if m == "lidar"} == {threading.main_thread().name}
+
+
+def test_a_failing_frame_waits_for_the_2d_student_on_its_worker(students, tiny_drive):
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "fused", min_score=0.0)
+    p(image=d.image(0), points=d.scan(0), stamp=0.0)
+    started, finished = threading.Event(), threading.Event()
+    orig = p._instances
+
+    def slow(modality, x):
+        if modality == "rgb":
+            started.set()
+            time.sleep(0.3)
+            out = orig(modality, x)
+            finished.set()
+            return out
+        raise RuntimeError("3D student failed")
+    p._instances = slow
+    with pytest.raises(RuntimeError, match="3D student failed"):
+        p(image=d.image(1), points=d.scan(1), stamp=0.1)
+    assert started.is_set() and finished.is_set()                     # the frame ended only after the 2D step did

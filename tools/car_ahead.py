@@ -37,9 +37,9 @@ def picture(image, labels, uv, iou, title) -> np.ndarray:
     """The instances over the image, the lead's returns (uv (M, 2) pixels) and its box in white."""
     img = render.overlay(image, labels)
     if len(uv):
-        px = np.round(uv).astype(np.int32)
-        for u, v in px:
-            cv2.circle(img, (int(u), int(v)), 1, (255, 255, 255), -1)
+        H, W = labels.shape
+        px = np.clip(np.floor(uv).astype(np.int32), 0, [W - 1, H - 1])            # (M, 2) in view: inside the image
+        img[px[:, 1], px[:, 0]] = 255
         x0, y0 = px.min(0)
         x1, y1 = px.max(0)
         cv2.rectangle(img, (int(x0), int(y0)), (int(x1), int(y1)), (255, 255, 255), 2)

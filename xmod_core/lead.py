@@ -61,7 +61,11 @@ def lead_object(points: np.ndarray, cfg: LeadConfig = LeadConfig()) -> np.ndarra
 def best_iou(labels: np.ndarray, target: np.ndarray) -> tuple[float, int]:
     """Best point IoU of one predicted instance (`labels` (N,) ids, 0 = none) with the `target`
     (N,) bool points, and that instance's id (0 when no instance touches the target)."""
-    labels = np.asarray(labels, np.int64)
+    labels, target = np.asarray(labels, np.int64), np.asarray(target, bool)
+    if labels.shape != target.shape:
+        raise ValueError(f"labels {labels.shape} and target {target.shape} must be one value per point")
+    if labels.min(initial=0) < 0:
+        raise ValueError("labels must be >= 0 (0: no instance)")
     n = int(labels.max(initial=0)) + 1
     inter = np.bincount(labels[target], minlength=n).astype(np.float64)
     size = np.bincount(labels, minlength=n)

@@ -25,7 +25,7 @@ too (`fusion`, `tracking`), so only the final id map and per-slot scores cross t
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -176,8 +176,10 @@ class Predictor:
         self.tracker.reset()
 
     def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queue one student step and its instance extraction on the device (no synchronisation)."""
-        ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
+        """Queue one student step and its instance extraction on the device (no synchronisation).
+        Runs on the worker thread too, where `__call__`'s no_grad does not reach: hence its own."""
+        with torch.no_grad():
+            ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
         return ids, conf
 
     @torch.no_grad()
@@ -220,14 +222,18 @@ class Predictor:
             else:
                 pending["rgb"] = self._instances("rgb", x)
             timings["model_rgb"] = (time.perf_counter() - t0) * 1e3           # on CUDA or a worker thread: queued
-        t = time.perf_counter()
-        if points is not None:
-            fv = project_scan(points, self.calib_small)           # (4, H, W) on the processing grid
-        timings["prep"] = (time.perf_counter() - t) * 1e3
-        if "lidar" in self.models:
+        try:
             t = time.perf_counter()
-            pending["lidar"] = self._instances("lidar", torch.from_numpy(fv.features).to(self.device)[None])
-            timings["model_lidar"] = (time.perf_counter() - t) * 1e3
+            if points is not None:
+                fv = project_scan(points, self.calib_small)           # (4, H, W) on the processing grid
+            timings["prep"] = (time.perf_counter() - t) * 1e3
+            if "lidar" in self.models:
+                t = time.perf_counter()
+                pending["lidar"] = self._instances("lidar", torch.from_numpy(fv.features).to(self.device)[None])
+                timings["model_lidar"] = (time.perf_counter() - t) * 1e3
+        except BaseException:                 # the 2D student's step must not outlive this frame (it writes the state)
+            wait([v for v in pending.values() if isinstance(v, Future)])
+            raise
         t = time.perf_counter()
         pending = {m: v.result() if isinstance(v, Future) else v for m, v in pending.items()}
         inst = {m: (ids[0], conf[0].cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
