@@ -1,7 +1,7 @@
 """Benchmark of xmod_node at the demo configuration (processing 320x96, demo-sized students).
 
 Usage: .venv/bin/python bench/bench_node.py [--part stages|e2e|all] [--modes rgb lidar fused]
-                                             [--seconds 20] [--device cpu] [--drive DRIVE_DIR]
+                                             [--seconds 20] [--device cpu] [--drive DRIVE_DIR] [--parallel-students false true]
 
 stages (in one process, no DDS): per frame of the real KITTI drive (or a synthetic frame), the
   node's work split into message conversion (Image/PointCloud2 -> numpy, non-finite filter),
@@ -119,7 +119,11 @@ def bench_stages(args, tmp: Path) -> dict:
                                               fragments=args.fragments, parallel_students=v == "true"), calib)
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
-        for pred in preds.values():
+        default_threads = torch.get_num_threads()
+        # the node's thread policy (threads: 0): one torch thread per student when they run in parallel
+        threads = {v: 1 if pred.pool is not None else default_threads for v, pred in preds.items()}
+        for v, pred in preds.items():
+            torch.set_num_threads(threads[v])
             for im, pts in data[:3]:                               # warm-up
                 pred(image=im if use_img else None, points=pts if use_pts else None, stamp=0.0)
             pred.reset()
@@ -130,6 +134,7 @@ def bench_stages(args, tmp: Path) -> dict:
             for im, pts in data:
                 stamp += 0.1
                 for v, pred in preds.items():
+                    torch.set_num_threads(threads[v])
                     if args.device == "cuda":
                         torch.cuda.synchronize()
                     t = time.perf_counter()
@@ -149,6 +154,7 @@ def bench_stages(args, tmp: Path) -> dict:
                             convert.xyzi_to_cloud(pts[fg], h, {"instance": res.point_labels[fg]})
                             markers_msg(res.objects, h, 0.5)
                         t_out[v].append((time.perf_counter() - t) * 1e3)
+        torch.set_num_threads(default_threads)
         for v in preds:
             row = {"model_ms_p50": pct(t_model[v], 50), "model_ms_p99": pct(t_model[v], 99),
                    "model_parts_ms": {k: round(statistics.median(x), 2) for k, x in parts[v].items()}}
@@ -160,7 +166,7 @@ def bench_stages(args, tmp: Path) -> dict:
             out[mode if v == variants[0] else f"{mode} parallel_students={v}"] = row
             extra = (f", conversion {out['convert_ms']:.1f} ms, sync {out['sync_ms'] * 1e3:.0f} us, outputs "
                      f"{row['outputs_ms']:.1f} ms -> {row['node_ms']:.1f} ms per frame" if ros else "")
-            tag = f" (parallel_students {v})" if len(preds) > 1 else ""
+            tag = f" (parallel_students {v}, {threads[v]} torch threads)" if len(preds) > 1 else ""
             print(f"  {mode:6s}{tag} model p50 {row['model_ms_p50']:6.1f} ms (p99 {row['model_ms_p99']:6.1f}; "
                   f"{', '.join(f'{k} {x}' for k, x in row['model_parts_ms'].items())}){extra}: "
                   f"sustainable {row['max_rate_hz']:.1f} Hz")

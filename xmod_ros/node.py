@@ -92,7 +92,8 @@ PARAMETERS: dict[str, tuple] = {
     "amp": (False, _D.PARAMETER_BOOL, "bf16 autocast for the students on CUDA (ignored on the CPU): less memory, not faster at one frame"),
     "cuda_graphs": (True, _D.PARAMETER_BOOL, "replay the students' per-frame step as a CUDA graph (ignored on the CPU)"),
     "parallel_students": (True, _D.PARAMETER_BOOL, "fused on the CPU: the 2D student on a second thread beside the 3D one"),
-    "threads": (0, _D.PARAMETER_INTEGER, "CPU threads of the model (torch.set_num_threads); 0: PyTorch's default"),
+    "threads": (0, _D.PARAMETER_INTEGER, "CPU threads of the model (torch.set_num_threads); 0: one per student thread "
+                "when the students run in parallel, else PyTorch's default"),
     "height": (96, _D.PARAMETER_INTEGER, "processing height in pixels (multiple of 4)"),
     "width": (320, _D.PARAMETER_INTEGER, "processing width in pixels (multiple of 4)"),
     "sync_slop": (0.05, _D.PARAMETER_DOUBLE, "approximate-time pairing of image and cloud: largest stamp difference, s"),
@@ -480,14 +481,17 @@ class XmodPipeline:
                               min_score=p["min_score"], fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
-                              cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"], instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
+                              cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
+                              instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
                               hybrid_fragments=p["hybrid_fragments"])
-        if p["threads"] > 0:
-            import torch
-            torch.set_num_threads(int(p["threads"]))
         try:
             self.predictor = Predictor(cfg, self.calib)
+            import torch
+            if p["threads"] > 0:
+                torch.set_num_threads(int(p["threads"]))
+            elif self.predictor.pool is not None:   # the students on two threads: one core each (docs/benchmarks.md)
+                torch.set_num_threads(1)
             self._warm_up()
         except Exception as e:  # noqa: BLE001 - a bad checkpoint or device: say which and stop
             raise StartupError(f"cannot build the model: {type(e).__name__}: {e}") from None
