@@ -120,8 +120,7 @@ def bench_stages(args, tmp: Path) -> dict:
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         default_threads = torch.get_num_threads()
-        # the node's thread policy (threads: 0): one torch thread per student when they run in parallel
-        threads = {v: 1 if pred.pool is not None else default_threads for v, pred in preds.items()}
+        threads = {v: pred.cpu_threads() for v, pred in preds.items()}      # the node's policy at threads: 0
         for v, pred in preds.items():
             torch.set_num_threads(threads[v])
             for im, pts in data[:3]:                               # warm-up

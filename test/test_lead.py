@@ -1,9 +1,20 @@
 """The lead object (the car directly ahead, found by geometry) and the point IoU that scores a
 prediction against it."""
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from xmod_core.lead import LeadConfig, best_iou, found, lead_object
+from xmod_core.model import DIOD, ModelConfig
+from xmod_core.stages import student_config
+from xmod_core.train import export_student
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import car_ahead  # noqa: E402
 
 
 def box(x0, x1, y0, y1, z0, z1, step=0.1) -> np.ndarray:
@@ -82,3 +93,29 @@ def test_bad_corridor_is_refused():
         LeadConfig(x_min=10, x_max=5)
     with pytest.raises(ValueError, match="corridor is empty"):
         LeadConfig(min_z=1.0, max_z=0.0)
+
+
+def test_car_ahead_tool_counts_the_frames_with_a_lead_and_writes_overlays(tiny_drive, tmp_path):
+    """tools/car_ahead.py on the tiny drive (a wall across the road 25 m ahead, the road) with a car
+    added 10 m ahead in frames 2-4: only those frames have a lead and an IoU; an overlay per frame
+    and a contact sheet are written; a missing drive is refused."""
+    shutil.copytree(tiny_drive.parent, tmp_path / tiny_drive.parent.name)          # the drive and its calibration
+    drive = tmp_path / tiny_drive.parent.name / tiny_drive.name
+    car = box(10, 14, -0.9, 0.9, -1.4, -0.1, 0.05).astype(np.float32)
+    scans = sorted((drive / "velodyne_points/data").glob("*.bin"))
+    for f in scans[2:5]:
+        pts = np.fromfile(f, np.float32).reshape(-1, 4)
+        np.concatenate([pts, np.c_[car, np.full(len(car), 0.3, np.float32)]]).tofile(f)
+    tiny = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1), num_slots=4, slot_dim=16, mlp_hidden=32,
+                       gru_hidden=16, decoder_channels=8, norm="group")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "student_lidar.pt"
+    export_student(ckpt, "test", "lidar", tiny, DIOD(student_config(tiny, "lidar")).state_dict(), {})
+    res = car_ahead.run(drive, ["lidar"], ckpt_3d=str(ckpt), out=tmp_path / "out", sheet_frames=2)["lidar"]
+    assert res["frames"] == len(scans) and res["with_lead"] == 3
+    assert [v is not None for v in res["iou"]] == [2 <= t <= 4 for t in range(len(scans))]
+    assert 0 <= res["found"] <= 3 and all(0.0 <= v <= 1.0 for v in res["iou"] if v is not None)
+    assert len(list((tmp_path / "out" / "lidar").glob("*.png"))) == len(scans)
+    assert (tmp_path / "out" / "sheet_lidar.jpg").is_file()
+    with pytest.raises(SystemExit):
+        car_ahead.main(["--drive", str(tmp_path / "missing")])

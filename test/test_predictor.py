@@ -424,3 +424,17 @@ def test_a_failing_frame_waits_for_the_2d_student_on_its_worker(students, tiny_d
     with pytest.raises(RuntimeError, match="3D student failed"):
         p(image=d.image(1), points=d.scan(1), stamp=0.1)
     assert started.is_set() and finished.is_set()                     # the frame ended only after the 2D step did
+
+
+def test_cpu_threads_one_per_student_when_they_run_in_parallel(students, tiny_drive, monkeypatch):
+    import xmod_core.predictor as predictor_module
+    monkeypatch.setattr(predictor_module, "DEFAULT_THREADS", 7)            # tell it apart from 1 on any machine
+    DEFAULT_THREADS = 7
+    par = predictor(students, tiny_drive, "fused")
+    seq = predictor(students, tiny_drive, "fused", parallel_students=False)
+    lidar = predictor(students, tiny_drive, "lidar")
+    assert par.cpu_threads() == 1                                          # each student thread takes a core
+    assert seq.cpu_threads() == lidar.cpu_threads() == DEFAULT_THREADS     # back to the process default
+    assert par.cpu_threads(3) == seq.cpu_threads(3) == 3                   # an explicit count wins
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        par.cpu_threads(-1)

@@ -51,6 +51,8 @@ DEFAULT_3D = str(ASSETS / "student_lidar.pt")
 MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
+DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
+
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "MODES"]
 
 
@@ -163,6 +165,14 @@ class Predictor:
         if meta.get("modality") != modality:
             raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")
         return model
+
+    def cpu_threads(self, requested: int = 0) -> int:
+        """The torch CPU threads to run this predictor with: `requested` when > 0; otherwise one
+        when the students run on two threads (each takes a core: x1.62 against x1.24 with two
+        threads each, docs/node.md), else PyTorch's default for the process (`DEFAULT_THREADS`)."""
+        if requested < 0:
+            raise ValueError(f"threads must be >= 0 (0: automatic), got {requested}")
+        return requested or (1 if self.pool is not None else DEFAULT_THREADS)
 
     def set_calib(self, calib: CameraCalib) -> None:
         """Another camera (e.g. the next frame of a set of single frames): a new sequence."""

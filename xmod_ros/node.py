@@ -488,10 +488,7 @@ class XmodPipeline:
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
-            if p["threads"] > 0:
-                torch.set_num_threads(int(p["threads"]))
-            elif self.predictor.pool is not None:   # the students on two threads: one core each (docs/benchmarks.md)
-                torch.set_num_threads(1)
+            torch.set_num_threads(self.predictor.cpu_threads(int(p["threads"])))
             self._warm_up()
         except Exception as e:  # noqa: BLE001 - a bad checkpoint or device: say which and stop
             raise StartupError(f"cannot build the model: {type(e).__name__}: {e}") from None
