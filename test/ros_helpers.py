@@ -31,7 +31,8 @@ TINY_W, TINY_H = 160, 48
 
 def ros_env(**extra) -> dict:
     env = {**os.environ, "ROS_DOMAIN_ID": DOMAIN_ID, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}          # a hung process stopped with SIGABRT leaves its threads' stacks in its log
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -130,8 +131,12 @@ class NodeProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.proc.send_signal(6)  # SIGABRT: the faulthandler writes where every thread hangs to the log
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
         self._f.close()
         return self.proc.returncode
 
