@@ -204,3 +204,24 @@ def test_bad_ema_decay_and_mask_stride_are_named(tiny_drive, tmp_path):
         tiny_cfg(tiny_drive, tmp_path / "a", ema_decay=1.0)
     with pytest.raises(ValueError, match="mask_stride must be 2 or 4"):
         ClipDataset(DataConfig(drives=[str(tiny_drive)], mask_stride=3, clip_len=2, height=32, width=96), AugmentConfig())
+
+
+def test_snapshots_every_export_every_steps_for_a_learning_curve(tiny_drive, tmp_path):
+    """export_every: students (and the EMA) are also exported at every multiple of it, each the
+    weights of its step (the step-4 snapshot of a 6-step run equals the last weights of a 4-step run
+    of the same trajectory); the cadence may change on --resume; a negative value is refused."""
+    from xmod_core.model import load_student
+    out, short = tmp_path / "snap", tmp_path / "short"
+    train(tiny_cfg(tiny_drive, out, ema_decay=0.5, export_every=2, ckpt_every=5), progress=False)
+    names = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert names == sorted(f"student_rgb{e}_{s}.pt" for s in (2, 4, 6) for e in ("", "_ema")), names
+    train(tiny_cfg(tiny_drive, short, ema_decay=0.5, **{"optim.steps": 4}), progress=False)
+    for name in ("student_rgb", "student_rgb_ema"):
+        (a, meta), (b, _) = load_student(out / "snapshots" / f"{name}_4.pt"), load_student(short / f"{name}.pt")
+        assert meta["meta"]["step"] == 4
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=k)
+    train(tiny_cfg(tiny_drive, short, ema_decay=0.5, export_every=3, **{"optim.steps": 7}), resume=True, progress=False)
+    assert sorted(p.name for p in (short / "snapshots").iterdir()) == ["student_rgb_6.pt", "student_rgb_ema_6.pt"]
+    with pytest.raises(ValueError, match="export_every must be >= 0"):
+        tiny_cfg(tiny_drive, tmp_path / "bad", export_every=-1)

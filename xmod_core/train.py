@@ -61,6 +61,8 @@ class TrainConfig:
     image_every: int = 200              # TensorBoard images of predicted vs motion masks
     ckpt_every: int = 500
     keep_last: int = 3
+    export_every: int = 0               # > 0: students (and their EMA) also exported every this many steps as
+                                        # snapshots/student_<modality>[_ema]_<step>.pt (a learning curve)
     ema_decay: float = 0.0              # > 0: an exponential moving average of each student's weights (kept
                                         # rate per step), checkpointed and exported as student_<modality>_ema.pt
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -76,6 +78,8 @@ class TrainConfig:
                              f"({self.model.output_stride}): the motion targets live on the slot grid")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
+        if self.export_every < 0:
+            raise ValueError(f"export_every must be >= 0 (0: no snapshots), got {self.export_every}")
 
 
 class TrainingError(RuntimeError):
@@ -86,7 +90,7 @@ def resume_hash(cfg: TrainConfig | dict) -> str:
     """What must not change when resuming: everything that shapes the trajectory except its length
     and the logging/checkpoint cadence (a TrainConfig or its to_dict form, as in config.json)."""
     d = to_dict(cfg)
-    for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "init_from"):
+    for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "export_every", "init_from"):
         d.pop(k)
     d["optim"].pop("steps")
     d["data"].pop("workers")
@@ -259,13 +263,18 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
         if ema is not None:
             state["ema"] = ema
         manager.save(state, step, metric=smooth)
-        if final:
+        exports = [(out, "")] if final else []
+        if cfg.export_every and step % cfg.export_every == 0:
+            exports.append((out / "snapshots", f"_{step}"))
+        for folder, suffix in exports:
+            folder.mkdir(exist_ok=True)
             for modality, m in stage.students.items():
-                export_student(out / f"student_{modality}.pt", cfg.stage, modality, cfg.model, m.state_dict(),
+                export_student(folder / f"student_{modality}{suffix}.pt", cfg.stage, modality, cfg.model, m.state_dict(),
                                {"step": step, "seed": cfg.seed, "config": to_dict(cfg)})
                 if ema is not None:
-                    export_student(out / f"student_{modality}_ema.pt", cfg.stage, modality, cfg.model, ema[modality],
-                                   {"step": step, "seed": cfg.seed, "config": to_dict(cfg), "ema_decay": cfg.ema_decay})
+                    export_student(folder / f"student_{modality}_ema{suffix}.pt", cfg.stage, modality, cfg.model,
+                                   ema[modality], {"step": step, "seed": cfg.seed, "config": to_dict(cfg),
+                                                   "ema_decay": cfg.ema_decay})
 
     [m.train() for m in stage.students.values()]
     t_last, seen = time.perf_counter(), 0
@@ -329,7 +338,8 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                     if bar is not None:
                         bar.set_postfix(loss=f"{logs['total']:.4f}", clips_s=f"{rate:.2f}")
                         bar.update(1)
-                if step % cfg.ckpt_every == 0 and step < cfg.optim.steps:
+                if (step % cfg.ckpt_every == 0 or (cfg.export_every and step % cfg.export_every == 0)) \
+                        and step < cfg.optim.steps:
                     checkpoint()
                 if step >= cfg.optim.steps:
                     break
