@@ -5,6 +5,12 @@ that its peak memory is its own.
 
     .venv/bin/python bench/bench_train.py [--steps 5] [--device cpu|cuda]
 
+`--part ceiling`: how much faster the same model's step could be on this CPU at all: one thread's
+step time against the step's floating-point work (forward and backward, counted by PyTorch) done at
+the core's sgemm rate; the convolutions' share of work and time, and their rate.
+
+    .venv/bin/python bench/bench_train.py --part ceiling [--steps 3]
+
 `--part loop`: the whole training loop (`xmod_core.train.train`, data included) on simulated
 drives, before and after the throughput changes, side by side in one run: variants alternate
 (A B C A B C ...) so that a busy machine slows them alike, and the ratio to "before" is printed.
@@ -26,7 +32,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: int | None) -> dict:
+def synthetic_stage(config: str, dev: torch.device, batch: int | None = None, clip_len: int | None = None):
+    """The configuration's stage and Adam on `dev`, and a synthetic batch of its size (random
+    frames, five box-shaped motion objects per frame)."""
     from xmod_core.config import load_config
     from xmod_core.stages import build_stage
     from xmod_core.train import TrainConfig
@@ -34,7 +42,6 @@ def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: i
     B = batch or cfg.optim.batch_size
     T = clip_len or cfg.data.clip_len
     H, W = cfg.data.height, cfg.data.width
-    dev = torch.device(device)
     stage = build_stage(cfg.stage, cfg.model, cfg.loss).to(dev)
     opt = torch.optim.Adam(stage.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -47,7 +54,13 @@ def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: i
     batch_ = {key: torch.rand(B, T, C, H, W, generator=g), f"{key}_target": torch.rand(B, T, C, H, W, generator=g),
               "lidar_valid": torch.rand(B, T, H, W, generator=g) > 0.5, "motion": motion,
               "motion_valid": torch.ones(B, T, dtype=torch.bool)}
-    batch_ = {k: v.to(dev) for k, v in batch_.items()}
+    return cfg, stage, opt, {k: v.to(dev) for k, v in batch_.items()}
+
+
+def run_one(config: str, device: str, steps: int, batch: int | None, clip_len: int | None) -> dict:
+    dev = torch.device(device)
+    cfg, stage, opt, batch_ = synthetic_stage(config, dev, batch, clip_len)
+    B, T, H, W = *batch_["motion"].shape[:2], cfg.data.height, cfg.data.width
     use_amp = dev.type == "cuda" and cfg.amp
     times = []
     if dev.type == "cuda":
@@ -123,17 +136,89 @@ def loop_part(a) -> None:
             print(f"{c:30s} {v:42s} {r:8.2f} {r / base:9.2f}")
 
 
+def sgemm_gflops() -> float:
+    """This core's single-precision matrix-multiply rate (1 thread, best of 512-2048 squares): the
+    practical peak a convolution lowered to GEMM can reach."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        k = max(1, int(4e9 / (2 * n ** 3)))
+        t = time.perf_counter()
+        for _ in range(k):
+            a @ b
+        best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def ceiling_one(config: str, steps: int) -> dict:
+    """One training step of `config` on one CPU thread: its time, its floating-point work (PyTorch's
+    FlopCounterMode, forward and backward), the convolutions' share of the time and their rate."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.set_num_threads(1)
+    cfg, stage, opt, b = synthetic_stage(config, torch.device("cpu"))
+
+    def step():
+        total, _, _ = stage.loss(b, stage.students)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    step()
+    with FlopCounterMode(display=False) as fc:
+        step()
+    counts = fc.get_flop_counts()["Global"]
+    flops = sum(counts.values())
+    conv_flops = sum(v for k, v in counts.items() if "convolution" in str(k))
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ev = prof.key_averages()
+    total_us = sum(e.self_cpu_time_total for e in ev)
+    conv_us = sum(e.self_cpu_time_total for e in ev if "conv" in e.key)
+    return {"config": config, "s_per_step": float(np.median(times)), "gflop": flops / 1e9,
+            "conv_gflop_share": conv_flops / flops, "conv_time_share": conv_us / total_us,
+            "conv_gflops_rate": conv_flops / 1e9 / (conv_us / 1e6)}
+
+
+def ceiling_part(a) -> None:
+    """How much faster the same model's training step could be on this CPU at all: its measured
+    time against its floating-point work done at the core's matrix-multiply peak."""
+    peak = sgemm_gflops()
+    print(f"one CPU thread; sgemm peak {peak:.1f} GFLOP/s (best of 512-2048 squares)")
+    print(f"{'config':30s} {'s/step':>7s} {'GFLOP':>6s} {'conv work':>9s} {'conv time':>9s} {'conv GFLOP/s':>12s} "
+          f"{'s/step at peak':>14s} {'max x':>6s}")
+    for c in a.configs:
+        out = subprocess.run([sys.executable, __file__, "--ceiling-one", c, str(a.steps)], capture_output=True, text=True,
+                             check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        floor = r["gflop"] / peak
+        print(f"{c:30s} {r['s_per_step']:7.3f} {r['gflop']:6.1f} {r['conv_gflop_share']:9.1%} {r['conv_time_share']:9.1%} "
+              f"{r['conv_gflops_rate']:12.1f} {floor:14.3f} {r['s_per_step'] / floor:6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--part", choices=("model", "loop"), default="model")
+    ap.add_argument("--part", choices=("model", "loop", "ceiling"), default="model")
     ap.add_argument("--data", default="data/demo/sim/*/*_sync", help="--part loop: drives with motion masks")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--configs", nargs="+", default=["config/demo/2d_burn_in.yaml", "config/demo/3d_burn_in.yaml"])
 
     ap.add_argument("--one", nargs=4, metavar=("CONFIG", "STEPS", "BATCH", "CLIP"), help=argparse.SUPPRESS)
+    ap.add_argument("--ceiling-one", nargs=2, metavar=("CONFIG", "STEPS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.ceiling_one:
+        print(json.dumps(ceiling_one(a.ceiling_one[0], int(a.ceiling_one[1]))))
+        return
+    if a.part == "ceiling":
+        ceiling_part(a)
+        return
     if a.part == "loop":
         loop_part(a)
         return
