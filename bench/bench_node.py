@@ -88,7 +88,8 @@ def bench_stages(args, tmp: Path) -> dict:
     data, calib, what = frames(Path(args.drive) if args.drive else DRIVE, args.frames)
     rgb_ck, lidar_ck, trained = students(tmp)
     print(f"stages: {len(data)} frames of {what}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {args.device}; {'trained' if trained else 'untrained'} demo students; load {os.getloadavg()[0]:.1f}")
+          f"device {args.device}; {'trained' if trained else 'untrained'} demo students at {args.height}x{args.width}; "
+          f"load {os.getloadavg()[0]:.1f}")
     out = {}
     msgs = None
     if ros:
@@ -116,7 +117,8 @@ def bench_stages(args, tmp: Path) -> dict:
         # one Predictor per parallel_students setting (they differ only in fused mode), interleaved frame by frame
         variants = args.parallel_students if mode == "fused" else args.parallel_students[:1]
         preds = {v: Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
-                                              fragments=args.fragments, parallel_students=v == "true"), calib)
+                                              fragments=args.fragments, parallel_students=v == "true",
+                                              height=args.height, width=args.width), calib)
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         default_threads = torch.get_num_threads()
@@ -209,7 +211,8 @@ def bench_e2e(args, tmp: Path) -> dict:
     node.create_subscription(DiagnosticArray, "/xmod_node/status",
                              lambda m: status.append({kv.key: kv.value for kv in m.status[0].values}), 10)
     results = {}
-    print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}; load {os.getloadavg()[0]:.1f}")
+    print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}, {args.height}x{args.width}; "
+          f"load {os.getloadavg()[0]:.1f}")
     try:
         for mode, par in ((m, v) for m in args.modes for v in (args.parallel_students if m == "fused"
                                                                 else args.parallel_students[:1])):
@@ -217,7 +220,8 @@ def bench_e2e(args, tmp: Path) -> dict:
             cmd = pip_launch.commands({"bag": "", "mode": mode, "device": args.device, "rate": "1"},
                                       [f"calibration:={calib_dir}", f"checkpoint_rgb:={rgb_ck}",
                                        f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0",
-                                       f"fragments:={args.fragments}", f"parallel_students:={par}"])["node"]
+                                       f"fragments:={args.fragments}", f"parallel_students:={par}",
+                                       f"height:={args.height}", f"width:={args.width}"])["node"]
             log = open(tmp / f"node_{mode}_{par}.log", "w")
             nproc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(bag), "--loop", "--restamp",
@@ -275,6 +279,8 @@ def main(argv=None) -> int:
                    help="fused: the node's parallel_students setting(s); two values: both, side by side (stages) or "
                         "one after the other (e2e)")
     p.add_argument("--drive", default=None)
+    p.add_argument("--height", type=int, default=96, help="processing height (node parameter height)")
+    p.add_argument("--width", type=int, default=320, help="processing width (node parameter width)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
     a.parallel_students = list(dict.fromkeys(a.parallel_students))

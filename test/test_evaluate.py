@@ -117,3 +117,33 @@ def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypat
     assert seen["fragments"] == "largest" and seen["hybrid_fragments"] == "keep"           # the Predictor's defaults
     E.main(["--data", str(sim_drive), "--fragments", "keep", "--hybrid-fragments", "largest", "--out", str(tmp_path / "o")])
     assert seen["fragments"] == "keep" and seen["hybrid_fragments"] == "largest"
+
+
+def test_learning_curve_scores_each_snapshot_once_and_plots(sim_drive, students, tmp_path, monkeypatch):
+    """bench_learning_curve: every snapshot (weights and EMA) scored per set, the scores cached so a
+    second call scores only new snapshots; a run without snapshots is named."""
+    import shutil
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_learning_curve as lc
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    for name in ("student_lidar_2.pt", "student_lidar_ema_2.pt", "student_lidar_4.pt", "notes.pt"):
+        shutil.copy(students / "lidar.pt", run / "snapshots" / name)
+    assert [(s, m, e) for s, m, e, _ in lc.snapshots(run)] == [(2, "lidar", False), (2, "lidar", True), (4, "lidar", False)]
+    calls = []
+    real = lc.evaluate
+    monkeypatch.setattr(lc, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = tmp_path / "curve.json"
+    done = lc.score_all(run, {"val": str(sim_drive)}, cache)
+    assert sorted(done["val"]) == ["2", "2 ema", "4"] and len(calls) == 3
+    assert 0.0 <= done["val"]["4"]["f1"] <= 1.0 and "recall_still" in done["val"]["4"]
+    shutil.copy(students / "lidar.pt", run / "snapshots" / "student_lidar_6.pt")
+    done = lc.score_all(run, {"val": str(sim_drive)}, cache)
+    assert sorted(done["val"]) == ["2", "2 ema", "4", "6"] and len(calls) == 4         # only the new one scored
+    lc.plot(done, tmp_path / "curve.png", "run")
+    img = cv2.imread(str(tmp_path / "curve.png"))
+    assert img is not None and (img < 200).any()
+    with pytest.raises(FileNotFoundError, match="export_every"):
+        lc.snapshots(tmp_path)

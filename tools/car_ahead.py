@@ -50,10 +50,12 @@ def picture(image, labels, uv, iou, title) -> np.ndarray:
 
 
 def run(drive_dir, methods, ckpt_2d=None, ckpt_3d=None, out: Path | None = None, lead_cfg=LeadConfig(),
-        sheet_frames=4) -> dict:
-    """{method: {frames, with_lead, found, mean_iou, iou: [per frame, None without a lead]}}."""
+        sheet_frames=4, size=(96, 320)) -> dict:
+    """{method: {frames, with_lead, found, mean_iou, iou: [per frame, None without a lead]}}; `size`:
+    the students' processing (height, width)."""
     drive = KittiRawDrive(drive_dir)
-    preds = {m: Predictor(PredictorConfig(ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, **method_config(m)), drive.calib)
+    preds = {m: Predictor(PredictorConfig(ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, height=size[0], width=size[1],
+                                          **method_config(m)), drive.calib)
              for m in methods}
     stamps = drive.timestamps
     result = {m: {"iou": []} for m in methods}
@@ -94,10 +96,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ckpt-3d")
     ap.add_argument("--out", type=Path, help="overlays per method and frame, and a contact sheet per method")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--height", type=int, default=96, help="the students' processing height")
+    ap.add_argument("--width", type=int, default=320, help="the students' processing width")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
-    res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out)
+    res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width))
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

@@ -307,6 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
+    ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
     ap.add_argument("--hybrid-objectness", type=float, default=0.1, help="hybrid: agreement for a cluster to be kept")
     ap.add_argument("--hybrid-agreement", default="iou", choices=("iou", "share"), help="hybrid: how agreement is measured")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
@@ -324,7 +325,8 @@ def main(argv=None) -> int:
             drives = []
         methods = list(METHODS) if "all" in a.mode else list(dict.fromkeys(a.mode))
         t0 = time.perf_counter()
-        over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "hybrid_objectness": a.hybrid_objectness,
+        over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
+                "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
