@@ -102,7 +102,7 @@ def main():
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     print(f"{'step':>10s} " + " ".join(f"{n + ': P / R / F1@50 / R still':>34s}" for n in data))
-    for key in sorted(next(iter(done.values())), key=lambda k: (int(k.split()[0]), k)):
+    for key in sorted({k for n in data for k in done[n]}, key=lambda k: (int(k.split()[0]), k)):
         cells = [done[n].get(key) for n in data]
         print(f"{key:>10s} " + " ".join(f"{'':>8s}{r['precision']:.3f} / {r['recall']:.3f} / {r['f1']:.3f} / "
                                         f"{r['recall_still']:.3f}" if r else f"{'-':>34s}" for r in cells))
