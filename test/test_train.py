@@ -225,3 +225,35 @@ def test_snapshots_every_export_every_steps_for_a_learning_curve(tiny_drive, tmp
     assert sorted(p.name for p in (short / "snapshots").iterdir()) == ["student_rgb_6.pt", "student_rgb_ema_6.pt"]
     with pytest.raises(ValueError, match="export_every must be >= 0"):
         tiny_cfg(tiny_drive, tmp_path / "bad", export_every=-1)
+
+
+def test_configs_saved_before_export_every_still_match(tiny_drive, tmp_path):
+    """A stage's config.json written before `export_every` existed has no such key: the pipeline's
+    check of finished stages (resume_hash of the stored dict) must still match, not raise."""
+    from xmod_core.config import to_dict
+    from xmod_core.train import resume_hash
+    cfg = tiny_cfg(tiny_drive, tmp_path / "a", export_every=2)
+    old = to_dict(cfg)
+    del old["export_every"]
+    assert resume_hash(old) == resume_hash(cfg)
+    assert resume_hash(old) != resume_hash(tiny_cfg(tiny_drive, tmp_path / "a", seed=4))
+
+
+def test_training_ceiling_counts_the_step_and_its_convolutions(tmp_path):
+    """bench_train --part ceiling on a tiny model: the step's floating-point work is counted (forward
+    and backward), nearly all of it in convolutions, and their time is found by the profiler."""
+    import sys
+    import yaml
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_train import ceiling_one, sgemm_gflops
+    cfg = {"stage": "3d_burn_in", "model": dict(TINY_MODEL), "data": {"clip_len": 2, "height": 32, "width": 96},
+           "optim": {"batch_size": 2}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    threads = torch.get_num_threads()
+    try:
+        r = ceiling_one(str(tmp_path / "tiny.yaml"), 1)
+    finally:
+        torch.set_num_threads(threads)
+    assert r["gflop"] > 0 and r["s_per_step"] > 0
+    assert 0.5 < r["conv_gflop_share"] <= 1.0 and 0.0 < r["conv_time_share"] < 1.0 and r["conv_gflops_rate"] > 0
+    assert sgemm_gflops() > 0 and torch.get_num_threads() == threads            # its thread setting restored

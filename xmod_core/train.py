@@ -90,8 +90,9 @@ def resume_hash(cfg: TrainConfig | dict) -> str:
     """What must not change when resuming: everything that shapes the trajectory except its length
     and the logging/checkpoint cadence (a TrainConfig or its to_dict form, as in config.json)."""
     d = to_dict(cfg)
-    for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "export_every", "init_from"):
+    for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "init_from"):
         d.pop(k)
+    d.pop("export_every", None)         # (absent from configs saved before it existed)
     d["optim"].pop("steps")
     d["data"].pop("workers")
     d["data"].pop("preload", None)      # (absent from configs saved before these existed)
