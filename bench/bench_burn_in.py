@@ -90,9 +90,10 @@ def evaluate(drives, students: dict, H: int, W: int, min_area: int, window: int 
             for name, (acc, aris, aris_seg) in rows.items()}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="glob of held-out drive folders with motion masks")
+    ap.add_argument("--data", required=True, nargs="+",
+                    help="globs (or folders) of held-out drive folders with motion masks, scored pooled")
     ap.add_argument("--ckpt-2d")
     ap.add_argument("--ckpt-3d")
     ap.add_argument("--height", type=int, default=96)
@@ -108,14 +109,14 @@ def main():
                     help="as the Predictor's fragments: largest (its default) keeps each slot's largest connected "
                          "component, keep every pixel the slot wins (the setting of the figures before 2026-11-30)")
     ap.add_argument("--json", type=Path)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.window < 0:
         ap.error(f"--window must be >= 0, got {a.window}")
     students = {}
     for modality, path in (("rgb", a.ckpt_2d), ("lidar", a.ckpt_3d)):
         if path:
             students[modality] = load_student(path)[0]
-    drives = find_drives([a.data])
+    drives = find_drives(a.data)
     res = evaluate(drives, students, a.height, a.width, a.min_area, a.window, a.min_score, a.fragments)
     print(f"{len(drives)} drives, evaluation at {a.height}x{a.width}, ground-truth objects >= {a.min_area} px, "
           f"state restarted every {a.window or 'drive'} frames, students' instances scoring >= {a.min_score}, "

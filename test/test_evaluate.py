@@ -147,3 +147,19 @@ def test_learning_curve_scores_each_snapshot_once_and_plots(sim_drive, students,
     assert img is not None and (img < 200).any()
     with pytest.raises(FileNotFoundError, match="export_every"):
         lc.snapshots(tmp_path)
+
+
+def test_burn_in_bench_pools_every_data_glob(sim_drive, tmp_path, monkeypatch, capsys):
+    """bench_burn_in --data takes several globs (validation seeds 77-80) and scores their drives
+    pooled, in one evaluation."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_burn_in as bb
+    from conftest import make_tiny_drive
+    other = make_tiny_drive(tmp_path)
+    seen = []
+    monkeypatch.setattr(bb, "evaluate", lambda drives, *a, **k: seen.append(list(drives)) or {})
+    bb.main(["--data", str(sim_drive), str(other)])
+    assert len(seen) == 1 and sorted(map(str, seen[0])) == sorted([str(sim_drive), str(other)])
+    assert "2 drives" in capsys.readouterr().out
