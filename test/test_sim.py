@@ -129,3 +129,50 @@ def test_cli_arguments(tmp_path, capsys):
     drives = list(tmp_path.glob("*/*_drive_0000_sync"))
     assert len(drives) == 1 and (drives[0] / "image_02/data/0000000000.png").is_file()
     assert not (drives[0] / "preview.png").exists()
+
+
+def test_street_clutter_adds_only_static_furniture_beside_the_road():
+    """`clutter: street` keeps a seed's basic scene and adds object-sized static furniture off the
+    road, inside clustering's size window (so it is a confuser), of the furniture classes."""
+    from xmod_core.baselines import ClusterConfig
+    from xmod_core.sim.scene import KERBSIDE, SIDEWALK
+    with pytest.raises(ValueError, match="clutter must be one of"):
+        generate(sequence_rngs(0, 0)[0], 5, "dense")
+    size = ClusterConfig()
+    added = 0
+    for seed in range(3):
+        basic = generate(sequence_rngs(seed, 0)[0], 20)
+        street = generate(sequence_rngs(seed, 0)[0], 20, "street")
+        old = [(b.cls, b.instance, float(b.x[0]), float(b.y[0])) for b in basic.bodies]
+        new = [(b.cls, b.instance, float(b.x[0]), float(b.y[0])) for b in street.bodies]
+        extra = [b for b in street.bodies if (b.cls, b.instance, float(b.x[0]), float(b.y[0])) not in set(old)]
+        assert [k for k in new if k in set(old)] == old                      # the basic scene, untouched
+        assert len(extra) > 40
+        added += len(extra)
+        for b in extra:
+            assert b.instance == 0 and b.static and b.cls in KERBSIDE
+            assert street.route.lateral(np.array([[b.x[0], b.y[0]]]))[0] >= SIDEWALK[0] + 0.2   # never on the road
+            lo = np.array([np.asarray(p.centre) - np.asarray(p.half) for p in b.parts]).min(0)
+            hi = np.array([np.asarray(p.centre) + np.asarray(p.half) for p in b.parts]).max(0)
+            assert size.min_height <= hi[2] - lo[2] <= size.max_height
+            assert min(hi[:2] - lo[:2]) <= size.max_width
+    assert added > 150
+
+
+def test_street_clutter_drive_gives_more_clusters(drive, tmp_path):
+    """A `street` drive of the same seed: its LiDAR sees the furniture classes, and object
+    clustering finds more clusters that are no object than in the basic drive."""
+    from xmod_core.baselines import euclidean_clusters
+    street = simulate_drive(tmp_path, SEED, 0, 1, Rig.scaled(SCALE), preview=False, clutter="street")
+    assert json.loads((street / "sim.json").read_text())["clutter"] == "street"
+    false_clusters = []
+    for d in (drive, street):
+        scan = KittiRawDrive(d).scan(0)
+        labels = np.fromfile(d / GT_LABEL_DIR / "data" / "0000000000.label", np.uint32)
+        cl = euclidean_clusters(scan)
+        inst = (labels >> 16).astype(np.int64)
+        object_share = np.bincount(cl, inst > 0) / np.maximum(np.bincount(cl), 1)
+        false_clusters.append(int((object_share[1:][np.bincount(cl)[1:] > 0] < 0.5).sum()))
+        if d == street:
+            assert {CLASS_IDS["traffic-sign"], CLASS_IDS["other-object"]} <= set((labels & 0xFFFF).tolist())
+    assert false_clusters[1] > false_clusters[0] + 5, false_clusters

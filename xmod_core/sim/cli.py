@@ -18,19 +18,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first", type=int, default=0, help="index of the first drive (default: 0)")
     p.add_argument("--scale", type=float, default=1.0, help="image scale of the 1242x375 camera (default: 1.0)")
     p.add_argument("--shadows", action="store_true", help="cast sun shadows (slower: about +0.25 s per frame)")
+    p.add_argument("--clutter", choices=("basic", "street"), default="basic",
+                   help="basic: buildings, walls, fences, hedges, trees, poles (the shipped models' drives); street: "
+                        "also object-sized street furniture (bushes, young trees, signs, bollards, cabinets, benches, "
+                        "kiosks, planters) as real streets hold (default: basic)")
     p.add_argument("--workers", type=int, default=0, help="parallel processes (default: one per core, at most one per drive)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png per drive")
     return p
 
 
 def _one(args: tuple) -> str:
-    out, seed, seq, frames, scale, shadows, preview, lidar_process, position = args
+    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, position = args
     from tqdm import tqdm
 
     from .rig import Rig
     from .writer import simulate_drive
     with tqdm(total=frames, desc=f"drive {seq:04d}", position=position, leave=True, unit="frame") as bar:
-        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale), shadows, bar, preview, lidar_process))
+        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale), shadows, bar, preview, lidar_process,
+                                  clutter))
 
 
 def main(argv=None) -> int:
@@ -44,7 +49,7 @@ def main(argv=None) -> int:
     workers = a.workers or min(a.sequences, cores)
     # fewer drives than cores: split each drive's camera and LiDAR over two processes instead
     split = workers * 2 <= cores
-    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, i)
+    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, i)
             for i in range(a.sequences)]
     t0 = time.perf_counter()
     if workers == 1:

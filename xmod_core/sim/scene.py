@@ -26,7 +26,9 @@ SIDEWALK = (9.5, 13.0)
 STRUCT_D = 13.5              # first metre of buildings, walls, fences
 # SemanticKITTI class ids (lower 16 bits of a .label)
 CLASS_IDS = {"car": 10, "truck": 18, "pedestrian": 30, "cyclist": 31, "road": 40, "sidewalk": 48,
-             "building": 50, "fence": 51, "vegetation": 70, "trunk": 71, "terrain": 72, "pole": 80}
+             "building": 50, "fence": 51, "vegetation": 70, "trunk": 71, "terrain": 72, "pole": 80,
+             "traffic-sign": 81, "other-object": 99}
+CLUTTER = ("basic", "street")  # street: also object-sized street furniture (`street_furniture`)
 OBJECT_CLASSES = ("car", "truck", "pedestrian", "cyclist")
 MOVING_SPEED = 0.25          # m/s, above this an object counts as moving
 
@@ -144,7 +146,12 @@ OBJECT_SIZES = {  # (length, width, height) ranges
 }
 REFLECTANCE = {"car": 0.35, "truck": 0.4, "pedestrian": 0.25, "cyclist": 0.3, "building": 0.3,
                "fence": 0.2, "vegetation": 0.45, "trunk": 0.35, "pole": 0.5, "road": 0.22,
-               "sidewalk": 0.3, "terrain": 0.4}
+               "sidewalk": 0.3, "terrain": 0.4, "traffic-sign": 0.7, "other-object": 0.3}
+# street furniture stands on the kerb side of the sidewalk (trees, signs, bollards) or against the
+# buildings (cabinets, kiosks, planters); walking and standing pedestrians keep the band in between
+KERB_BAND = (SIDEWALK[0] + 0.3, SIDEWALK[0] + 0.8)
+FRONTAGE_BAND = (SIDEWALK[1] - 0.4, SIDEWALK[1])
+KERBSIDE = ("vegetation", "pole", "traffic-sign", "other-object")   # classes allowed up to the kerb
 
 
 def _ego_speed(rng: np.random.Generator, T: int) -> np.ndarray:
@@ -164,7 +171,78 @@ def _ego_speed(rng: np.random.Generator, T: int) -> np.ndarray:
     return np.clip(v, 0, 15)
 
 
-def generate(rng: np.random.Generator, frames: int) -> Scene:
+def _furniture(kind: str, rng: np.random.Generator) -> tuple[list, str, str]:
+    """(parts, texture, class) of one piece of street furniture, origin on the ground at its
+    centre. Every piece fits the size window of object clustering (`baselines.ClusterConfig`: 0.4-4.5
+    m high, at most 3.5 m wide), which is what makes it a confuser for the students and the
+    clustering alike."""
+    u = rng.uniform
+    if kind == "bush":                         # a few overlapping blobs: an irregular outline
+        n, w, h = int(rng.integers(3, 7)), u(0.6, 2.5), u(0.5, 1.8)
+        parts = [Part((u(-w, w) / 2, u(-0.4, 0.4), h * u(0.35, 0.55)), (w * u(0.25, 0.45), u(0.3, 0.6), h * u(0.35, 0.5)), 1.5)
+                 for _ in range(n)]
+        return parts, f"foliage{rng.integers(0, 2)}", "vegetation"
+    if kind == "small_tree":                   # young tree: below clustering's 4.5 m height limit
+        trunk, crown = u(1.0, 2.0), u(0.5, 1.1)
+        return ([Part((0, 0, trunk / 2), (0.08, 0.08, trunk / 2), "tyre"),
+                 Part((0, 0, trunk + crown * 0.8), (crown, crown, crown * 0.8), "paint")], "tree0", "vegetation")
+    if kind == "sign":                         # post with a plate, or a bus-stop pole with a board
+        post, plate = u(2.0, 3.0), u(0.3, 0.6)
+        return ([Part((0, 0, post / 2), (0.04, 0.04, post / 2), 1.0),
+                 Part((0, 0, post - plate / 2), (0.03, plate / 2, plate / 2), 1.0)], "metal0", "traffic-sign")
+    if kind == "bollards":                     # a row, each one its own cluster
+        n, gap, h = int(rng.integers(3, 7)), u(1.2, 2.0), u(0.7, 1.1)
+        return ([Part(((i - (n - 1) / 2) * gap, 0, h / 2), (0.08, 0.08, h / 2), 1.0) for i in range(n)],
+                "metal0", "pole")
+    if kind == "cabinet":                      # electrical cabinet, bin, vending machine
+        l, w, h = u(0.5, 1.4), u(0.35, 0.7), u(0.9, 1.6)
+        return [Part((0, 0, h / 2), (l / 2, w / 2, h / 2), 1.0)], f"{rng.choice(['metal', 'wall'])}0", "other-object"
+    if kind == "bench":
+        l = u(1.4, 2.2)
+        return ([Part((0, 0, 0.45), (l / 2, 0.25, 0.04), 1.0), Part((0, 0.22, 0.7), (l / 2, 0.03, 0.25), 1.0)]
+                + [Part((sx * (l / 2 - 0.1), 0, 0.22), (0.04, 0.22, 0.22), 1.0) for sx in (-1, 1)],
+                "metal0", "other-object")
+    if kind == "kiosk":                        # booth or container: car-sized, never moves
+        l, w, h = u(1.5, 3.0), u(0.5, 0.7), u(2.0, 2.8)
+        return [Part((0, 0, h / 2), (l / 2, w / 2, h / 2), 2.0)], f"wall{rng.integers(0, 2)}", "other-object"
+    if kind == "planter":                      # a box with a shrub in it
+        l, w = u(0.8, 2.0), u(0.5, 0.7)
+        return ([Part((0, 0, 0.3), (l / 2, w / 2, 0.3), 1.0),
+                 Part((0, 0, 0.6 + 0.35), (l / 2 * 0.9, w / 2 * 0.9, 0.35), 1.5)], "foliage1", "vegetation")
+    raise ValueError(f"unknown street furniture {kind!r}")
+
+
+KERB_FURNITURE = {"bush": 0.3, "small_tree": 0.25, "sign": 0.25, "bollards": 0.2}     # kind -> share
+FRONTAGE_FURNITURE = {"bush": 0.25, "cabinet": 0.3, "bench": 0.15, "kiosk": 0.1, "planter": 0.2}
+
+
+def street_furniture(rng: np.random.Generator, s_lo: float, s_hi: float, spacing=(4.0, 12.0)) -> list:
+    """[(parts, texture, class, s, d, yaw)] of object-sized static clutter along both sides of the
+    route between arc lengths s_lo and s_hi: the bushes, young trees, signs and bollards at the kerb
+    and the cabinets, benches, kiosks and planters against the buildings that real streets hold and
+    that object clustering keeps (`clutter: street`)."""
+    out = []
+    for side in (-1, 1):
+        for band, kinds in ((KERB_BAND, KERB_FURNITURE), (FRONTAGE_BAND, FRONTAGE_FURNITURE)):
+            names, p = list(kinds), np.array(list(kinds.values()))
+            s = s_lo + rng.uniform(0, spacing[1])
+            while s < s_hi:
+                kind = names[rng.choice(len(names), p=p / p.sum())]
+                parts, tex, cls = _furniture(kind, rng)
+                along = kind in ("bollards", "bench", "kiosk", "cabinet", "planter")
+                yaw = (0.0 if side > 0 else np.pi) if along else rng.uniform(0, np.pi)
+                d = side * rng.uniform(*band)
+                out.append((parts, tex, cls, s, d, yaw))
+                s += rng.uniform(*spacing)
+    return out
+
+
+def generate(rng: np.random.Generator, frames: int, clutter: str = "basic") -> Scene:
+    """A random scene of `frames` frames. `clutter`: `basic` (buildings, walls, fences, hedges,
+    trees, poles: the scenes every shipped model was trained on) or `street` (also object-sized street
+    furniture, drawn after everything else, so a seed's `basic` scene is unchanged)."""
+    if clutter not in CLUTTER:
+        raise ValueError(f"clutter must be one of {CLUTTER}, got {clutter!r}")
     T = frames
     ego_v = _ego_speed(rng, T)
     ego_s = np.concatenate([[0.0], np.cumsum(ego_v[:-1] * DT)])
@@ -282,6 +360,9 @@ def generate(rng: np.random.Generator, frames: int) -> Scene:
             height = rng.uniform(5, 8)
             add_static([Part((0, 0, height / 2), (0.08, 0.08, height / 2), 1.0)], "metal0", "pole",
                        s0, side * (SIDEWALK[0] + 0.25))
+    if clutter == "street":
+        for parts, tex, cls, s0, d0, yaw in street_furniture(rng, c_lo, c_hi):
+            add_static(parts, tex, cls, s0, d0, yaw)
 
     # drop clutter that a curve would push onto the road or sidewalk
     keep = []
@@ -294,7 +375,7 @@ def generate(rng: np.random.Generator, frames: int) -> Scene:
         pts = np.concatenate([np.asarray(p.centre)[None, :2] + np.array([[sx * p.half[0], sy * p.half[1]]
                               for sx in (-1, 1) for sy in (-1, 1)]) for p in solid])
         world = pts @ np.array([[c, s_], [-s_, c]]) + [b.x[0], b.y[0]]
-        limit = SIDEWALK[0] + 0.2 if b.cls in ("vegetation", "pole") else STRUCT_D - 0.3
+        limit = SIDEWALK[0] + 0.2 if b.cls in KERBSIDE else STRUCT_D - 0.3
         if route.lateral(world).min() >= limit:
             keep.append(b)
     scene.bodies = keep
