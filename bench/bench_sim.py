@@ -1,6 +1,7 @@
 """Simulator speed: seconds per frame at full resolution (1242x375) with a full 64-beam sweep,
 split into render, LiDAR and writing, single process; then the CLI's wall time per frame with one
-worker per core. Target: at most 0.5 s per frame on 2 cores.
+worker per core. Target: at most 0.5 s per frame on 2 cores. The per-stage times are measured
+for both clutter settings side by side (`--clutter street` adds street furniture), with their ratio.
 
     .venv/bin/python bench/bench_sim.py [--frames 12]
 """
@@ -21,9 +22,9 @@ from xmod_core.sim.writer import sequence_rngs, simulate_drive
 TARGET = 0.5
 
 
-def stages(frames: int, seed: int = 1234) -> dict:
+def stages(frames: int, seed: int = 1234, clutter: str = "basic") -> dict:
     rngs = sequence_rngs(seed, 0)
-    scene = generate(rngs[0], frames)
+    scene = generate(rngs[0], frames, clutter)
     t0 = time.perf_counter()
     world = World(scene, Rig(), rngs[1:])
     build = time.perf_counter() - t0
@@ -47,9 +48,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=12)
     a = ap.parse_args()
-    s = stages(a.frames)
-    print(f"scene build {s['build']:.2f} s (once per drive); median per frame: render {s['render'] * 1e3:.0f} ms, "
-          f"LiDAR {s['lidar'] * 1e3:.0f} ms ({s['points']} points)")
+    both = {c: stages(a.frames, clutter=c) for c in ("basic", "street")}
+    for c, s in both.items():
+        print(f"clutter {c}: scene build {s['build']:.2f} s (once per drive); median per frame: render "
+              f"{s['render'] * 1e3:.0f} ms, LiDAR {s['lidar'] * 1e3:.0f} ms ({s['points']} points)")
+    print(f"street / basic, per frame: render {both['street']['render'] / both['basic']['render']:.2f}x, "
+          f"LiDAR {both['street']['lidar'] / both['basic']['lidar']:.2f}x")
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         simulate_drive(Path(d), 1234, 0, a.frames, Rig(), preview=False)

@@ -176,3 +176,40 @@ def test_street_clutter_drive_gives_more_clusters(drive, tmp_path):
         if d == street:
             assert {CLASS_IDS["traffic-sign"], CLASS_IDS["other-object"]} <= set((labels & 0xFFFF).tolist())
     assert false_clusters[1] > false_clusters[0] + 5, false_clusters
+
+
+def test_cluster_count_tool(drive, tmp_path, capsys):
+    """tools/cluster_count.py: one row per glob with the frames it used; a glob without drives is
+    an error naming it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cluster_count", Path(__file__).parents[1] / "tools/cluster_count.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(drive), "--every", "2"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    assert row[2].strip() == str(len(range(0, FRAMES, 2))) and float(row[3]) > 0
+    with pytest.raises(SystemExit):
+        tool.main([str(tmp_path / "nothing")])
+    assert "no drive matches" in capsys.readouterr().err
+
+
+def test_object_density_drops_objects_only(capsys, tmp_path):
+    """`object_density` keeps a share of the objects and every piece of clutter; 1 is the scene as
+    it was; values outside (0, 1] are errors (library and CLI)."""
+    full_n = sparse_n = 0
+    for seed in range(4):
+        full = generate(sequence_rngs(seed, 0)[0], 20, "street")
+        same = generate(sequence_rngs(seed, 0)[0], 20, "street", 1.0)
+        sparse = generate(sequence_rngs(seed, 0)[0], 20, "street", 0.25)
+        assert [b.instance for b in same.bodies] == [b.instance for b in full.bodies]
+        key = lambda b: (b.cls, float(b.x[0]), float(b.y[0]))             # noqa: E731
+        assert [key(b) for b in sparse.bodies if not b.instance] == [key(b) for b in full.bodies if not b.instance]
+        assert {b.instance for b in sparse.objects} <= {b.instance for b in full.objects}
+        full_n, sparse_n = full_n + len(full.objects), sparse_n + len(sparse.objects)
+    assert 0.15 < sparse_n / full_n < 0.35, (sparse_n, full_n)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="object_density"):
+            generate(sequence_rngs(0, 0)[0], 5, "basic", bad)
+    with pytest.raises(SystemExit):
+        sim_main(["--out", str(tmp_path), "--object-density", "0"])
+    assert "--object-density must be within (0, 1]" in capsys.readouterr().err

@@ -22,20 +22,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="basic: buildings, walls, fences, hedges, trees, poles (the shipped models' drives); street: "
                         "also object-sized street furniture (bushes, young trees, signs, bollards, cabinets, benches, "
                         "kiosks, planters) as real streets hold (default: basic)")
+    p.add_argument("--object-density", type=float, default=1.0,
+                   help="share of the objects kept, in (0, 1]; 1 (default) keeps the scenes as they are, 0.25 brings "
+                        "them near KITTI's labelled objects per image (docs/data.md)")
     p.add_argument("--workers", type=int, default=0, help="parallel processes (default: one per core, at most one per drive)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png per drive")
     return p
 
 
 def _one(args: tuple) -> str:
-    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, position = args
+    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, density, position = args
     from tqdm import tqdm
 
     from .rig import Rig
     from .writer import simulate_drive
     with tqdm(total=frames, desc=f"drive {seq:04d}", position=position, leave=True, unit="frame") as bar:
         return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale), shadows, bar, preview, lidar_process,
-                                  clutter))
+                                  clutter, density))
 
 
 def main(argv=None) -> int:
@@ -43,13 +46,15 @@ def main(argv=None) -> int:
     for name in ("sequences", "frames"):
         if getattr(a, name) < 1:
             _parser().error(f"--{name} must be at least 1")
+    if not 0.0 < a.object_density <= 1.0:
+        _parser().error("--object-density must be within (0, 1]")
     if not 0.05 <= a.scale <= 4:
         _parser().error("--scale must be within [0.05, 4]")
     cores = os.cpu_count() or 1
     workers = a.workers or min(a.sequences, cores)
     # fewer drives than cores: split each drive's camera and LiDAR over two processes instead
     split = workers * 2 <= cores
-    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, i)
+    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, a.object_density, i)
             for i in range(a.sequences)]
     t0 = time.perf_counter()
     if workers == 1:

@@ -237,12 +237,16 @@ def street_furniture(rng: np.random.Generator, s_lo: float, s_hi: float, spacing
     return out
 
 
-def generate(rng: np.random.Generator, frames: int, clutter: str = "basic") -> Scene:
+def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", object_density: float = 1.0) -> Scene:
     """A random scene of `frames` frames. `clutter`: `basic` (buildings, walls, fences, hedges,
     trees, poles: the scenes every shipped model was trained on) or `street` (also object-sized street
-    furniture, drawn after everything else, so a seed's `basic` scene is unchanged)."""
+    furniture, drawn after everything else, so a seed's `basic` scene is unchanged).
+    `object_density` in (0, 1]: each object of the scene is kept with this probability (drawn last;
+    1 keeps the scene as it was), for streets as sparse in objects as real ones (docs/data.md)."""
     if clutter not in CLUTTER:
         raise ValueError(f"clutter must be one of {CLUTTER}, got {clutter!r}")
+    if not 0.0 < object_density <= 1.0:
+        raise ValueError(f"object_density must be within (0, 1], got {object_density}")
     T = frames
     ego_v = _ego_speed(rng, T)
     ego_s = np.concatenate([[0.0], np.cumsum(ego_v[:-1] * DT)])
@@ -363,6 +367,10 @@ def generate(rng: np.random.Generator, frames: int, clutter: str = "basic") -> S
     if clutter == "street":
         for parts, tex, cls, s0, d0, yaw in street_furniture(rng, c_lo, c_hi):
             add_static(parts, tex, cls, s0, d0, yaw)
+
+    if object_density < 1.0:
+        drop = rng.random(len(scene.bodies)) >= object_density
+        scene.bodies = [b for b, d in zip(scene.bodies, drop) if not (d and b.instance)]
 
     # drop clutter that a curve would push onto the road or sidewalk
     keep = []
