@@ -308,7 +308,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
     ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
-    ap.add_argument("--hybrid-objectness", type=float, default=0.1, help="hybrid: agreement for a cluster to be kept")
+    ap.add_argument("--hybrid-objectness", type=float, default=PredictorConfig.hybrid_objectness,
+                    help="hybrid: agreement for a cluster to be kept (default: the Predictor's)")
     ap.add_argument("--hybrid-agreement", default="iou", choices=("iou", "share"), help="hybrid: how agreement is measured")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
