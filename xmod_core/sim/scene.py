@@ -202,7 +202,7 @@ def _furniture(kind: str, rng: np.random.Generator) -> tuple[list, str, str]:
         return ([Part((0, 0, 0.45), (l / 2, 0.25, 0.04), 1.0), Part((0, 0.22, 0.7), (l / 2, 0.03, 0.25), 1.0)]
                 + [Part((sx * (l / 2 - 0.1), 0, 0.22), (0.04, 0.22, 0.22), 1.0) for sx in (-1, 1)],
                 "metal0", "other-object")
-    if kind == "kiosk":                        # booth or container: car-sized, never moves
+    if kind == "kiosk":                        # booth or ticket machine: up to 3 m long, never moves
         l, w, h = u(1.5, 3.0), u(0.5, 0.7), u(2.0, 2.8)
         return [Part((0, 0, h / 2), (l / 2, w / 2, h / 2), 2.0)], f"wall{rng.integers(0, 2)}", "other-object"
     if kind == "planter":                      # a box with a shrub in it
