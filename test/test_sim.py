@@ -213,3 +213,25 @@ def test_object_density_drops_objects_only(capsys, tmp_path):
     with pytest.raises(SystemExit):
         sim_main(["--out", str(tmp_path), "--object-density", "0"])
     assert "--object-density must be within (0, 1]" in capsys.readouterr().err
+
+
+def test_clutter_and_density_reach_the_lidar_process(tmp_path):
+    """With the LiDAR in a second process (the CLI's choice for one drive) the worker rebuilds the
+    same `street`, object-sparse scene as the camera's: identical scans and labels, and no point
+    labelled with an object the scene dropped."""
+    kw = dict(preview=False, clutter="street", object_density=0.5)
+    one = simulate_drive(tmp_path / "one", SEED, 0, 2, Rig.scaled(0.2), **kw)
+    two = simulate_drive(tmp_path / "two", SEED, 0, 2, Rig.scaled(0.2), lidar_process=True, **kw)
+    meta = json.loads((two / "sim.json").read_text())
+    assert (meta["clutter"], meta["object_density"]) == ("street", 0.5)
+    kept = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street", 0.5).objects}
+    dropped = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street").objects} - kept
+    assert dropped
+    for i in range(2):
+        name = f"{i:010d}"
+        for sub in (f"velodyne_points/data/{name}.bin", f"{GT_LABEL_DIR}/data/{name}.label"):
+            assert (one / sub).read_bytes() == (two / sub).read_bytes(), sub
+        labels = np.fromfile(two / GT_LABEL_DIR / "data" / f"{name}.label", np.uint32)
+        seen = set((labels >> 16).tolist()) - {0}
+        assert seen and seen <= kept and not seen & dropped
+        assert CLASS_IDS["other-object"] in set((labels & 0xFFFF).tolist())

@@ -310,7 +310,8 @@ def main(argv=None) -> int:
     ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
     ap.add_argument("--hybrid-objectness", type=float, default=PredictorConfig.hybrid_objectness,
                     help="hybrid: agreement for a cluster to be kept (default: the Predictor's)")
-    ap.add_argument("--hybrid-agreement", default="iou", choices=("iou", "share"), help="hybrid: how agreement is measured")
+    ap.add_argument("--hybrid-agreement", default=PredictorConfig.hybrid_agreement, choices=("iou", "share"),
+                    help="hybrid: how agreement is measured (default: the Predictor's)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")

@@ -85,9 +85,9 @@ class PredictorConfig:
                                         # this one projects the scan and runs the 3D student (docs/benchmarks.md)
     instances: str = "slots"            # slots: the students' instances (the paper's); hybrid: LiDAR clusters the
                                         # students call objects, split and merged by their instances (see `hybrid`)
-    hybrid_objectness: float = 0.3      # hybrid: agreement of a cluster with the students for it to be kept (the
-                                        # optimum of the object-sparse validation drives; docs/evaluation.md)
-    hybrid_agreement: str = "iou"       # hybrid: iou (best point IoU with one instance) | share (of points in any)
+    hybrid_objectness: float = HybridConfig.objectness  # hybrid: agreement of a cluster with the students for it
+                                        # to be kept (0.3, the optimum of object-sparse validation drives)
+    hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
     hybrid_min_score: float = 0.0       # hybrid: min_score of the students' instances (geometry checks them instead;
                                         # validation seed 77, lidar: point F1@50 0.283 at 0.5, 0.357 at 0)
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50

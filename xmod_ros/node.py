@@ -109,9 +109,9 @@ PARAMETERS: dict[str, tuple] = {
     "instances": ("slots", _D.PARAMETER_STRING,
                   "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
                   "split and merged by their instances (needs the cloud in every mode); read at startup"),
-    "hybrid_objectness": (0.3, _D.PARAMETER_DOUBLE,
+    "hybrid_objectness": (PredictorConfig.hybrid_objectness, _D.PARAMETER_DOUBLE,
                           "hybrid: agreement of a LiDAR cluster with the students' instances for it to be kept"),
-    "hybrid_agreement": ("iou", _D.PARAMETER_STRING,
+    "hybrid_agreement": (PredictorConfig.hybrid_agreement, _D.PARAMETER_STRING,
                          "hybrid: iou (a cluster's best point IoU with one student instance) or share (of its points in any)"),
     "hybrid_fragments": ("keep", _D.PARAMETER_STRING,
                          "hybrid: fragments of the students' instances (keep: all their pixels; largest: largest component)"),

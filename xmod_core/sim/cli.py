@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .scene import CLUTTER
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xmod_core.sim", description=__doc__)
@@ -18,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first", type=int, default=0, help="index of the first drive (default: 0)")
     p.add_argument("--scale", type=float, default=1.0, help="image scale of the 1242x375 camera (default: 1.0)")
     p.add_argument("--shadows", action="store_true", help="cast sun shadows (slower: about +0.25 s per frame)")
-    p.add_argument("--clutter", choices=("basic", "street"), default="basic",
+    p.add_argument("--clutter", choices=CLUTTER, default="basic",
                    help="basic: buildings, walls, fences, hedges, trees, poles (the shipped models' drives); street: "
                         "also object-sized street furniture (bushes, young trees, signs, bollards, cabinets, benches, "
                         "kiosks, planters) as real streets hold (default: basic)")
