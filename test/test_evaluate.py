@@ -61,13 +61,17 @@ def test_lidar_clustering_finds_objects_and_drops_ground(sim_drive):
 def test_evaluator_table_and_baselines(sim_drive, students, tmp_path):
     res = evaluate([sim_drive], ["rgb", "lidar", "fused"], str(students / "rgb.pt"), str(students / "lidar.pt"),
                    height=32, width=96, device="cpu", progress=False)
-    assert set(res) == {"2d_grid", "2d_full", "3d"}
+    assert set(res) == {"2d_grid", "2d_full", "2d_box", "3d"}
     for dom in res.values():
         assert set(dom) == {"motion masks", "LiDAR clustering", "DIOD 2D (rgb)", "DIOD-3D (lidar)", "fused"}
     motion = res["2d_full"]["motion masks"]
     # the motion masks here are exactly the moving objects: perfect precision, every moving object found
     assert motion["precision"] == 1.0 and motion["recall_moving"] == 1.0
     assert motion["recall_still"] == 0.0
+    # boxes around those masks are the boxes around the moving objects' masks: the same counts
+    box = res["2d_box"]["motion masks"]
+    assert box["precision"] == 1.0 and box["recall_moving"] == 1.0 and box["recall_still"] == 0.0
+    assert box["fg_ari"] is None and box["recall"] == motion["recall"]
     assert res["2d_full"]["LiDAR clustering"]["f1"] > 0.2
     md = tables(res, "t")
     assert "| LiDAR clustering |" in md and "FG-ARI" in md and "R >=10k px" in md

@@ -124,6 +124,25 @@ def test_iou_agreement_drops_a_cluster_inside_a_larger_instance(scene):
         assert ((labels[wall] > 0).mean() > 0.9) == kept, agreement
 
 
+def test_ground_feet_extend_image_hulls_down_to_the_ground(scene):
+    """The car's lowest points are 0.3 m above the road (ground removal takes lower ones); with
+    `ground_feet` its image hull reaches the row where its near face meets the ground plane, and
+    the per-point labels do not change."""
+    pts, part, names, pp, grid = scene
+    scores = {1: 0.9, 2: 0.8, 3: 0.7, 4: 0.7}
+    g0, labels0, _ = hybrid_instances(pts, pp, [grid], grid, scores)
+    g1, labels1, _ = hybrid_instances(pts, pp, [grid], grid, scores, HybridConfig(ground_feet=True), CALIB)
+    assert (labels0 == labels1).all()
+    car = np.bincount(ids_of(labels1, part, names, "car")).argmax()
+    bottom = lambda g: np.nonzero(g == car)[0].max()
+    uv, _ = CALIB.scaled(H, W).project(np.array([[15.0, 3.0, -1.73], [15.0, 3.0, -1.73 + 0.3]]))
+    foot, lowest = np.floor(uv[:, 1] + 0.5).astype(int)                             # rows of the near face's foot, lowest point
+    assert bottom(g0) == lowest and bottom(g1) == foot and foot >= lowest + 2
+    assert (g1[g0 > 0] > 0).all()                                                  # hulls only grow
+    with pytest.raises(ValueError, match="calibration"):
+        hybrid_instances(pts, pp, [grid], grid, scores, HybridConfig(ground_feet=True))
+
+
 def test_hybrid_without_points_in_view(scene):
     *_, grid = scene
     g, labels, scores = hybrid_instances(np.zeros((3, 4), np.float32), np.full(3, -1), [grid], grid, {5: 0.5})

@@ -34,12 +34,13 @@ class ClusterConfig:
     seed: int = 0
 
 
-def ground_mask(points: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
-    """(N,) bool: points within ground_tol of the best plane through low points (RANSAC)."""
+def ground_plane(points: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, float] | None:
+    """The best plane through low points (RANSAC, vectorised): unit normal (3,) pointing up and
+    offset d (n . p + d = 0 on the plane), or None when there are too few low points."""
     rng = np.random.default_rng(cfg.seed)
     low = np.flatnonzero(points[:, 2] < -cfg.sensor_height + 0.6)
     if len(low) < 3:
-        return np.zeros(len(points), bool)
+        return None
     tri = points[rng.choice(low, (cfg.ground_iters, 3)), :3]                  # (I, 3, 3)
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norm = np.linalg.norm(n, axis=1, keepdims=True)
@@ -52,8 +53,21 @@ def ground_mask(points: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
     dist = sub[:, None, 0] * n[:, 0] + sub[:, None, 1] * n[:, 1] + sub[:, None, 2] * n[:, 2] + d           # (P, I)
     inl = (np.abs(dist) < cfg.ground_tol).sum(0) * ok                                                    # (I,)
     best = int(inl.argmax())
-    p = points[:, :3]
-    return np.abs(p[:, 0] * n[best, 0] + p[:, 1] * n[best, 1] + p[:, 2] * n[best, 2] + d[best]) < cfg.ground_tol
+    return n[best].astype(np.float64), float(d[best])
+
+
+def plane_distance(points: np.ndarray, plane: tuple[np.ndarray, float]) -> np.ndarray:
+    """(N,) signed height of points (N, >=3) above the plane (n, d)."""
+    (n, d), p = plane, points[:, :3]
+    return p[:, 0] * n[0] + p[:, 1] * n[1] + p[:, 2] * n[2] + d
+
+
+def ground_mask(points: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
+    """(N,) bool: points within ground_tol of the best plane through low points (RANSAC)."""
+    plane = ground_plane(points, cfg)
+    if plane is None:
+        return np.zeros(len(points), bool)
+    return np.abs(plane_distance(points, plane)) < cfg.ground_tol
 
 
 _HALF_NEIGHBOURS = {d: np.array([o for o in itertools.product((-1, 0, 1), repeat=d) if o > (0,) * d], np.int64)
@@ -92,14 +106,21 @@ def euclidean_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig())
 
 def clusters_and_candidates(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tuple[np.ndarray, np.ndarray]:
     """`euclidean_clusters` and the (N,) bool candidates it clustered: finite, in range, not ground."""
+    return cluster_scan(points, cfg)[:2]
+
+
+def cluster_scan(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """`clusters_and_candidates` and the ground plane (n, d) it removed (None: no ground found)."""
     pts = np.asarray(points, np.float64)[:, :3]
     labels = np.zeros(len(pts), np.int64)
     finite = np.isfinite(pts).all(1)
     keep = finite & ((np.where(finite[:, None], pts, 0) ** 2).sum(1) < cfg.max_range ** 2)
-    keep[keep] &= ~ground_mask(pts[keep], cfg)
+    plane = ground_plane(pts[keep], cfg)
+    if plane is not None:
+        keep[keep] &= np.abs(plane_distance(pts[keep], plane)) >= cfg.ground_tol
     idx = np.flatnonzero(keep)
     if len(idx) == 0:
-        return labels, keep
+        return labels, keep, plane
     comp, n = voxel_components(np.floor(pts[idx] / cfg.voxel).astype(np.int64))
     lab = comp + 1                                                             # (M,) 1..n
     # size filters per cluster, all at once
@@ -118,7 +139,7 @@ def clusters_and_candidates(points: np.ndarray, cfg: ClusterConfig = ClusterConf
     new_id = np.zeros(n + 1, np.int64)
     new_id[good] = np.arange(1, good.sum() + 1)
     labels[idx] = new_id[lab]
-    return labels, keep
+    return labels, keep, plane
 
 
 def paint_hulls(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, ranges: np.ndarray, height: int,

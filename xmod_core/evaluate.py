@@ -9,7 +9,8 @@ computed by the same code on the same frames:
    projected into the image for the 2D metrics.
 
 Prints one table per domain (2D at the paper's resolution, the 1/4 grid of the input; 2D at full
-camera resolution; 3D on the LiDAR points in the camera's view) with FG-ARI, all-ARI, F1@50, P, R,
+camera resolution; the boxes around the 2D masks at full resolution, as KITTI's 2D labels are
+scored; 3D on the LiDAR points in the camera's view) with FG-ARI, all-ARI, F1@50, P, R,
 recall on still and on moving objects, frames/s; writes them as JSON and Markdown to --out.
 Ground-truth objects under --min-area (share of the image; --min-points in 3D) are ignored.
 
@@ -45,7 +46,7 @@ from .kitti_gt import dont_care_boxes, find_gt_sources, object_boxes, points_in_
 from .metrics import F1Accumulator, IdStability, all_ari, box_area, box_intersection, box_iou, fg_ari, instance_boxes
 from .predictor import DEFAULT_2D, DEFAULT_3D, MODES, Predictor, PredictorConfig
 
-DOMAINS = ("2d_grid", "2d_full", "3d")
+DOMAINS = ("2d_grid", "2d_full", "2d_box", "3d")
 REAL_DOMAINS = ("3d", "2d_box")
 METHODS = (*MODES, *(f"hybrid:{m}" for m in MODES))
 NAMES = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"} | \
@@ -66,6 +67,15 @@ class _Row:
         self.fg = {d: [] for d in DOMAINS}
         self.all = {d: [] for d in DOMAINS}
         self.seconds, self.frames = 0.0, 0
+
+    def add_boxes(self, gt, pred, scores, ignore, moving, sizes):
+        """F1@50 of the boxes around the predicted instances against those around the ground-truth
+        masks (the simulator's counterpart of KITTI's 2D boxes; no ARI for boxes)."""
+        gids, gbox = instance_boxes(gt)
+        pids, pbox = instance_boxes(pred)
+        s = box_area(pbox) if scores is None else np.array([scores.get(int(p), 0.0) for p in pids])
+        self.f1["2d_box"].count(box_iou(gbox, pbox), s, np.isin(gids, list(ignore)), None, np.isin(gids, list(moving)),
+                                np.array([sizes.get(int(g), np.nan) for g in gids], np.float64))
 
     def add(self, domain, gt, pred, scores, ignore, moving, sizes):
         self.f1[domain].update(gt, pred, scores=scores, ignore_ids=ignore, moving_ids=moving, sizes=sizes)
@@ -130,6 +140,7 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                 grid = cv2.resize(labels_full.astype(np.uint16), grid_hw[::-1], interpolation=cv2.INTER_NEAREST)
                 for dom, pred in (("2d_full", labels_full), ("2d_grid", grid), ("3d", point_labels[in_view])):
                     r.add(dom, gts[dom], pred.astype(np.int64), scores, ignore[dom], moving, sizes)
+                r.add_boxes(gt, labels_full, scores, ignore["2d_full"], moving, sizes)
 
             if baselines:
                 # baseline 1: the motion masks
@@ -245,7 +256,8 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
 def tables(results: dict, title: str = "") -> str:
     cols = [("fg_ari", "FG-ARI"), ("all_ari", "all-ARI"), ("f1", "F1@50"), ("precision", "P"), ("recall", "R"),
             ("recall_still", "R still"), ("recall_moving", "R moving"), *_size_cols(results), ("fps", "frames/s")]
-    names = {"2d_grid": "2D, 1/4 grid of the input", "2d_full": "2D, full camera resolution", "3d": "3D, LiDAR points in view"}
+    names = {"2d_grid": "2D, 1/4 grid of the input", "2d_full": "2D, full camera resolution",
+             "2d_box": "2D boxes around the masks, full camera resolution (box F1@50; no ARI)", "3d": "3D, LiDAR points in view"}
     out = [f"# {title}".rstrip()] if title else []
     for dom, rows in results.items():
         out += [f"\n## {names[dom]}\n", "| method | " + " | ".join(c[1] for c in cols) + " |",
@@ -312,6 +324,8 @@ def main(argv=None) -> int:
                     help="hybrid: agreement for a cluster to be kept (default: the Predictor's)")
     ap.add_argument("--hybrid-agreement", default=PredictorConfig.hybrid_agreement, choices=("iou", "share"),
                     help="hybrid: how agreement is measured (default: the Predictor's)")
+    ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
+                    help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -329,7 +343,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "hybrid_objectness": a.hybrid_objectness,
-                "hybrid_agreement": a.hybrid_agreement, "fragments": a.fragments,
+                "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}

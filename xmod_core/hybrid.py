@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import ClusterConfig, clusters_and_candidates, paint_hulls, voxel_components
+from .baselines import ClusterConfig, cluster_scan, paint_hulls, plane_distance, voxel_components
+from .kitti import CameraCalib
 
 
 @dataclass
@@ -44,6 +45,8 @@ class HybridConfig:
     min_part_points: int = 10         # a split part with fewer points stays with the cluster's main instance
     split_score: float = 0.5          # only instances scoring this much split or name a cluster's parts
     lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
+    ground_feet: bool = False         # image hulls also hold each point dropped onto the ground plane (the part of
+                                      # an object that ground removal takes and the beams miss); needs the camera
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):
@@ -71,10 +74,25 @@ def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarr
     return iou.max(1)
 
 
+def _feet_pixels(points: np.ndarray, plane: tuple, calib: CameraCalib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows and columns (N,) on calib's grid of points (N, 3) dropped onto the ground plane along its
+    normal, clipped to the image (an object's foot below the image edge extends it to the edge), and
+    the (N,) bool of the feet in front of the camera (the others have no pixel)."""
+    n, _ = plane
+    feet = points[:, :3] - plane_distance(points, plane)[:, None] * n[None, :]
+    uv, depth = calib.project(feet)
+    ok = (depth > 0.1) & np.isfinite(uv).all(1)
+    uv = np.where(ok[:, None], uv, 0)
+    rows = np.clip(np.floor(uv[:, 1] + 0.5), 0, calib.height - 1).astype(np.int64)
+    cols = np.clip(np.floor(uv[:, 0] + 0.5), 0, calib.width - 1).astype(np.int64)
+    return rows, cols, ok
+
+
 def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, primary: np.ndarray,
-                     scores: dict, cfg: HybridConfig = HybridConfig()) -> tuple[np.ndarray, np.ndarray, dict]:
+                     scores: dict, cfg: HybridConfig = HybridConfig(),
+                     calib: CameraCalib | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """points (N, >=3) LiDAR frame; point_pixel (N,) flat pixel of each point on the (H, W) grid
-    (-1 outside the view); cover: the (H, W) instance maps of the modalities whose foreground gives
+    (-1 outside the view), calib: the camera at (H, W) (for `ground_feet`); cover: the (H, W) instance maps of the modalities whose foreground gives
     the objectness; primary: the (H, W) instances that decide splits and keep their mask where
     LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
     Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
@@ -84,7 +102,7 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     primary = np.asarray(primary, np.int64)
     view = np.flatnonzero(point_pixel >= 0)
     pix = point_pixel[view]
-    cl, cand = clusters_and_candidates(points[view], cfg.clusters)                # (V,) 0 = none; non-ground
+    cl, cand, plane = cluster_scan(points[view], cfg.clusters)                     # (V,) 0 = none; non-ground
     n = int(cl.max(initial=0)) + 1
     cnt = np.bincount(cl, minlength=n).astype(np.float64)
     objectness = np.mean([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, cfg.agreement) for c in cover], 0)
@@ -128,7 +146,14 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     grid = np.zeros((H, W), np.int64)
     if m:
         rng = np.linalg.norm(points[view[k], :3], axis=1)
-        grid = paint_hulls(pix[k] // W, pix[k] % W, obj, rng, H, W).astype(np.int64)
+        rows, cols, lab, rngs = pix[k] // W, pix[k] % W, obj, rng
+        if cfg.ground_feet and plane is not None:
+            if calib is None:
+                raise ValueError("hybrid ground_feet needs the camera calibration at the instance grid's size")
+            fr, fc, ok = _feet_pixels(points[view[k]].astype(np.float64), plane, calib.scaled(H, W))
+            rows, cols = np.concatenate([rows, fr[ok]]), np.concatenate([cols, fc[ok]])
+            lab, rngs = np.concatenate([lab, obj[ok]]), np.concatenate([rngs, rng[ok]])
+        grid = paint_hulls(rows, cols, lab, rngs, H, W).astype(np.int64)
     # student instances without LiDAR keep their own mask where no hull is painted
     lidar_pts = np.bincount(primary.reshape(-1)[pix], minlength=S)[:S] if len(pix) else np.zeros(S, int)
     lidarless = np.zeros(S, bool)

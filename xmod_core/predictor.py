@@ -88,6 +88,7 @@ class PredictorConfig:
     hybrid_objectness: float = HybridConfig.objectness  # hybrid: agreement of a cluster with the students for it
                                         # to be kept (0.3, the optimum of object-sparse validation drives)
     hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
+    hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
     hybrid_min_score: float = 0.0       # hybrid: min_score of the students' instances (geometry checks them instead;
                                         # validation seed 77, lidar: point F1@50 0.283 at 0.5, 0.357 at 0)
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50
@@ -135,7 +136,8 @@ class Predictor:
             self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
-        self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement)
+        self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
+                                   ground_feet=cfg.hybrid_ground_feet)
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         for name in ("min_score", "hybrid_min_score"):
@@ -259,7 +261,8 @@ class Predictor:
         hybrid_points = None
         if cfg.instances == "hybrid":                                         # on the host: clusters are numpy
             grid, hybrid_points, scores = hybrid_instances(points, fv.point_pixel, list(students.values()),
-                                                           torch.as_tensor(grid).cpu().numpy(), scores, self.hybrid)
+                                                           torch.as_tensor(grid).cpu().numpy(), scores, self.hybrid,
+                                                           self.calib_small)
             timings["hybrid"] = (time.perf_counter() - t) * 1e3
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
         grid = torch.as_tensor(grid).to(torch.int32).cpu().numpy()
