@@ -81,10 +81,12 @@ def sweep(a) -> dict:
     for m in modes:
         res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
         print(f"{m} slots: {res[f'{m} slots']}", flush=True)
-        for agr, obj, gap, split in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score):
-            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split)
+        combines = a.combine if m == "fused" else ["mean"]                           # one student: all the same
+        for agr, obj, gap, split, comb in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score, combines):
+            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb)
             r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg)[1:])
-            name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}"
+            name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}" + \
+                (f" combine={comb}" if m == "fused" else "")
             res[name] = r
             print(f"{name}: {r}", flush=True)
     return res
@@ -131,6 +133,8 @@ def main(argv=None) -> int:
     ap.add_argument("--agreement", nargs="+", default=list(AGREEMENT), choices=AGREEMENT)
     ap.add_argument("--objectness", nargs="+", type=float, default=list(OBJECTNESS))
     ap.add_argument("--fine-gap", nargs="+", type=float, default=list(FINE_GAP))
+    ap.add_argument("--combine", nargs="+", default=["mean"], choices=("mean", "max", "min"),
+                    help="fused: how the two students' agreements combine")
     ap.add_argument("--split-score", nargs="+", type=float, default=[0.5])
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
                     help="a KITTI tracking or object folder (speed)")

@@ -124,6 +124,23 @@ def test_iou_agreement_drops_a_cluster_inside_a_larger_instance(scene):
         assert ((labels[wall] > 0).mean() > 0.9) == kept, agreement
 
 
+def test_combine_two_students_agreements(scene):
+    """Fused mode: one student covers the car (best IoU of the car's cluster with one of its
+    instances: about 0.83), the other sees nothing there (0). Their mean, about 0.41, keeps the car
+    at 0.4 and drops it at 0.6; at 0.4 `min` (both must agree) drops it and `max` keeps it."""
+    pts, part, names, pp, grid = scene
+    car_only = np.where(np.isin(grid, [3, 4]), grid, 0)
+    empty = np.zeros_like(grid)
+    kept = lambda combine: (ids_of(hybrid_instances(pts, pp, [car_only, empty], car_only, {3: 0.7, 4: 0.7},
+                                                    HybridConfig(objectness=0.4, combine=combine))[1],
+                                   part, names, "car") > 0).mean() > 0.9
+    assert kept("mean") and kept("max") and not kept("min")
+    assert not (ids_of(hybrid_instances(pts, pp, [car_only, empty], car_only, {3: 0.7, 4: 0.7},
+                                        HybridConfig(objectness=0.6))[1], part, names, "car") > 0).any()
+    with pytest.raises(ValueError, match="combine"):
+        HybridConfig(combine="vote")
+
+
 def test_ground_feet_extend_image_hulls_down_to_the_ground(scene):
     """The car's lowest points are 0.3 m above the road (ground removal takes lower ones); with
     `ground_feet` its image hull reaches the row where its near face meets the ground plane, and

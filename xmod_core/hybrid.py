@@ -41,6 +41,7 @@ class HybridConfig:
                                       # of the object-sparse validation drives; docs/evaluation.md)
     agreement: str = "iou"            # iou: best point IoU of the cluster with one instance (its non-ground points);
                                       # share: of the cluster's points in any student instance
+    combine: str = "mean"             # several students (fused): their agreements' mean, max (either student) or min (both)
     fine_gap: float = 0.15            # m, bird's-eye cell: parts of a cluster in cells that do not touch are apart
     min_part_points: int = 10         # a split part with fewer points stays with the cluster's main instance
     split_score: float = 0.5          # only instances scoring this much split or name a cluster's parts
@@ -54,6 +55,8 @@ class HybridConfig:
             raise ValueError(f"hybrid objectness must be within [0, 1], got {self.objectness}")
         if self.agreement not in ("share", "iou"):
             raise ValueError(f"hybrid agreement must be share or iou, got {self.agreement!r}")
+        if self.combine not in ("mean", "max", "min"):
+            raise ValueError(f"hybrid combine must be mean, max or min, got {self.combine!r}")
         if self.fine_gap <= 0:
             raise ValueError(f"hybrid fine_gap must be > 0 m, got {self.fine_gap}")
 
@@ -105,7 +108,8 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     cl, cand, plane = cluster_scan(points[view], cfg.clusters)                     # (V,) 0 = none; non-ground
     n = int(cl.max(initial=0)) + 1
     cnt = np.bincount(cl, minlength=n).astype(np.float64)
-    objectness = np.mean([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, cfg.agreement) for c in cover], 0)
+    per_student = np.stack([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, cfg.agreement) for c in cover])
+    objectness = {"mean": np.mean, "max": np.max, "min": np.min}[cfg.combine](per_student, 0)   # (n,)
     keep = objectness >= cfg.objectness
     keep[0] = False
     k = np.flatnonzero(keep[cl])                                                   # kept points, index into view
