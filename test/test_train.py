@@ -151,6 +151,35 @@ def test_point_drop_applies_to_the_given_share_of_clips(tiny_drive):
     assert {f[0] for f in per_frame} == {True, False}
 
 
+def test_camera_appearance_augmentation(tiny_drive):
+    """augment.gamma / channel_gain / blur / noise change only the 2D student's input, each as it
+    should: the crop, the clean image, the LiDAR and the masks stay those of the same seed without
+    them, and at 0 (the default) the input is bit-identical to the colour jitter alone."""
+    from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
+    dcfg = DataConfig(drives=[str(tiny_drive)], clip_len=2, height=32, width=96, workers=0)
+    base = dict(color_jitter=0.0, grayscale=0.0)
+    hf = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean().item()           # high-frequency energy
+    gains = lambda x, r: x.mean((0, 2, 3)) / r.mean((0, 2, 3))              # (3,) per-channel brightness ratio
+    for kw, check in (({"noise": 0.1}, lambda x, r: hf(x) > hf(r) and (x - r).abs().mean() > 1e-3),
+                      ({"blur": 3.0}, lambda x, r: hf(x) < hf(r) * 0.9),
+                      ({"gamma": 1.0}, lambda x, r: not torch.allclose(x, r, atol=1e-3)),
+                      ({"channel_gain": 0.5}, lambda x, r: (gains(x, r).max() - gains(x, r).min()).item() > 0.02)):
+        hits = []
+        for seed in range(4):                                               # blur hits half the clips
+            s = ClipDataset(dcfg, AugmentConfig(**base, **kw), ("rgb", "lidar"), seed=seed)[0]
+            ref = ClipDataset(dcfg, AugmentConfig(**base), ("rgb", "lidar"), seed=seed)[0]
+            assert torch.allclose(ref["rgb"], ref["rgb_clean"], atol=1e-5)   # no colour jitter, no camera effects
+            for k in ("crop", "flip", "rgb_clean", "lidar", "lidar_target", "motion"):
+                assert torch.equal(s[k], ref[k]), (kw, k)
+            assert s["rgb"].min() >= 0 and s["rgb"].max() <= 1
+            hits.append(check(s["rgb"], ref["rgb_clean"]))
+        assert any(hits) and (all(hits) or kw == {"blur": 3.0}), (kw, hits)
+    jitter = dict(color_jitter=0.3, grayscale=0.1)
+    a = ClipDataset(dcfg, AugmentConfig(**jitter), ("rgb",), seed=5)[0]["rgb"]
+    b = ClipDataset(dcfg, AugmentConfig(**jitter, gamma=0.0, channel_gain=0.0, blur=0.0, noise=0.0), ("rgb",), seed=5)[0]["rgb"]
+    assert torch.equal(a, b)
+
+
 def test_preloaded_frames_give_the_same_clips(tiny_drive):
     """data.preload decodes every frame once; the clips (augmentation included) are unchanged."""
     from xmod_core.data import AugmentConfig, ClipDataset, DataConfig

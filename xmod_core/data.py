@@ -63,6 +63,11 @@ class AugmentConfig:
     hflip: float = 0.5                             # probability
     color_jitter: float = 0.3                      # brightness/contrast/saturation strength (2D student)
     grayscale: float = 0.1                         # probability (2D student)
+    # camera appearance beyond colour (2D student; 0 = off, the default, and no random draw at all):
+    gamma: float = 0.0                             # gamma exp(U(-g, g)) per clip
+    channel_gain: float = 0.0                      # white balance: each channel times U(1 - c, 1 + c) per clip
+    blur: float = 0.0                              # half the clips blurred, Gaussian sigma U(0.3, blur) px (input grid)
+    noise: float = 0.0                             # Gaussian sensor noise of std U(0, noise) per clip
     point_drop: float = 0.5                        # share of LiDAR points the 3D student does not see ...
     point_drop_prob: float = 0.1                   # ... in this share of the clips (paper, KITTI: 0.1); the
                                                    # others keep every point (scene completion still
@@ -209,8 +214,11 @@ class ClipDataset(Dataset):
                              for img, _, _ in data]).astype(np.float32) / 255.0               # (T, H, W, 3)
             imgs = imgs[:, :, ::-1] if flip else imgs
             out["rgb_clean"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))  # (T, 3, H, W)
-            out["rgb"] = torch.from_numpy(np.ascontiguousarray(self._colour(imgs, rng).transpose(0, 3, 1, 2))) \
-                if a else out["rgb_clean"]
+            if a:                                                     # the camera effects draw from their own stream
+                x = self._camera(self._colour(imgs, rng), np.random.default_rng([self.seed, self.epoch, i, 1]))
+                out["rgb"] = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            else:
+                out["rgb"] = out["rgb_clean"]
             out["rgb_target"] = out["rgb"]
         if "lidar" in self.modalities:
             calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)
@@ -248,6 +256,24 @@ class ClipDataset(Dataset):
         if rng.random() < self.aug.grayscale:
             x = np.repeat(luma(x)[..., None], 3, axis=-1)
         return np.clip(x, 0, 1, out=x)
+
+    def _camera(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Clip-consistent camera appearance (gamma, white balance, blur, sensor noise) on (T, H, W, 3)
+        float32 in [0, 1], after the colour jitter; `rng` is the clip's own for these, so they leave
+        every other augmentation's draws (crop, colour, LiDAR) as they are without them."""
+        a = self.aug
+        if not (a.gamma or a.channel_gain or a.blur or a.noise):
+            return x
+        if a.gamma > 0:
+            x = x ** np.float32(np.exp(rng.uniform(-a.gamma, a.gamma)))
+        if a.channel_gain > 0:
+            x = x * rng.uniform(1 - a.channel_gain, 1 + a.channel_gain, 3).astype(np.float32)
+        if a.blur > 0 and rng.random() < 0.5:
+            sigma = float(rng.uniform(0.3, max(0.3, a.blur)))
+            x = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in x])                # T frames, not pixels
+        if a.noise > 0:
+            x = x + rng.normal(0, rng.uniform(0, a.noise), x.shape).astype(np.float32)
+        return np.clip(x, 0, 1)
 
 
 ALIASES = {"rgb_target": "rgb"}       # keys that are the same tensor as another in a sample
