@@ -86,7 +86,7 @@ def sweep(a) -> dict:
             cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb)
             r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg)[1:])
             name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}" + \
-                (f" combine={comb}" if m == "fused" else "")
+                (f" combine={comb}" if comb != "mean" else "")
             res[name] = r
             print(f"{name}: {r}", flush=True)
     return res

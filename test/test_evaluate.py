@@ -167,3 +167,27 @@ def test_burn_in_bench_pools_every_data_glob(sim_drive, tmp_path, monkeypatch, c
     bb.main(["--data", str(sim_drive), str(other)])
     assert len(seen) == 1 and sorted(map(str, seen[0])) == sorted([str(sim_drive), str(other)])
     assert "2 drives" in capsys.readouterr().out
+
+
+def test_simulated_boxes_score_extent_not_shape():
+    """The 2d_box domain matches boxes: a predicted filled square over a ring-shaped object misses in
+    the mask domain (IoU 0.36) and hits in the box domain (IoU 1); a box half off does not."""
+    from xmod_core.evaluate import _Row
+    gt = np.zeros((40, 60), np.int64)
+    gt[5:25, 5:25] = 1
+    gt[7:23, 7:23] = 0                                                         # a ring: 144 of 400 pixels
+    pred = np.zeros_like(gt)
+    pred[5:25, 5:25] = 4
+    pred[5:25, 40:52] = 7                                                      # nothing there
+    r = _Row()
+    r.add("2d_full", gt, pred, {4: 0.9, 7: 0.8}, [], [1], {1: 144})
+    r.add_boxes(gt, pred, {4: 0.9, 7: 0.8}, [], [1], {1: 144})
+    mask, box = r.result("2d_full"), r.result("2d_box")
+    assert (mask["f1"], mask["recall"]) == (0.0, 0.0)
+    assert box["recall"] == 1.0 and box["precision"] == 0.5 and box["recall_moving"] == 1.0
+    assert box["fg_ari"] is None and box["recall_by_size"]["<1k"] == (1.0, 1)
+    shifted = np.zeros_like(gt)
+    shifted[5:25, 15:35] = 4                                                   # box IoU 10*20 / (2*400 - 200) = 1/3
+    r2 = _Row()
+    r2.add_boxes(gt, shifted, {4: 0.9}, [], [], {1: 144})
+    assert r2.result("2d_box")["f1"] == 0.0 and r2.result("2d_box")["recall_still"] == 0.0

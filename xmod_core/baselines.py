@@ -35,8 +35,10 @@ class ClusterConfig:
 
 
 def ground_plane(points: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, float] | None:
-    """The best plane through low points (RANSAC, vectorised): unit normal (3,) pointing up and
-    offset d (n . p + d = 0 on the plane), or None when there are too few low points."""
+    """The best plane through low points (RANSAC, vectorised): normal (3,) and offset d (n . p + d = 0
+    on the plane), or None when there are too few low points. The normal is a unit vector pointing
+    up with z > 0.9 unless no sampled plane was near-horizontal (a wall, collinear samples): callers
+    that need a ground check `n[2]`."""
     rng = np.random.default_rng(cfg.seed)
     low = np.flatnonzero(points[:, 2] < -cfg.sensor_height + 0.6)
     if len(low) < 3:
@@ -53,7 +55,7 @@ def ground_plane(points: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, fl
     dist = sub[:, None, 0] * n[:, 0] + sub[:, None, 1] * n[:, 1] + sub[:, None, 2] * n[:, 2] + d           # (P, I)
     inl = (np.abs(dist) < cfg.ground_tol).sum(0) * ok                                                    # (I,)
     best = int(inl.argmax())
-    return n[best].astype(np.float64), float(d[best])
+    return n[best], d[best]
 
 
 def plane_distance(points: np.ndarray, plane: tuple[np.ndarray, float]) -> np.ndarray:

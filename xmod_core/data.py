@@ -66,7 +66,8 @@ class AugmentConfig:
     # camera appearance beyond colour (2D student; 0 = off, the default, and no random draw at all):
     gamma: float = 0.0                             # gamma exp(U(-g, g)) per clip
     channel_gain: float = 0.0                      # white balance: each channel times U(1 - c, 1 + c) per clip
-    blur: float = 0.0                              # half the clips blurred, Gaussian sigma U(0.3, blur) px (input grid)
+    blur: float = 0.0                              # half the clips blurred, Gaussian sigma U(0.3, blur) px (input grid;
+                                                   # any blur under 0.3 blurs at 0.3)
     noise: float = 0.0                             # Gaussian sensor noise of std U(0, noise) per clip
     point_drop: float = 0.5                        # share of LiDAR points the 3D student does not see ...
     point_drop_prob: float = 0.1                   # ... in this share of the clips (paper, KITTI: 0.1); the
@@ -215,7 +216,7 @@ class ClipDataset(Dataset):
             imgs = imgs[:, :, ::-1] if flip else imgs
             out["rgb_clean"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))  # (T, 3, H, W)
             if a:                                                     # the camera effects draw from their own stream
-                x = self._camera(self._colour(imgs, rng), np.random.default_rng([self.seed, self.epoch, i, 1]))
+                x = self._camera(self._colour(imgs, rng), [self.seed, self.epoch, i, 1])
                 out["rgb"] = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
             else:
                 out["rgb"] = out["rgb_clean"]
@@ -257,13 +258,15 @@ class ClipDataset(Dataset):
             x = np.repeat(luma(x)[..., None], 3, axis=-1)
         return np.clip(x, 0, 1, out=x)
 
-    def _camera(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _camera(self, x: np.ndarray, seed) -> np.ndarray:
         """Clip-consistent camera appearance (gamma, white balance, blur, sensor noise) on (T, H, W, 3)
-        float32 in [0, 1], after the colour jitter; `rng` is the clip's own for these, so they leave
-        every other augmentation's draws (crop, colour, LiDAR) as they are without them."""
+        float32 in [0, 1], after the colour jitter; `seed` starts the clip's own random stream for
+        these (only when one is on), so every other augmentation's draws (crop, colour, LiDAR) stay
+        as they are without them."""
         a = self.aug
         if not (a.gamma or a.channel_gain or a.blur or a.noise):
             return x
+        rng = np.random.default_rng(seed)
         if a.gamma > 0:
             x = x ** np.float32(np.exp(rng.uniform(-a.gamma, a.gamma)))
         if a.channel_gain > 0:

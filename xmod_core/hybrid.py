@@ -11,15 +11,17 @@ clusters that the students call objects:
    and a 3D instance that agree at IoU > 0.1; here geometry is the other view, and the threshold,
    0.3, is the optimum of simulated validation drives as sparse in objects as real streets),
    or the share of its points in any instance (`agreement: share`); the mean over the modalities
-   of the mode (lidar, rgb, or both when fused). Clusters from `objectness` on are kept;
+   of the mode (lidar, rgb, or both when fused; `combine`: or their max or min). Clusters from
+   `objectness` on are kept;
 3. inside a kept cluster, the student's instances decide how many objects it holds: points are
    grouped into fine components (points in touching bird's-eye cells of `fine_gap` m), each takes the
    majority instance of its points, and the components of one instance form one object. So a
    cluster that merged two objects the student tells apart is split where 3D connectivity allows,
    and the slots of one object that is connected in 3D (a car's front and back) are merged. Parts
    under `min_part_points` and components no instance covers join the cluster's main instance;
-4. in the image each object is the hull of its points (far to near); student instances that have
-   (almost) no LiDAR points in view (above the scan, beyond its range) keep their own mask.
+4. in the image each object is the hull of its points (far to near; with `ground_feet` also of
+   the points dropped onto the ground plane); student instances that have (almost) no LiDAR points
+   in view (above the scan, beyond its range) keep their own mask.
 
 Score of an object: the mean of its cluster's objectness and its instance's score. Vectorised over
 points and clusters (bincounts, a sorted lookup of the neighbouring bird's-eye cells); the only loop
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import ClusterConfig, cluster_scan, paint_hulls, plane_distance, voxel_components
+from .frontview import MIN_FORWARD
 from .kitti import CameraCalib
 
 
@@ -78,13 +81,14 @@ def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarr
 
 
 def _feet_pixels(points: np.ndarray, plane: tuple, calib: CameraCalib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows and columns (N,) on calib's grid of points (N, 3) dropped onto the ground plane along its
-    normal, clipped to the image (an object's foot below the image edge extends it to the edge), and
-    the (N,) bool of the feet in front of the camera (the others have no pixel)."""
+    """Rows and columns (N,) on calib's grid (pixel centres at integers, as `project_scan`) of points
+    (N, 3) dropped onto the ground plane along its normal, each coordinate clamped to the image on
+    its own (an object's foot below the bottom edge extends it to that edge), and the (N,) bool of
+    the feet in front of the camera (the others have no pixel)."""
     n, _ = plane
     feet = points[:, :3] - plane_distance(points, plane)[:, None] * n[None, :]
     uv, depth = calib.project(feet)
-    ok = (depth > 0.1) & np.isfinite(uv).all(1)
+    ok = (depth >= MIN_FORWARD) & np.isfinite(uv).all(1)
     uv = np.where(ok[:, None], uv, 0)
     rows = np.clip(np.floor(uv[:, 1] + 0.5), 0, calib.height - 1).astype(np.int64)
     cols = np.clip(np.floor(uv[:, 0] + 0.5), 0, calib.width - 1).astype(np.int64)
@@ -95,12 +99,15 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
                      scores: dict, cfg: HybridConfig = HybridConfig(),
                      calib: CameraCalib | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """points (N, >=3) LiDAR frame; point_pixel (N,) flat pixel of each point on the (H, W) grid
-    (-1 outside the view), calib: the camera at (H, W) (for `ground_feet`); cover: the (H, W) instance maps of the modalities whose foreground gives
+    (-1 outside the view); calib: the camera, at any resolution (scaled to the grid; needed by
+    `ground_feet`); cover: the (H, W) instance maps of the modalities whose foreground gives
     the objectness; primary: the (H, W) instances that decide splits and keep their mask where
     LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
     Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
     {id: score}."""
     H, W = primary.shape
+    if cfg.ground_feet and calib is None:
+        raise ValueError("hybrid ground_feet needs the camera calibration")
     points = np.asarray(points)
     primary = np.asarray(primary, np.int64)
     view = np.flatnonzero(point_pixel >= 0)
@@ -151,9 +158,7 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     if m:
         rng = np.linalg.norm(points[view[k], :3], axis=1)
         rows, cols, lab, rngs = pix[k] // W, pix[k] % W, obj, rng
-        if cfg.ground_feet and plane is not None:
-            if calib is None:
-                raise ValueError("hybrid ground_feet needs the camera calibration at the instance grid's size")
+        if cfg.ground_feet and plane is not None and plane[0][2] > 0.9:                # a ground, not a wall
             fr, fc, ok = _feet_pixels(points[view[k]].astype(np.float64), plane, calib.scaled(H, W))
             rows, cols = np.concatenate([rows, fr[ok]]), np.concatenate([cols, fc[ok]])
             lab, rngs = np.concatenate([lab, obj[ok]]), np.concatenate([rngs, rng[ok]])

@@ -115,6 +115,8 @@ PARAMETERS: dict[str, tuple] = {
                          "hybrid: iou (a cluster's best point IoU with one student instance) or share (of its points in any)"),
     "hybrid_fragments": ("keep", _D.PARAMETER_STRING,
                          "hybrid: fragments of the students' instances (keep: all their pixels; largest: largest component)"),
+    "hybrid_ground_feet": (PredictorConfig.hybrid_ground_feet, _D.PARAMETER_BOOL,
+                           "hybrid: an object's image mask reaches down to the ground plane (its points dropped onto it)"),
     "hybrid_min_score": (0.0, _D.PARAMETER_DOUBLE,
                          "hybrid: min_score of the students' instances (the clusters check them instead of their own score)"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
@@ -484,7 +486,7 @@ class XmodPipeline:
                               cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
                               instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
-                              hybrid_fragments=p["hybrid_fragments"])
+                              hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"])
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
