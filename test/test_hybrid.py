@@ -124,6 +124,18 @@ def test_iou_agreement_drops_a_cluster_inside_a_larger_instance(scene):
         assert ((labels[wall] > 0).mean() > 0.9) == kept, agreement
 
 
+def test_ground_feet_pixels_keep_feet_outside_the_image():
+    """A point 1 m above the road, 3 m ahead: its foot projects below the image's bottom edge and
+    keeps its row there (the hull painter clips it); a point behind the camera has no foot."""
+    from xmod_core.baselines import ground_feet_pixels
+    pts = np.array([[3.0, 0.0, -0.73], [15.0, 3.0, -1.43], [-5.0, 0.0, -1.0]])
+    rows, cols, ok = ground_feet_pixels(pts, np.array([0.0, 0.0, 1.0]), 1.73, CALIB)
+    assert ok.tolist() == [True, True, False] and len(rows) == len(cols) == 2
+    uv, _ = CALIB.project(np.array([[3.0, 0.0, -1.73], [15.0, 3.0, -1.73]]))
+    assert rows.tolist() == np.floor(uv[:, 1] + 0.5).astype(int).tolist() and rows[0] > CALIB.height
+    assert cols.tolist() == np.floor(uv[:, 0] + 0.5).astype(int).tolist()
+
+
 def test_combine_two_students_agreements(scene):
     """Fused mode: one student covers the car (best IoU of the car's cluster with one of its
     instances: about 0.83), the other sees nothing there (0). Their mean, about 0.41, keeps the car

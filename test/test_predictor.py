@@ -134,6 +134,24 @@ def test_hybrid_instances_are_the_kept_clusters_with_track_ids(students, tiny_dr
     assert (r.point_labels == 0).all()                                         # full agreement: nothing from these students
 
 
+def test_hybrid_ground_feet_reaches_the_hybrid_step(students, tiny_drive):
+    """PredictorConfig.hybrid_ground_feet: the same objects on the points, and image masks that
+    reach further down (the Predictor hands the hybrid step its camera)."""
+    from test_hybrid import box_surface
+    d = KittiRawDrive(tiny_drive)
+    box = box_surface(10.0, 14.0, -3.0, -1.2, -1.4, 0.0)                      # 0.33 m above the road, which ground removal keeps
+    scan = np.concatenate([d.scan(0), np.c_[box, np.zeros(len(box))].astype(np.float32)])
+    out = {}
+    for feet in (False, True):
+        p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_objectness=0.0, hybrid_ground_feet=feet,
+                      min_points=1, depth_gate_m=0)
+        assert p.hybrid.ground_feet == feet
+        out[feet] = p(points=scan, stamp=0.0)
+    assert (out[False].point_labels == out[True].point_labels).all()
+    lowest = lambda g: np.nonzero(g)[0].max()
+    assert lowest(out[True].grid) > lowest(out[False].grid)
+
+
 def test_slots_and_hybrid_instances_get_their_own_fragments_setting(students, tiny_drive):
     for instances, want in (("slots", "largest"), ("hybrid", "keep")):
         p = predictor(students, tiny_drive, "fused", instances=instances, fragments="largest", hybrid_fragments="keep")

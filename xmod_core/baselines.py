@@ -144,6 +144,22 @@ def cluster_scan(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tu
     return labels, keep, plane
 
 
+def ground_feet_pixels(points: np.ndarray, normal: np.ndarray, offset: float,
+                       calib: CameraCalib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points (N, >=3) dropped onto the plane normal . p + offset = 0 (unit normal) and projected
+    with `calib`: rows and columns (M,) of the M feet in front of the camera (pixel centres at
+    integers, as `project_scan`), and the (N,) bool of those M. Feet outside the image keep their
+    pixel (within 4x the image size), so a hull painted through them is clipped by the painter,
+    not bent: what ground removal cut from an object (its lowest `ground_tol`) comes back in its hull."""
+    p = np.asarray(points, np.float64)[:, :3]
+    drop = p - (p @ normal + offset)[:, None] * normal                        # (N, 3) on the plane
+    uv, z = calib.project(drop)
+    ok = (z > 0.1) & np.isfinite(uv).all(1)
+    bound = 4 * max(calib.height, calib.width)
+    px = np.floor(np.clip(uv[ok], -bound, bound) + 0.5).astype(np.int64)      # (M, 2) u, v
+    return px[:, 1], px[:, 0], ok
+
+
 def paint_hulls(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, ranges: np.ndarray, height: int,
                 width: int) -> np.ndarray:
     """(height, width) uint16 instance image: the convex hull of each label's pixels (rows, cols)

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import ClusterConfig, cluster_scan, paint_hulls, plane_distance, voxel_components
-from .frontview import MIN_FORWARD
+from .baselines import ClusterConfig, cluster_scan, ground_feet_pixels, paint_hulls, voxel_components
 from .kitti import CameraCalib
 
 
@@ -78,21 +77,6 @@ def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarr
     iou = inter / np.maximum(cnt[:, None] + size[None, :] - inter, 1)
     iou[:, 0] = 0
     return iou.max(1)
-
-
-def _feet_pixels(points: np.ndarray, plane: tuple, calib: CameraCalib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows and columns (N,) on calib's grid (pixel centres at integers, as `project_scan`) of points
-    (N, 3) dropped onto the ground plane along its normal, each coordinate clamped to the image on
-    its own (an object's foot below the bottom edge extends it to that edge), and the (N,) bool of
-    the feet in front of the camera (the others have no pixel)."""
-    n, _ = plane
-    feet = points[:, :3] - plane_distance(points, plane)[:, None] * n[None, :]
-    uv, depth = calib.project(feet)
-    ok = (depth >= MIN_FORWARD) & np.isfinite(uv).all(1)
-    uv = np.where(ok[:, None], uv, 0)
-    rows = np.clip(np.floor(uv[:, 1] + 0.5), 0, calib.height - 1).astype(np.int64)
-    cols = np.clip(np.floor(uv[:, 0] + 0.5), 0, calib.width - 1).astype(np.int64)
-    return rows, cols, ok
 
 
 def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, primary: np.ndarray,
@@ -159,8 +143,8 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
         rng = np.linalg.norm(points[view[k], :3], axis=1)
         rows, cols, lab, rngs = pix[k] // W, pix[k] % W, obj, rng
         if cfg.ground_feet and plane is not None and plane[0][2] > 0.9:                # a ground, not a wall
-            fr, fc, ok = _feet_pixels(points[view[k]].astype(np.float64), plane, calib.scaled(H, W))
-            rows, cols = np.concatenate([rows, fr[ok]]), np.concatenate([cols, fc[ok]])
+            fr, fc, ok = ground_feet_pixels(points[view[k]], *plane, calib.scaled(H, W))
+            rows, cols = np.concatenate([rows, fr]), np.concatenate([cols, fc])
             lab, rngs = np.concatenate([lab, obj[ok]]), np.concatenate([rngs, rng[ok]])
         grid = paint_hulls(rows, cols, lab, rngs, H, W).astype(np.int64)
     # student instances without LiDAR keep their own mask where no hull is painted

@@ -65,7 +65,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .baselines import ClusterConfig, clusters_and_candidates, paint_hulls
+from .baselines import ClusterConfig, clusters_and_candidates, ground_feet_pixels, paint_hulls
 from .frontview import project_scan
 from .kitti import CameraCalib, KittiFormatError, KittiRawDrive
 from .masks import MOTION_DIR, read_motion, unknown_frames
@@ -221,12 +221,8 @@ def frame_candidates(scan: np.ndarray, calib: CameraCalib, cfg: MiningConfig | N
     rows, cols, lbl, rng = pp[view[fg]] // W, pp[view[fg]] % W, lab[fg], np.sqrt(r2[fg])   # (K,)
     if cfg.ground_contact > 0:
         low = fg[desc[lab[fg] - 1, FEATURES.index("bottom")] <= cfg.ground_contact]        # points of standing candidates
-        p = pts[low, :3]
-        drop = p - (p @ plane[:3] + plane[3])[:, None] * plane[:3]                          # (L, 3) on the plane
-        uv, z = calib.project(drop)
-        ok = (z > 0.1) & np.isfinite(uv).all(1)
-        px = np.floor(np.clip(uv[ok], -4 * max(H, W), 4 * max(H, W)) + 0.5).astype(np.int64)   # (L', 2) u, v
-        rows, cols = np.concatenate([rows, px[:, 1]]), np.concatenate([cols, px[:, 0]])
+        frows, fcols, ok = ground_feet_pixels(pts[low], plane[:3], plane[3], calib)
+        rows, cols = np.concatenate([rows, frows]), np.concatenate([cols, fcols])
         lbl, rng = np.concatenate([lbl, lab[low[ok]]]), np.concatenate([rng, np.sqrt(r2[low[ok]])])
     hulls = paint_hulls(rows, cols, lbl, rng, H, W)
     return FrameCandidates(hulls, desc, cnt, np.linalg.norm(mean, axis=1))
