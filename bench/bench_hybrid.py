@@ -30,6 +30,7 @@ from xmod_core.frontview import grid_labels_to_points, project_scan  # noqa: E40
 from xmod_core.hybrid import HybridConfig, hybrid_instances  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
 from xmod_core.metrics import F1Accumulator  # noqa: E402
+from xmod_core.movable import MovableModel  # noqa: E402
 from xmod_core.predictor import Predictor, PredictorConfig  # noqa: E402
 
 OBJECTNESS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
@@ -77,16 +78,22 @@ def sweep(a) -> dict:
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
     res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"]), None))}
+    models = {str(m): MovableModel.load(m) for m in (a.movable or [None])} if any(a.movable_weight) else {"": None}
     print(f"LiDAR clustering: {res['clustering']}")
     for m in modes:
         res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
         print(f"{m} slots: {res[f'{m} slots']}", flush=True)
         combines = a.combine if m == "fused" else ["mean"]                           # one student: all the same
-        for agr, obj, gap, split, comb in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score, combines):
-            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb)
-            r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg)[1:])
+        for agr, obj, gap, split, comb, mw, mname in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score,
+                                                                       combines, a.movable_weight, models):
+            if mw == 0 and mname != next(iter(models)):
+                continue                                                              # off: the same for every model
+            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb, movable=mw)
+            model = models[mname]
+            r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg,
+                                                           movable=model)[1:])
             name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}" + \
-                (f" combine={comb}" if comb != "mean" else "")
+                (f" combine={comb}" if comb != "mean" else "") + (f" movable={mw}" + (f" model={mname}" if len(models) > 1 else "") if mw else "")
             res[name] = r
             print(f"{name}: {r}", flush=True)
     return res
@@ -136,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--combine", nargs="+", default=["mean"], choices=("mean", "max", "min"),
                     help="fused: how the two students' agreements combine")
     ap.add_argument("--split-score", nargs="+", type=float, default=[0.5])
+    ap.add_argument("--movable-weight", nargs="+", type=float, default=[0.0],
+                    help="weights of the movers' shape in the objectness (0: off; xmod_core.movable)")
+    ap.add_argument("--movable", type=Path, nargs="+", default=None, help="movable models (default: the shipped one)")
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
                     help="a KITTI tracking or object folder (speed)")
     ap.add_argument("--frames", type=int, default=20)

@@ -152,6 +152,29 @@ def test_hybrid_ground_feet_reaches_the_hybrid_step(students, tiny_drive):
     assert lowest(out[True].grid) > lowest(out[False].grid)
 
 
+def test_hybrid_movable_model_reaches_the_hybrid_step(students, tiny_drive, tmp_path):
+    """PredictorConfig.hybrid_movable / movable_model: a model calling every shape movable keeps, at
+    weight 1, every cluster (the students' agreement no longer counts); a missing file is named."""
+    from test_hybrid import box_surface
+    from xmod_core.movable import MovableModel
+    d = KittiRawDrive(tiny_drive)
+    box = box_surface(10.0, 14.0, -3.0, -1.2, -1.4, 0.0)
+    scan = np.concatenate([d.scan(0), np.c_[box, np.zeros(len(box))].astype(np.float32)])
+    shipped = MovableModel.load()
+    always = MovableModel(shipped.features, shipped.mean, shipped.scale, shipped.centres,
+                          np.isfinite(shipped.centres).all(2), shipped.clusters, shipped.info)
+    always.save(tmp_path / "always.json")
+    out = {}
+    for w in (0.0, 1.0):
+        p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_objectness=1.0, hybrid_movable=w,
+                      movable_model=str(tmp_path / "always.json"), min_points=1, depth_gate_m=0)
+        assert (p.movable is None) == (w == 0) and p.hybrid.movable == w
+        out[w] = p(points=scan, stamp=0.0).point_labels
+    assert (out[0.0] == 0).all() and (out[1.0] > 0).sum() >= len(box) // 2      # agreement 1 is never met; the shape is
+    with pytest.raises(ValueError, match="missing.json"):
+        predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, movable_model=str(tmp_path / "missing.json"))
+
+
 def test_slots_and_hybrid_instances_get_their_own_fragments_setting(students, tiny_drive):
     for instances, want in (("slots", "largest"), ("hybrid", "keep")):
         p = predictor(students, tiny_drive, "fused", instances=instances, fragments="largest", hybrid_fragments="keep")

@@ -326,6 +326,9 @@ def main(argv=None) -> int:
                     help="hybrid: how agreement is measured (default: the Predictor's)")
     ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
                     help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
+    ap.add_argument("--hybrid-movable", type=float, default=PredictorConfig.hybrid_movable,
+                    help="hybrid: weight of the movers' shape in the objectness (default: the Predictor's)")
+    ap.add_argument("--movable-model", default="", help="hybrid: the movable model file (default: the shipped one)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -343,7 +346,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "hybrid_objectness": a.hybrid_objectness,
-                "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet, "fragments": a.fragments,
+                "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
+                "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}

@@ -11,8 +11,11 @@ clusters that the students call objects:
    and a 3D instance that agree at IoU > 0.1; here geometry is the other view, and the threshold,
    0.3, is the optimum of simulated validation drives as sparse in objects as real streets),
    or the share of its points in any instance (`agreement: share`); the mean over the modalities
-   of the mode (lidar, rgb, or both when fused; `combine`: or their max or min). Clusters from
-   `objectness` on are kept;
+   of the mode (lidar, rgb, or both when fused; `combine`: or their max or min). With
+   `movable` = w > 0 the shape of the movers enters too: objectness = (1 - w) agreement + w vote,
+   the vote of a `movable.MovableModel` (the share of mining's k-means runs whose nearest centre
+   to the cluster's descriptor is a cluster of movers: learnt from the motion masks, no labels).
+   Clusters from `objectness` on are kept;
 3. inside a kept cluster, the student's instances decide how many objects it holds: points are
    grouped into fine components (points in touching bird's-eye cells of `fine_gap` m), each takes the
    majority instance of its points, and the components of one instance form one object. So a
@@ -35,6 +38,8 @@ import numpy as np
 
 from .baselines import ClusterConfig, cluster_scan, ground_feet_pixels, paint_hulls, voxel_components
 from .kitti import CameraCalib
+from .mining import scan_descriptors
+from .movable import MovableModel
 
 
 @dataclass
@@ -50,6 +55,8 @@ class HybridConfig:
     lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
     ground_feet: bool = False         # image hulls also hold each point dropped onto the ground plane (the part of
                                       # an object that ground removal takes and the beams miss); needs the camera
+    movable: float = 0.0              # weight w of the shape of the movers: objectness = (1 - w) agreement + w vote,
+                                      # vote of a `movable.MovableModel` (0: off, 1: the shape alone); needs the model
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):
@@ -61,6 +68,8 @@ class HybridConfig:
             raise ValueError(f"hybrid combine must be mean, max or min, got {self.combine!r}")
         if self.fine_gap <= 0:
             raise ValueError(f"hybrid fine_gap must be > 0 m, got {self.fine_gap}")
+        if not 0.0 <= self.movable <= 1.0:
+            raise ValueError(f"hybrid movable must be within [0, 1], got {self.movable}")
 
 
 def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarray, kind: str) -> np.ndarray:
@@ -81,10 +90,12 @@ def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarr
 
 def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, primary: np.ndarray,
                      scores: dict, cfg: HybridConfig = HybridConfig(),
-                     calib: CameraCalib | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                     calib: CameraCalib | None = None,
+                     movable: MovableModel | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """points (N, >=3) LiDAR frame; point_pixel (N,) flat pixel of each point on the (H, W) grid
     (-1 outside the view); calib: the camera, at any resolution (scaled to the grid; needed by
-    `ground_feet`); cover: the (H, W) instance maps of the modalities whose foreground gives
+    `ground_feet`); movable: the model whose vote on each cluster's shape enters the objectness
+    with weight `cfg.movable` (needed when it is > 0); cover: the (H, W) instance maps of the modalities whose foreground gives
     the objectness; primary: the (H, W) instances that decide splits and keep their mask where
     LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
     Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
@@ -92,6 +103,8 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     H, W = primary.shape
     if cfg.ground_feet and calib is None:
         raise ValueError("hybrid ground_feet needs the camera calibration")
+    if cfg.movable > 0 and movable is None:
+        raise ValueError("hybrid movable > 0 needs a movable model (xmod_core.movable)")
     points = np.asarray(points)
     primary = np.asarray(primary, np.int64)
     view = np.flatnonzero(point_pixel >= 0)
@@ -101,6 +114,10 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     cnt = np.bincount(cl, minlength=n).astype(np.float64)
     per_student = np.stack([_agreement(cl, cnt, np.asarray(c).reshape(-1)[pix], cand, cfg.agreement) for c in cover])
     objectness = {"mean": np.mean, "max": np.max, "min": np.min}[cfg.combine](per_student, 0)   # (n,)
+    if cfg.movable > 0:                                                            # the shape of the movers
+        vote = np.zeros(n)
+        vote[1:] = movable.vote(scan_descriptors(points[view], cl, cand, cfg.clusters)[0])
+        objectness = (1 - cfg.movable) * objectness + cfg.movable * vote
     keep = objectness >= cfg.objectness
     keep[0] = False
     k = np.flatnonzero(keep[cl])                                                   # kept points, index into view

@@ -188,6 +188,19 @@ def candidate_descriptors(points: np.ndarray, labels: np.ndarray, plane: np.ndar
     return out
 
 
+def scan_descriptors(points: np.ndarray, labels: np.ndarray, cand: np.ndarray,
+                     cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors (n, len(FEATURES)) of the clusters 1..n of `labels` (V,) over points (V, 3|4)
+    (the 4th column: reflectance) and the least-squares ground plane (4,) they are measured from,
+    fitted to the finite in-range points that are no candidate (`cand` (V,) bool, as returned by
+    `baselines.clusters_and_candidates`). Mining and hybrid instances describe clusters this way."""
+    pts = np.asarray(points, np.float64)
+    r2 = (pts[:, :3] ** 2).sum(1)
+    ground = np.isfinite(r2) & (r2 < cfg.max_range ** 2) & ~cand
+    plane = fit_ground_plane(pts, ground, cfg.sensor_height)
+    return candidate_descriptors(pts[:, :3], labels, plane, pts[:, 3] if pts.shape[1] > 3 else None), plane
+
+
 @dataclass
 class FrameCandidates:
     hulls: np.ndarray        # (H, W) uint16: candidate i+1's visible hull (nearer hulls over farther ones), 0 = none
@@ -208,10 +221,8 @@ def frame_candidates(scan: np.ndarray, calib: CameraCalib, cfg: MiningConfig | N
     view = np.flatnonzero(pp >= 0)
     pts = np.asarray(scan, np.float64)[view]                                      # (V, 3|4)
     lab, cand = clusters_and_candidates(pts, cfg.clusters)                        # (V,) 0 = none; non-ground
+    desc, plane = scan_descriptors(pts, lab, cand, cfg.clusters)
     r2 = (pts[:, :3] ** 2).sum(1)
-    ground = np.isfinite(r2) & (r2 < cfg.clusters.max_range ** 2) & ~cand
-    plane = fit_ground_plane(pts, ground, cfg.clusters.sensor_height)
-    desc = candidate_descriptors(pts[:, :3], lab, plane, pts[:, 3] if pts.shape[1] > 3 else None)
     n = len(desc)
     cnt = np.bincount(lab, minlength=n + 1)[1:]
     mean = np.stack([np.bincount(lab, pts[:, k], n + 1)[1:] for k in range(3)], 1) / np.maximum(cnt, 1)[:, None]

@@ -40,6 +40,7 @@ from .frontview import grid_labels_to_points, project_scan
 from .fusion import late_fusion
 from .graphs import StudentStep
 from .hybrid import HybridConfig, hybrid_instances
+from .movable import MovableModel
 from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
@@ -89,6 +90,9 @@ class PredictorConfig:
                                         # to be kept (0.3, the optimum of object-sparse validation drives)
     hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
+    hybrid_movable: float = HybridConfig.movable  # hybrid: weight of the movers' shape in a cluster's objectness
+                                        # (`movable`; 0: off)
+    movable_model: str = ""             # hybrid_movable > 0: the movable model file ("" = the shipped one)
     hybrid_min_score: float = 0.0       # hybrid: min_score of the students' instances (geometry checks them instead;
                                         # validation seed 77, lidar: point F1@50 0.283 at 0.5, 0.357 at 0)
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50
@@ -137,7 +141,9 @@ class Predictor:
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
-                                   ground_feet=cfg.hybrid_ground_feet)
+                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable)
+        self.movable = MovableModel.load(cfg.movable_model or None) \
+            if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         for name in ("min_score", "hybrid_min_score"):
@@ -262,7 +268,7 @@ class Predictor:
         if cfg.instances == "hybrid":                                         # on the host: clusters are numpy
             grid, hybrid_points, scores = hybrid_instances(points, fv.point_pixel, list(students.values()),
                                                            torch.as_tensor(grid).cpu().numpy(), scores, self.hybrid,
-                                                           self.calib_small)
+                                                           self.calib_small, self.movable)
             timings["hybrid"] = (time.perf_counter() - t) * 1e3
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
         grid = torch.as_tensor(grid).to(torch.int32).cpu().numpy()

@@ -117,6 +117,10 @@ PARAMETERS: dict[str, tuple] = {
                          "hybrid: fragments of the students' instances (keep: all their pixels; largest: largest component)"),
     "hybrid_ground_feet": (PredictorConfig.hybrid_ground_feet, _D.PARAMETER_BOOL,
                            "hybrid: an object's image mask reaches down to the ground plane (its points dropped onto it)"),
+    "hybrid_movable": (PredictorConfig.hybrid_movable, _D.PARAMETER_DOUBLE,
+                       "hybrid: weight of the movers' shape (xmod_core.movable) in a cluster's objectness; 0: off"),
+    "movable_model": (PredictorConfig.movable_model, _D.PARAMETER_STRING,
+                      "hybrid_movable > 0: the movable model file (empty: the shipped one)"),
     "hybrid_min_score": (0.0, _D.PARAMETER_DOUBLE,
                          "hybrid: min_score of the students' instances (the clusters check them instead of their own score)"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
@@ -486,7 +490,8 @@ class XmodPipeline:
                               cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
                               instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
-                              hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"])
+                              hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
+                              hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"])
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
