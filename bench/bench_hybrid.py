@@ -10,7 +10,8 @@ the pre-hybrid instances), then re-runs only the hybrid step for every setting, 
 pooled point F1@50 (3D, points in view, objects of >= 10 points) per mode and setting, with the
 LiDAR clustering baseline and the students' own instances as references.
 `speed` times, on the same frames in one run, the slots post-processing alone (the points' labels
-from the grid) and the hybrid step, and prints the difference: what `instances: hybrid` adds.
+from the grid) and the hybrid step, and prints the difference: what `instances: hybrid` adds
+(with `--movable-weight W` > 0 also the hybrid step that weighs in the movers' shape).
 """
 from __future__ import annotations
 
@@ -109,7 +110,9 @@ def speed(a) -> dict:
         res = pred(points=f.scan, stamp=f.stamp)
         runs.append((f.scan, project_scan(f.scan, pred.calib_small).point_pixel, list(res.students.values()), res.grid, res.scores))
     cfg = HybridConfig()
-    slots_ms, hybrid_ms = [], []
+    mw = max(a.movable_weight)                                                    # > 0: also time the movers' shape
+    model = MovableModel.load(a.movable[0] if a.movable else None) if mw > 0 else None
+    slots_ms, hybrid_ms, movable_ms = [], [], []
     for _ in range(a.repeat):
         for scan, pp, cover, grid, scores in runs:
             t = time.perf_counter()
@@ -118,6 +121,10 @@ def speed(a) -> dict:
             t = time.perf_counter()
             hybrid_instances(scan, pp, cover, grid, scores, cfg)
             hybrid_ms.append((time.perf_counter() - t) * 1e3)
+            if model is not None:
+                t = time.perf_counter()
+                hybrid_instances(scan, pp, cover, grid, scores, HybridConfig(movable=mw), movable=model)
+                movable_ms.append((time.perf_counter() - t) * 1e3)
     t = time.perf_counter()
     for scan, *_ in runs:
         euclidean_clusters(scan, ClusterConfig())
@@ -126,6 +133,9 @@ def speed(a) -> dict:
            "slots_ms_p50": float(np.median(slots_ms)), "hybrid_ms_p50": float(np.median(hybrid_ms)),
            "hybrid_ms_p90": float(np.percentile(hybrid_ms, 90)), "added_ms_p50": float(np.median(hybrid_ms) - np.median(slots_ms)),
            "whole_scan_clustering_ms": clusters_ms}
+    if movable_ms:
+        out |= {"hybrid_movable_ms_p50": float(np.median(movable_ms)),
+                "added_movable_ms_p50": float(np.median(movable_ms) - np.median(slots_ms))}
     print(json.dumps(out, indent=1))
     return out
 

@@ -134,3 +134,21 @@ def test_hybrid_keeps_clusters_shaped_like_the_movers(scene):  # noqa: F811
         hybrid_instances(pts, pp, [grid], grid, scores, HybridConfig(movable=0.5))
     with pytest.raises(ValueError, match="movable"):
         HybridConfig(movable=1.5)
+
+
+def test_shape_shift_tool_on_the_tiny_drive(tmp_path, capsys):
+    """tools/shape_shift.py: one row per glob with its candidates and the share voted movable."""
+    import importlib.util
+    from pathlib import Path
+    drive_dir = _tiny_scene(tmp_path)
+    out = tmp_path / "movable.json"
+    assert movable.main([str(drive_dir), "--out", str(out), "--k", "2", "--runs", "1", "--min-movers", "1", "--quiet"]) == 0
+    spec = importlib.util.spec_from_file_location("shape_shift", Path(__file__).parents[1] / "tools/shape_shift.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    capsys.readouterr()
+    assert tool.main([str(drive_dir), "--every", "2", "--model", str(out)]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    assert int(row[2]) == 4 * 5 and row[3].strip() == "60%"    # per scan: the mover and 2 boxes voted movable, 2 poles not
+    with pytest.raises(SystemExit):
+        tool.main([str(tmp_path / "nothing"), "--model", str(out)])

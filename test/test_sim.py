@@ -188,6 +188,8 @@ def test_cluster_count_tool(drive, tmp_path, capsys):
     assert tool.main([str(drive), "--every", "2"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
     assert row[2].strip() == str(len(range(0, FRAMES, 2))) and float(row[3]) > 0
+    scans = [len(KittiRawDrive(drive).scan(t)) for t in range(0, FRAMES, 2)]
+    assert int(row[5].replace(",", "")) == round(np.mean(scans))
     with pytest.raises(SystemExit):
         tool.main([str(tmp_path / "nothing")])
     assert "no drive matches" in capsys.readouterr().err
@@ -235,3 +237,20 @@ def test_clutter_and_density_reach_the_lidar_process(tmp_path):
         seen = set((labels >> 16).tolist()) - {0}
         assert seen and seen <= kept and not seen & dropped
         assert CLASS_IDS["other-object"] in set((labels & 0xFFFF).tolist())
+
+
+def test_azimuth_step_reaches_the_lidar_and_halves_the_scan(tmp_path, capsys):
+    """`--azimuth-step 0.18` (KITTI's real point count) fires each beam half as often: about half the
+    points of the default scan, in the LiDAR worker process too, and the same camera image."""
+    kw = dict(preview=False)
+    dense = simulate_drive(tmp_path / "dense", SEED, 0, 1, Rig.scaled(0.2), **kw)
+    sparse = simulate_drive(tmp_path / "sparse", SEED, 0, 1, Rig.scaled(0.2, 0.18), lidar_process=True, **kw)
+    n = [len(np.fromfile(d / "velodyne_points/data/0000000000.bin", np.float32)) // 4 for d in (dense, sparse)]
+    assert 0.45 < n[1] / n[0] < 0.55
+    assert json.loads((sparse / "sim.json").read_text())["azimuth_step"] == 0.18
+    assert (dense / "image_02/data/0000000000.png").read_bytes() == (sparse / "image_02/data/0000000000.png").read_bytes()
+    with pytest.raises(SystemExit):
+        sim_main(["--out", str(tmp_path), "--azimuth-step", "0"])
+    assert "--azimuth-step must be within" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="azimuth step"):
+        Rig(azimuth_step=5.0)

@@ -3,7 +3,8 @@
 Runs the LiDAR clustering baseline (`xmod_core.baselines`, ground removal + Euclidean clustering
 with its object-size filters) on every `--every`-th scan of each KITTI-layout drive (real or
 simulated) and prints the mean and median number of clusters whose points lie in the camera's
-view. Needs no ground truth, so it can compare the simulator with real unlabelled drives.
+view, and the points per scan (the LiDAR's density: the simulator's `--azimuth-step`). Needs no
+ground truth, so it can compare the simulator with real unlabelled drives.
 
     .venv/bin/python tools/cluster_count.py '../shared/kitti_raw/*/*_sync' 'data/street/sim77/*/*_sync'
 """
@@ -20,13 +21,14 @@ from xmod_core.frontview import project_scan
 from xmod_core.kitti import KittiRawDrive
 
 
-def clusters_in_view(drive: KittiRawDrive, every: int) -> list[int]:
+def clusters_in_view(drive: KittiRawDrive, every: int) -> list[tuple[int, int]]:
+    """(clusters in the camera's view, points in the scan) of every `every`-th scan."""
     out = []
     for t in range(0, len(drive), every):
         scan = drive.scan(t)
         view = project_scan(scan, drive.calib).point_pixel >= 0
         cl = euclidean_clusters(scan[view])
-        out.append(len(np.unique(cl[cl > 0])))
+        out.append((len(np.unique(cl[cl > 0])), len(scan)))
     return out
 
 
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.every < 1:
         ap.error("--every must be at least 1")
-    print("| drives | frames | clusters in view per frame: mean | median |\n| --- | ---: | ---: | ---: |")
+    print("| drives | frames | clusters in view per frame: mean | median | points per scan: mean |\n"
+          "| --- | ---: | ---: | ---: | ---: |")
     for g in a.globs:
         try:
             drives = find_drives([g])
@@ -45,8 +48,8 @@ def main(argv=None) -> int:
             ap.error(f"no drive matches {g!r}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")                     # real drives without timestamps.txt
-            counts = [c for d in drives for c in clusters_in_view(KittiRawDrive(d), a.every)]
-        print(f"| {g} | {len(counts)} | {np.mean(counts):.1f} | {np.median(counts):.0f} |")
+            counts, points = np.array([c for d in drives for c in clusters_in_view(KittiRawDrive(d), a.every)]).T
+        print(f"| {g} | {len(counts)} | {np.mean(counts):.1f} | {np.median(counts):.0f} | {np.mean(points):,.0f} |")
     return 0
 
 

@@ -18,8 +18,9 @@ File (JSON, no pickle)::
      "trained_on": {"drives", "frames", "candidates", "movers", "movable"}}
 
 CLI: ``python -m xmod_core.movable DRIVES... --out FILE`` (drives with motion masks; the mining
-settings are `MiningConfig`'s defaults unless given). The package ships one fitted on the
-training drives of the demo students (`xmod_core/assets/movable.json`, docs/mining.md).
+settings are `MiningConfig`'s defaults unless given). The package ships one fitted on simulated
+drives of the demo students' training seed with street furniture, at KITTI's LiDAR density
+(`xmod_core/assets/movable.json`; hybrid instances leave it off by default: docs/mining.md).
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ IMU_HEIGHT = 0.93            # m above the ground, so the LiDAR sits at about 1.
 
 # HDL-64E-like LiDAR
 BEAM_ELEVATIONS = np.linspace(2.0, -24.9, 64)   # degrees
-AZIMUTH_STEP = 0.09                             # degrees
+AZIMUTH_STEP = 0.09                             # degrees (about 230k points a scan; KITTI's real scans hold
+                                                # 110-120k, as 0.18 gives: `--azimuth-step`, docs/data.md)
 MAX_RANGE = 120.0                               # m
 RANGE_NOISE = 0.02                              # m, one sigma
 DROPOUT = 0.06                                  # share of returns randomly lost
@@ -40,10 +41,15 @@ def homogeneous(R=None, t=None) -> np.ndarray:
 class Rig:
     width: int = WIDTH
     height: int = HEIGHT
+    azimuth_step: float = AZIMUTH_STEP              # degrees between the LiDAR's firings of one beam
+
+    def __post_init__(self):
+        if not 0.01 <= self.azimuth_step <= 2.0:
+            raise ValueError(f"LiDAR azimuth step must be within [0.01, 2] degrees, got {self.azimuth_step}")
 
     @staticmethod
-    def scaled(scale: float) -> "Rig":
-        return Rig(int(round(WIDTH * scale)), int(round(HEIGHT * scale)))
+    def scaled(scale: float, azimuth_step: float = AZIMUTH_STEP) -> "Rig":
+        return Rig(int(round(WIDTH * scale)), int(round(HEIGHT * scale)), azimuth_step)
 
     def _scale_rows(self, P: np.ndarray) -> np.ndarray:
         P = P.copy()
@@ -90,5 +96,5 @@ class Rig:
     def ray_directions(self) -> np.ndarray:
         """(64, A, 3) unit ray directions in the LiDAR frame (x forward, y left, z up)."""
         el = np.deg2rad(BEAM_ELEVATIONS)[:, None]
-        az = np.deg2rad(np.arange(0.0, 360.0, AZIMUTH_STEP))[None, :]
+        az = np.deg2rad(np.arange(0.0, 360.0, self.azimuth_step))[None, :]
         return np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), -1)
