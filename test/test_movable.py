@@ -75,6 +75,15 @@ def test_file_round_trip_and_bad_files(tmp_path):
         p.write_text(json.dumps(bad))
         with pytest.raises(MovableFormatError, match=str(p).replace(".", r"\.")):
             MovableModel.load(p)
+    bad_mean = dict(obj, mean=[float("nan")] * len(obj["mean"]))
+    flat = dict(obj, runs=[dict(r, centres=np.ravel(r["centres"]).tolist()) for r in obj["runs"]])
+    for word, bad in (("finite", bad_mean), ("flags", flat)):
+        p = tmp_path / f"{word}.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(MovableFormatError, match=word):
+            MovableModel.load(p)
+    with pytest.raises(MovableFormatError, match="cannot be read"):
+        MovableModel.load(tmp_path)
     (tmp_path / "text.json").write_text("{not json")
     with pytest.raises(MovableFormatError, match="not JSON"):
         MovableModel.load(tmp_path / "text.json")
@@ -123,7 +132,9 @@ def test_hybrid_keeps_clusters_shaped_like_the_movers(scene):  # noqa: F811
                          np.array([[True, False]]), ClusterConfig(), {"runs": [{"k": 2, "seed": 0}]})
     base = hybrid_instances(pts, pp, [grid], grid, scores)
     same = hybrid_instances(pts, pp, [grid], grid, scores, HybridConfig(movable=0.0), movable=model)
+    np.testing.assert_array_equal(base[0], same[0])
     np.testing.assert_array_equal(base[1], same[1])
+    assert base[2] == same[2]
     assert (ids_of(base[1], part, names, "bush") == 0).all()
     for w in (1.0, 0.5):
         _, labels, out_scores = hybrid_instances(pts, pp, [grid], grid, scores, HybridConfig(movable=w), movable=model)

@@ -171,6 +171,11 @@ def test_hybrid_movable_model_reaches_the_hybrid_step(students, tiny_drive, tmp_
         assert (p.movable is None) == (w == 0) and p.hybrid.movable == w
         out[w] = p(points=scan, stamp=0.0).point_labels
     assert (out[0.0] == 0).all() and (out[1.0] > 0).sum() >= len(box) // 2      # agreement 1 is never met; the shape is
+    import dataclasses
+    always.clusters = dataclasses.replace(shipped.clusters, voxel=0.6)                # fitted on other clusters
+    always.save(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="fitted on clusters"):
+        predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, movable_model=str(tmp_path / "other.json"))
     with pytest.raises(ValueError, match="missing.json"):
         predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, movable_model=str(tmp_path / "missing.json"))
 

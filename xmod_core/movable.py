@@ -5,9 +5,11 @@
 ensemble of k-means runs over standardised cluster descriptors, a cluster of each run *movable*
 when enough of its members are movers (UNION's rule). This module keeps that ensemble: the
 descriptors' mean and scale, each run's centres and movable flags. A new cluster's *vote* is the
-share of the runs whose nearest centre (standardised descriptor space) is movable, exactly the
-vote mining gives its own candidates when the runs have converged (Lloyd's fixed point: each
-candidate is in the cluster of its nearest centre). No labels: the movers are the clusters the
+share of the runs whose nearest centre (standardised descriptor space) is movable, the vote
+mining gives its own candidates where the runs have converged (Lloyd's fixed point: each
+candidate is in the cluster of its nearest centre; `kmeans` stops after `iters`, and 8 of the
+13,980 candidates of the shipped model's training drives get another vote). The centres kept are
+the members' means (an emptied, re-seeded k-means centre has no members and is not kept). No labels: the movers are the clusters the
 motion masks overlap.
 
 File (JSON, no pickle)::
@@ -108,19 +110,24 @@ class MovableModel:
                 raise bad(f"features must be among {FEATURES}, got {list(features)}")
             F = len(features)
             mean, scale = np.asarray(obj["mean"], np.float64), np.asarray(obj["scale"], np.float64)
-            if mean.shape != (F,) or scale.shape != (F,) or not (scale > 0).all():
-                raise bad(f"mean and scale must be {F} numbers each, scale > 0")
+            if mean.shape != (F,) or scale.shape != (F,) or not np.isfinite(mean).all() or \
+                    not np.isfinite(scale).all() or not (scale > 0).all():
+                raise bad(f"mean and scale must be {F} finite numbers each, scale > 0")
             runs = obj["runs"]
             if not runs:
                 raise bad("no k-means runs")
-            K = max(len(r["centres"]) for r in runs)
+            parsed = []
+            for i, r in enumerate(runs):
+                c, m = np.asarray(r["centres"], np.float64), np.asarray(r["movable"], np.int64)
+                if c.ndim != 2 or c.shape[1] != F or len(c) == 0 or m.shape != (len(c),) or not np.isfinite(c).all():
+                    raise bad(f"run {i}: centres must be finite (k, {F}) with one movable flag each, got "
+                              f"{c.shape} centres and {m.shape} flags")
+                parsed.append((c, m > 0))
+            K = max(len(c) for c, _ in parsed)
             centres = np.full((len(runs), K, F), np.inf)
             movable = np.zeros((len(runs), K), bool)
-            for i, r in enumerate(runs):
-                c, m = np.asarray(r["centres"], np.float64).reshape(-1, F), np.asarray(r["movable"], np.int64)
-                if len(c) == 0 or m.shape != (len(c),) or not np.isfinite(c).all():
-                    raise bad(f"run {i}: centres must be finite (k, {F}) with one movable flag each")
-                centres[i, :len(c)], movable[i, :len(c)] = c, m > 0
+            for i, (c, m) in enumerate(parsed):
+                centres[i, :len(c)], movable[i, :len(c)] = c, m
             clusters = ClusterConfig(**obj["clusters"])
         except MovableFormatError:
             raise
@@ -140,6 +147,8 @@ class MovableModel:
             raise MovableFormatError(f"{path}: no such movable model file") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MovableFormatError(f"{path}: not JSON ({exc})") from exc
+        except OSError as exc:
+            raise MovableFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         return cls.from_json(obj, str(path))
 
 

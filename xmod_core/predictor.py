@@ -144,6 +144,9 @@ class Predictor:
                                    ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable)
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
+        if self.movable is not None and self.movable.clusters != self.hybrid.clusters:
+            raise ValueError(f"movable model {cfg.movable_model or 'shipped'} was fitted on clusters of {self.movable.clusters}, "
+                             f"hybrid instances cluster with {self.hybrid.clusters}: its votes would not apply")
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         for name in ("min_score", "hybrid_min_score"):
