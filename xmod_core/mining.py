@@ -259,11 +259,17 @@ def motion_overlap(hulls: np.ndarray, motion: np.ndarray, n: int) -> tuple[np.nd
 
 
 # --------------------------------------------------------------------------- classifier
-def standardise(x: np.ndarray) -> np.ndarray:
-    """(N, F) columns to zero mean and unit standard deviation (constant columns to 0)."""
+def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (F,) and scale (F,) of the columns of x (N, F): the standard deviation, 1 for a constant column."""
     x = np.asarray(x, np.float64)
     sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 1e-12, sd, 1.0)
+    return x.mean(0), np.where(sd > 1e-12, sd, 1.0)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """(N, F) columns to zero mean and unit standard deviation (constant columns to 0)."""
+    mean, scale = standardisation(x)
+    return (np.asarray(x, np.float64) - mean) / scale
 
 
 def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -392,13 +398,19 @@ class Classified:
     seconds: float
 
 
-def candidate_table(frames: list[_Frame], cfg: MiningConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised descriptors (N, F) of the candidates of `frames` (cfg.features), their mover
-    flags (N,) and whether their motion is known (N,)."""
+def candidate_arrays(frames: list[_Frame], cfg: MiningConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Descriptors (N, F) of the candidates of `frames` (cfg.features), their mover flags (N,) and
+    whether their motion is known (N,)."""
     cols = [FEATURES.index(f) for f in cfg.features]
     desc = np.concatenate([f.desc for f in frames] or [np.zeros((0, len(FEATURES)))])[:, cols]
     mover = np.concatenate([f.mover(cfg) for f in frames] or [np.zeros(0, bool)])
     known = np.concatenate([np.full(len(f.desc), f.known) for f in frames] or [np.zeros(0, bool)])
+    return desc, mover, known
+
+
+def candidate_table(frames: list[_Frame], cfg: MiningConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`candidate_arrays` with the descriptors standardised."""
+    desc, mover, known = candidate_arrays(frames, cfg)
     return standardise(desc), mover, known
 
 

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import ClusterConfig
-from .mining import (FEATURES, MiningConfig, MiningInputError, check_drive, cluster_runs, drive_candidates,
-                     movable_votes)
+from .mining import (FEATURES, MiningConfig, MiningInputError, candidate_arrays, check_drive, cluster_runs,
+                     drive_candidates, movable_votes, standardisation)
 
 FORMAT_VERSION = 1
 SHIPPED = Path(__file__).resolve().parent / "assets" / "movable.json"
@@ -155,19 +155,15 @@ class MovableModel:
 def fit(frames: list, cfg: MiningConfig = MiningConfig()) -> tuple[MovableModel, np.ndarray]:
     """The movable model of the candidates of `frames` (mining's per-frame candidates, with their
     mover flags) and the training candidates' votes (N,) as mining computes them."""
-    cols = [FEATURES.index(f) for f in cfg.features]
-    raw = np.concatenate([f.desc for f in frames] or [np.zeros((0, len(FEATURES)))])[:, cols]   # (N, F)
-    mover = np.concatenate([f.mover(cfg) for f in frames] or [np.zeros(0, bool)])
-    known = np.concatenate([np.full(len(f.desc), f.known) for f in frames] or [np.zeros(0, bool)])
+    raw, mover, known = candidate_arrays(frames, cfg)                           # (N, F), (N,), (N,)
     if len(raw) == 0:
         raise MiningInputError("no candidates to fit a movable model on")
-    mean, sd = raw.mean(0), raw.std(0)
-    scale = np.where(sd > 1e-12, sd, 1.0)
+    mean, scale = standardisation(raw)
     x = (raw - mean) / scale
     runs = cluster_runs(x, cfg)
     cls = movable_votes(runs, mover, known, cfg)
     K = max(int(a.max()) + 1 for _, _, a in runs)
-    centres = np.full((len(runs), K, len(cols)), np.inf)
+    centres = np.full((len(runs), K, raw.shape[1]), np.inf)
     movable = np.zeros((len(runs), K), bool)
     for i, ((k, s, a), table) in enumerate(zip(runs, cls.runs)):               # one run each: R = len(k) x runs
         kk = int(a.max()) + 1
