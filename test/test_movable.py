@@ -114,6 +114,9 @@ def test_cli_fits_the_tiny_drive(tmp_path, capsys):
     assert poles.sum() == 2 and (votes[poles] == 0).all() and (votes[~poles] == 1).all()   # boxes look like the mover
     assert movable.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 1
     assert "nowhere" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    with pytest.raises(SystemExit):
+        movable.main([str(drive_dir), "--out", str(tmp_path / "x.json"), "--k", "0"])
+    assert "mining k (each)" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
 
 
 def test_hybrid_keeps_clusters_shaped_like_the_movers(scene):  # noqa: F811

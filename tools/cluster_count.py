@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             ap.error(f"no drive matches {g!r}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")                     # real drives without timestamps.txt
-            counts, points = np.array([c for d in drives for c in clusters_in_view(KittiRawDrive(d), a.every)]).T
+            counts, points = np.array([c for d in drives for c in clusters_in_view(KittiRawDrive(d), a.every)]).reshape(-1, 2).T
         print(f"| {g} | {len(counts)} | {np.mean(counts):.1f} | {np.median(counts):.0f} | {np.mean(points):,.0f} |")
     return 0
 
