@@ -20,6 +20,7 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,23 +79,32 @@ def sweep(a) -> dict:
     cache = cache_frames(drives, modes, a.min_points, a.min_score)
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
-    res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"]), None))}
+    base = ClusterConfig()
+    clusterings = {(r, e): replace(base, max_range=r, extent=e)
+                   for r in (a.max_range or [base.max_range]) for e in (a.extent or [base.extent])}
+    tag = lambda c: "" if c == base else f" max_range={c.max_range} extent={c.extent}"   # noqa: E731
+    res = {}
+    for c in clusterings.values():
+        res[f"clustering{tag(c)}"] = f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], c), None))
+        print(f"LiDAR clustering{tag(c)}: {res[f'clustering{tag(c)}']}", flush=True)
     models = {str(m): MovableModel.load(m) for m in (a.movable or [None])} if any(a.movable_weight) else {"": None}
-    print(f"LiDAR clustering: {res['clustering']}")
     for m in modes:
         res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
         print(f"{m} slots: {res[f'{m} slots']}", flush=True)
         combines = a.combine if m == "fused" else ["mean"]                           # one student: all the same
-        for agr, obj, gap, split, comb, mw, mname in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score,
-                                                                       combines, a.movable_weight, models):
+        for agr, obj, gap, split, comb, mw, mname, clu in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score,
+                                                                            combines, a.movable_weight, models,
+                                                                            clusterings.values()):
             if mw == 0 and mname != next(iter(models)):
                 continue                                                              # off: the same for every model
-            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb, movable=mw)
+            cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb, movable=mw,
+                               clusters=clu)
             model = models[mname]
             r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg,
                                                            movable=model)[1:])
             name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}" + \
-                (f" combine={comb}" if comb != "mean" else "") + (f" movable={mw}" + (f" model={mname}" if len(models) > 1 else "") if mw else "")
+                (f" combine={comb}" if comb != "mean" else "") + (f" movable={mw}" + (f" model={mname}" if len(models) > 1 else "") if mw else "") + \
+                tag(clu)
             res[name] = r
             print(f"{name}: {r}", flush=True)
     return res
@@ -110,9 +120,10 @@ def speed(a) -> dict:
         res = pred(points=f.scan, stamp=f.stamp)
         runs.append((f.scan, project_scan(f.scan, pred.calib_small).point_pixel, list(res.students.values()), res.grid, res.scores))
     cfg = HybridConfig()
+    other = replace(cfg, clusters=replace(cfg.clusters, extent="axes")) if cfg.clusters.extent != "axes" else None
     mw = max(a.movable_weight)                                                    # > 0: also time the movers' shape
     model = MovableModel.load(a.movable[0] if a.movable else None) if mw > 0 else None
-    slots_ms, hybrid_ms, movable_ms = [], [], []
+    slots_ms, hybrid_ms, movable_ms, axes_ms = [], [], [], []
     for _ in range(a.repeat):
         for scan, pp, cover, grid, scores in runs:
             t = time.perf_counter()
@@ -121,6 +132,10 @@ def speed(a) -> dict:
             t = time.perf_counter()
             hybrid_instances(scan, pp, cover, grid, scores, cfg)
             hybrid_ms.append((time.perf_counter() - t) * 1e3)
+            if other is not None:                                                 # the sensor's axes, side by side
+                t = time.perf_counter()
+                hybrid_instances(scan, pp, cover, grid, scores, other)
+                axes_ms.append((time.perf_counter() - t) * 1e3)
             if model is not None:
                 t = time.perf_counter()
                 hybrid_instances(scan, pp, cover, grid, scores, HybridConfig(movable=mw), movable=model)
@@ -133,6 +148,8 @@ def speed(a) -> dict:
            "slots_ms_p50": float(np.median(slots_ms)), "hybrid_ms_p50": float(np.median(hybrid_ms)),
            "hybrid_ms_p90": float(np.percentile(hybrid_ms, 90)), "added_ms_p50": float(np.median(hybrid_ms) - np.median(slots_ms)),
            "whole_scan_clustering_ms": clusters_ms}
+    if axes_ms:
+        out |= {"hybrid_axes_ms_p50": float(np.median(axes_ms)), "oriented_over_axes_ms_p50": float(np.median(hybrid_ms) - np.median(axes_ms))}
     if movable_ms:
         out |= {"hybrid_movable_ms_p50": float(np.median(movable_ms)),
                 "added_movable_ms_p50": float(np.median(movable_ms) - np.median(slots_ms))}
@@ -156,6 +173,9 @@ def main(argv=None) -> int:
     ap.add_argument("--movable-weight", nargs="+", type=float, default=[0.0],
                     help="weights of the movers' shape in the objectness (0: off; xmod_core.movable)")
     ap.add_argument("--movable", type=Path, nargs="+", default=None, help="movable models (default: the shipped one)")
+    ap.add_argument("--max-range", type=float, nargs="+", help="clustering ranges in metres (default: ClusterConfig's)")
+    ap.add_argument("--extent", choices=("axes", "oriented"), nargs="+",
+                    help="how a cluster's sides are measured for the size filters (default: ClusterConfig's)")
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
                     help="a KITTI tracking or object folder (speed)")
     ap.add_argument("--frames", type=int, default=20)

@@ -3,7 +3,7 @@ students tell the pedestrians apart, cover a car with two slots and ignore the w
 import numpy as np
 import pytest
 
-from xmod_core.baselines import euclidean_clusters
+from xmod_core.baselines import ClusterConfig, euclidean_clusters
 from xmod_core.frontview import project_scan
 from xmod_core.hybrid import HybridConfig, hybrid_instances
 from xmod_core.kitti import CameraCalib
@@ -195,3 +195,26 @@ def test_voxel_components_equal_dense_labelling(dim):
     comp_g, _ = voxel_components(cells, group)
     assert all(len(np.unique(group[comp_g == k])) == 1 for k in np.unique(comp_g))
     assert voxel_components(np.zeros((0, dim), int))[1] == 0
+
+
+def test_oriented_extent_keeps_a_car_seen_at_45_degrees():
+    """A 4.5 x 1.8 m car turned 45 degrees spans 4.5 m along both sensor axes: the axis-aligned size
+    filter (shorter side <= 3.5 m) drops it, the cluster's own axes keep it; a 15 m wall stays out
+    either way, and a car along the axes is kept by both."""
+    g = -1.73
+    gx, gy = np.meshgrid(np.arange(4, 40, 0.2), np.arange(-12, 12, 0.2))
+    ground = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, g)], 1)
+    car = box_surface(-2.25, 2.25, -0.9, 0.9, g + 0.3, g + 1.5)
+    c, s = np.cos(np.pi / 4), np.sin(np.pi / 4)
+    turned = car @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + [15.0, 4.0, 0]
+    straight = car + [15.0, -5.0, 0]
+    wall = box_surface(-7.5, 7.5, -0.15, 0.15, g + 0.3, g + 2.5) @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + [30.0, 0, 0]
+    pts = np.concatenate([ground, turned, straight, wall]).astype(np.float32)
+    part = np.repeat([0, 1, 2, 3], [len(ground), len(turned), len(straight), len(wall)])
+    axes = euclidean_clusters(pts, ClusterConfig())
+    oriented = euclidean_clusters(pts, ClusterConfig(extent="oriented"))
+    assert (axes[part == 1] == 0).all() and (oriented[part == 1] > 0).all()
+    assert (axes[part == 2] > 0).all() and (oriented[part == 2] > 0).all()
+    assert (axes[part == 3] == 0).all() and (oriented[part == 3] == 0).all()
+    with pytest.raises(ValueError, match="extent"):
+        ClusterConfig(extent="diagonal")

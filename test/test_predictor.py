@@ -178,6 +178,30 @@ def test_hybrid_movable_model_reaches_the_hybrid_step(students, tiny_drive, tmp_
         predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, movable_model=str(tmp_path / "other.json"))
     with pytest.raises(ValueError, match="missing.json"):
         predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, movable_model=str(tmp_path / "missing.json"))
+    for extent in ("axes", "oriented"):            # the extent only filters clusters: the shipped (axes) model votes under both
+        p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_movable=0.5, hybrid_extent=extent)
+        assert p.movable.clusters.extent == "axes" and p.hybrid.clusters.extent == extent
+
+
+def test_hybrid_extent_keeps_a_turned_car(students, tiny_drive):
+    """PredictorConfig.hybrid_extent: a car turned 45 degrees (4.5 m along both sensor axes) is a
+    hybrid object when its sides are measured along its own axes (the default), not along the sensor's."""
+    from test_hybrid import box_surface
+    d = KittiRawDrive(tiny_drive)
+    c, s = np.cos(np.pi / 4), np.sin(np.pi / 4)
+    car = box_surface(-2.25, 2.25, -0.9, 0.9, -1.4, 0.0) @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + [14.0, -2.0, 0]
+    scan = np.concatenate([d.scan(0), np.c_[car, np.zeros(len(car))].astype(np.float32)])
+    on_car = np.arange(len(scan)) >= len(scan) - len(car)
+    out = {}
+    for extent in ("axes", "oriented"):
+        p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_objectness=0.0, hybrid_extent=extent,
+                      min_points=1, depth_gate_m=0)
+        assert p.hybrid.clusters.extent == extent
+        out[extent] = p(points=scan, stamp=0.0).point_labels[on_car]
+    assert PredictorConfig().hybrid_extent == "oriented"
+    assert (out["axes"] == 0).all() and (out["oriented"] > 0).mean() > 0.5
+    with pytest.raises(ValueError, match="extent"):
+        predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_extent="diagonal")
 
 
 def test_slots_and_hybrid_instances_get_their_own_fragments_setting(students, tiny_drive):

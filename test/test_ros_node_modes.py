@@ -150,6 +150,8 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                           ["fragments must be one of keep, largest"]),
         "bad_hybrid_fragments": (base_params(assets, calibration=str(assets["calib"]), hybrid_fragments="some"),
                                  ["hybrid_fragments must be one of keep, largest"]),
+        "bad_hybrid_extent": (base_params(assets, calibration=str(assets["calib"]), hybrid_extent="diagonal"),
+                              ["hybrid_extent must be one of axes, oriented"]),
     }
     try:
         import tf2_ros  # noqa: F401

@@ -18,6 +18,9 @@ from .frontview import project_scan
 from .kitti import CameraCalib
 
 
+EXTENTS = ("axes", "oriented")          # how a cluster's sides are measured for the size filters
+
+
 @dataclass
 class ClusterConfig:
     max_range: float = 60.0        # m; beyond, 64 beams are too sparse to cluster
@@ -31,7 +34,13 @@ class ClusterConfig:
     max_height: float = 4.5
     max_length: float = 12.0       # m, the longer horizontal side (buses, trucks)
     max_width: float = 3.5         # m, the shorter horizontal side (walls and building faces are longer)
+    extent: str = "axes"           # sides measured along the sensor's x and y axes (axes), or along the cluster's
+                                   # own principal axes on the ground (oriented: a car seen at 45 degrees stays 4.5 x 1.8 m)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.extent not in EXTENTS:
+            raise ValueError(f"cluster extent must be axes or oriented, got {self.extent!r}")
 
 
 def ground_plane(points: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, float] | None:
@@ -101,6 +110,24 @@ def voxel_components(cells: np.ndarray, group: np.ndarray | None = None) -> tupl
     return comp[inv].astype(np.int64), int(n)
 
 
+def _oriented_sides(xy: np.ndarray, lab: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """(n + 1, 2) extents of the clusters 0..n of `lab` (M,) over ground-plane points `xy` (M, 2)
+    along each cluster's principal axes (of its x-y covariance); `cnt` (n + 1,) points per cluster."""
+    m = len(cnt)
+    w = np.maximum(cnt, 1).astype(np.float64)
+    mean = np.stack([np.bincount(lab, xy[:, k], m) for k in range(2)], 1) / w[:, None]   # (n + 1, 2)
+    c = xy - mean[lab]
+    sxx, syy, sxy = (np.bincount(lab, a * b, m) / w for a, b in ((c[:, 0], c[:, 0]), (c[:, 1], c[:, 1]), (c[:, 0], c[:, 1])))
+    theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)                                 # (n + 1,) major axis
+    ct, st = np.cos(theta)[lab], np.sin(theta)[lab]
+    uv = np.stack([c[:, 0] * ct + c[:, 1] * st, -c[:, 0] * st + c[:, 1] * ct], 1)   # (M, 2) in the cluster's axes
+    lo, hi = np.full((m, 2), np.inf), np.full((m, 2), -np.inf)
+    for k in range(2):
+        np.minimum.at(lo[:, k], lab, uv[:, k])
+        np.maximum.at(hi[:, k], lab, uv[:, k])
+    return np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+
+
 def euclidean_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> np.ndarray:
     """(N,) int cluster ids (0 = ground, far or filtered out) for a LiDAR scan (N, >=3)."""
     return clusters_and_candidates(points, cfg)[0]
@@ -134,6 +161,8 @@ def cluster_scan(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tu
         np.minimum.at(lo[:, k], lab, p[:, k])
         np.maximum.at(hi[:, k], lab, p[:, k])
     ext = hi - lo
+    if cfg.extent == "oriented":
+        ext[:, :2] = _oriented_sides(p[:, :2], lab, cnt)
     longer, shorter = np.maximum(ext[:, 0], ext[:, 1]), np.minimum(ext[:, 0], ext[:, 1])
     good = (cnt >= cfg.min_points) & (ext[:, 2] >= cfg.min_height) & (ext[:, 2] <= cfg.max_height) & \
         (longer <= cfg.max_length) & (shorter <= cfg.max_width)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from .baselines import ClusterConfig
 from .clusters import Object3D, cluster_objects
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import late_fusion
@@ -90,6 +91,8 @@ class PredictorConfig:
                                         # to be kept (0.3, the optimum of object-sparse validation drives)
     hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
+    hybrid_extent: str = "oriented"     # hybrid: a cluster's sides for the size filters, along its own axes (oriented)
+                                        # or the sensor's (axes, the classical baseline's)
     hybrid_movable: float = HybridConfig.movable  # hybrid: weight of the movers' shape in a cluster's objectness
                                         # (`movable`; 0: off)
     movable_model: str = ""             # hybrid_movable > 0: the movable model file ("" = the shipped one)
@@ -141,10 +144,13 @@ class Predictor:
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
-                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable)
+                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable,
+                                   clusters=ClusterConfig(extent=cfg.hybrid_extent))
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
-        if self.movable is not None and self.movable.clusters != self.hybrid.clusters:
+        # the extent only decides which clusters pass the size filters, not how a cluster is described
+        # (the descriptors measure along its own axes either way): a model's votes apply under either
+        if self.movable is not None and replace(self.movable.clusters, extent=self.hybrid.clusters.extent) != self.hybrid.clusters:
             raise ValueError(f"movable model {cfg.movable_model or 'shipped'} was fitted on clusters of {self.movable.clusters}, "
                              f"hybrid instances cluster with {self.hybrid.clusters}: its votes would not apply")
         if cfg.state_horizon < 0:

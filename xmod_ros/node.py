@@ -60,6 +60,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
+from xmod_core.baselines import EXTENTS
 from xmod_core.instances import FRAGMENTS
 from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
 
@@ -117,6 +118,8 @@ PARAMETERS: dict[str, tuple] = {
                          "hybrid: fragments of the students' instances (keep: all their pixels; largest: largest component)"),
     "hybrid_ground_feet": (PredictorConfig.hybrid_ground_feet, _D.PARAMETER_BOOL,
                            "hybrid: an object's image mask reaches down to the ground plane (its points dropped onto it)"),
+    "hybrid_extent": (PredictorConfig.hybrid_extent, _D.PARAMETER_STRING,
+                      "hybrid: a cluster's sides for the size filters, along its own axes (oriented) or the sensor's (axes)"),
     "hybrid_movable": (PredictorConfig.hybrid_movable, _D.PARAMETER_DOUBLE,
                        "hybrid: weight of the movers' shape (xmod_core.movable) in a cluster's objectness; 0: off"),
     "movable_model": (PredictorConfig.movable_model, _D.PARAMETER_STRING,
@@ -297,6 +300,8 @@ class XmodPipeline:
         for name in ("fragments", "hybrid_fragments"):
             if p[name] not in FRAGMENTS:
                 raise StartupError(f"parameter {name} must be one of {', '.join(FRAGMENTS)}, got {p[name]!r}")
+        if p["hybrid_extent"] not in EXTENTS:
+            raise StartupError(f"parameter hybrid_extent must be one of {', '.join(EXTENTS)}, got {p['hybrid_extent']!r}")
         self.p, self.mode = p, p["mode"]
         self.uses_image, self.uses_cloud = self.mode in ("rgb", "fused"), self.mode in ("lidar", "fused")
         self.uses_cloud |= self.p["instances"] == "hybrid"          # hybrid instances are LiDAR clusters
@@ -491,6 +496,7 @@ class XmodPipeline:
                               instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
                               hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
+                              hybrid_extent=p["hybrid_extent"],
                               hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"])
         try:
             self.predictor = Predictor(cfg, self.calib)
