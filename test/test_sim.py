@@ -254,3 +254,28 @@ def test_azimuth_step_reaches_the_lidar_and_halves_the_scan(tmp_path, capsys):
     assert "--azimuth-step must be within" in capsys.readouterr().err
     with pytest.raises(ValueError, match="azimuth step"):
         Rig(azimuth_step=5.0)
+
+
+def test_foliage_depth_scatters_only_the_vegetation_returns(tmp_path, capsys):
+    """`--foliage-depth D`: a return from a bush or a tree crown comes from inside it, D metres deeper
+    on average (exponential, capped at 3 D) along its ray; every other return is where it was, and
+    the camera image is unchanged."""
+    hard = simulate_drive(tmp_path / "hard", SEED, 0, 1, Rig.scaled(0.2, 0.36), preview=False)
+    leafy = simulate_drive(tmp_path / "leafy", SEED, 0, 1, Rig.scaled(0.2, 0.36, 0.5), preview=False, lidar_process=True)
+    scan = {k: np.fromfile(d / "velodyne_points/data/0000000000.bin", np.float32).reshape(-1, 4) for k, d in
+            (("hard", hard), ("leafy", leafy))}
+    cls = np.fromfile(hard / GT_LABEL_DIR / "data/0000000000.label", np.uint32) & 0xFFFF
+    assert (cls == (np.fromfile(leafy / GT_LABEL_DIR / "data/0000000000.label", np.uint32) & 0xFFFF)).all()
+    veg = cls == CLASS_IDS["vegetation"]
+    assert veg.sum() > 100
+    r = {k: np.linalg.norm(v[:, :3], axis=1) for k, v in scan.items()}
+    assert np.array_equal(scan["hard"][~veg, :3], scan["leafy"][~veg, :3])
+    deeper = r["leafy"][veg] - r["hard"][veg]
+    assert deeper.min() >= -1e-4 and deeper.max() <= 1.5 + 1e-4 and 0.35 < deeper.mean() < 0.6
+    assert json.loads((leafy / "sim.json").read_text())["foliage_depth"] == 0.5
+    assert (hard / "image_02/data/0000000000.png").read_bytes() == (leafy / "image_02/data/0000000000.png").read_bytes()
+    with pytest.raises(SystemExit):
+        sim_main(["--out", str(tmp_path), "--foliage-depth", "-1"])
+    assert "--foliage-depth must be within" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="foliage depth"):
+        Rig(foliage_depth=3.0)

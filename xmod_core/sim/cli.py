@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .rig import AZIMUTH_STEP
+from .rig import AZIMUTH_STEP, FOLIAGE_DEPTH
 from .scene import CLUTTER
 
 
@@ -31,19 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--azimuth-step", type=float, default=AZIMUTH_STEP,
                    help=f"degrees between a LiDAR beam's returns (default {AZIMUTH_STEP}: about 230k points a scan; "
                         "0.18 gives the 110-120k of KITTI's real scans, docs/data.md)")
+    p.add_argument("--foliage-depth", type=float, default=FOLIAGE_DEPTH,
+                   help=f"metres, mean depth at which a LiDAR return comes from inside a bush or tree crown "
+                        f"(exponential, capped at 3x; default {FOLIAGE_DEPTH}: foliage returns from its box faces as "
+                        "hard surfaces do; 0.4: volumetric vegetation, as real scans show it, docs/data.md)")
     p.add_argument("--workers", type=int, default=0, help="parallel processes (default: one per core, at most one per drive)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png per drive")
     return p
 
 
 def _one(args: tuple) -> str:
-    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, density, az, position = args
+    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, density, az, foliage, position = args
     from tqdm import tqdm
 
     from .rig import Rig
     from .writer import simulate_drive
     with tqdm(total=frames, desc=f"drive {seq:04d}", position=position, leave=True, unit="frame") as bar:
-        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale, az), shadows, bar, preview, lidar_process,
+        return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale, az, foliage), shadows, bar, preview, lidar_process,
                                   clutter, density))
 
 
@@ -58,11 +62,14 @@ def main(argv=None) -> int:
         _parser().error("--scale must be within [0.05, 4]")
     if not 0.01 <= a.azimuth_step <= 2.0:
         _parser().error("--azimuth-step must be within [0.01, 2] degrees")
+    if not 0.0 <= a.foliage_depth <= 2.0:
+        _parser().error("--foliage-depth must be within [0, 2] m")
     cores = os.cpu_count() or 1
     workers = a.workers or min(a.sequences, cores)
     # fewer drives than cores: split each drive's camera and LiDAR over two processes instead
     split = workers * 2 <= cores
-    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, a.object_density, a.azimuth_step, i)
+    jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, a.object_density, a.azimuth_step,
+             a.foliage_depth, i)
             for i in range(a.sequences)]
     t0 = time.perf_counter()
     if workers == 1:

@@ -246,9 +246,14 @@ class World:
             rng_out.ravel()[idx[got]] = frac[got] * reach.ravel()[idx[got]]
         keep = np.isfinite(rng_out)
         r = rng_out[keep] + self.rng_lidar.normal(0, RANGE_NOISE, keep.sum())
-        pts = dirs[keep] * r[:, None]                                     # (N, 3) LiDAR frame
         u = uid[keep]
         is_obj = u >= 0
+        if self.rig.foliage_depth > 0:                                    # leaves, not a hard face: a return comes
+            veg = np.flatnonzero(is_obj)                                  # from some depth inside the crown or bush
+            veg = veg[self.lut_class[u[veg]] == CLASS_IDS["vegetation"]]
+            depth = self.rng_lidar.exponential(self.rig.foliage_depth, len(veg))
+            r[veg] += np.minimum(depth, 3 * self.rig.foliage_depth)
+        pts = dirs[keep] * r[:, None]                                     # (N, 3) LiDAR frame
         world_xy = (pts[~is_obj] @ R.T + o)[:, :2]
         ground_cls, ground_refl = self._ground_class(world_xy)
         cls = np.empty(len(u), np.uint32)

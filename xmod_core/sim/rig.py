@@ -26,6 +26,8 @@ AZIMUTH_STEP = 0.09                             # degrees (about 230k points a s
 MAX_RANGE = 120.0                               # m
 RANGE_NOISE = 0.02                              # m, one sigma
 DROPOUT = 0.06                                  # share of returns randomly lost
+FOLIAGE_DEPTH = 0.0                             # m, mean depth a return penetrates foliage (0: hard surfaces;
+                                                # `--foliage-depth`, docs/data.md)
 
 
 def homogeneous(R=None, t=None) -> np.ndarray:
@@ -42,14 +44,17 @@ class Rig:
     width: int = WIDTH
     height: int = HEIGHT
     azimuth_step: float = AZIMUTH_STEP              # degrees between the LiDAR's firings of one beam
+    foliage_depth: float = FOLIAGE_DEPTH            # m, mean of the exponential depth a return enters foliage
 
     def __post_init__(self):
         if not 0.01 <= self.azimuth_step <= 2.0:
             raise ValueError(f"LiDAR azimuth step must be within [0.01, 2] degrees, got {self.azimuth_step}")
+        if not 0.0 <= self.foliage_depth <= 2.0:
+            raise ValueError(f"LiDAR foliage depth must be within [0, 2] m, got {self.foliage_depth}")
 
     @staticmethod
-    def scaled(scale: float, azimuth_step: float = AZIMUTH_STEP) -> "Rig":
-        return Rig(int(round(WIDTH * scale)), int(round(HEIGHT * scale)), azimuth_step)
+    def scaled(scale: float, azimuth_step: float = AZIMUTH_STEP, foliage_depth: float = FOLIAGE_DEPTH) -> "Rig":
+        return Rig(int(round(WIDTH * scale)), int(round(HEIGHT * scale)), azimuth_step, foliage_depth)
 
     def _scale_rows(self, P: np.ndarray) -> np.ndarray:
         P = P.copy()

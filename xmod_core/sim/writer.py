@@ -176,7 +176,7 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
         lidar.close()
         world.close()
     meta = {"seed": seed, "sequence": sequence, "frames": frames, "width": rig.width, "height": rig.height,
-            "shadows": shadows, "azimuth_step": rig.azimuth_step, "clutter": clutter, "object_density": object_density, "classes": CLASS_IDS, "object_classes": list(OBJECT_CLASSES),
+            "shadows": shadows, "azimuth_step": rig.azimuth_step, "foliage_depth": rig.foliage_depth, "clutter": clutter, "object_density": object_density, "classes": CLASS_IDS, "object_classes": list(OBJECT_CLASSES),
             "label_format": "uint32 per point: class id in the lower 16 bits, instance id in the upper 16",
             "moving_speed_threshold": MOVING_SPEED, "ego_motion": {"still_below_mps": STILL_SPEED, "turn_above_radps": TURN_RATE}}
     (drive / "sim.json").write_text(json.dumps(meta, indent=1))
