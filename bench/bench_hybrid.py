@@ -58,7 +58,7 @@ def cache_frames(drives, modes, min_points: int, min_score: float) -> dict:
             for m, p in preds.items():
                 res = p(image=image if m != "lidar" else None, points=scan, stamp=float(stamps[t]))
                 pp = project_scan(scan, p.calib_small).point_pixel
-                out[m].append(dict(scan=scan, pp=pp, cover=list(res.students.values()), grid=res.grid, scores=res.scores,
+                out[m].append(dict(first=t == 0, scan=scan, pp=pp, cover=list(res.students.values()), grid=res.grid, scores=res.scores,
                                    point_labels=res.point_labels, gt=g, ignore=ignore[ignore > 0], in_view=in_view))
     return out
 
@@ -72,6 +72,21 @@ def f1_of(frames, labels_fn) -> dict:
     return {k: round(float(r[k]), 4) for k in ("f1", "precision", "recall")}
 
 
+def sequential(cfg: HybridConfig, model):
+    """The hybrid step over cached frames in drive order, each frame given the previous frame's
+    hybrid instances (restarting at each drive), as the Predictor does."""
+    prev = [None]
+
+    def run(f):
+        if f["first"]:
+            prev[0] = None
+        grid, labels, scores = hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg, movable=model,
+                                                previous=prev[0])
+        prev[0] = grid
+        return labels, scores
+    return run
+
+
 def sweep(a) -> dict:
     drives = find_drives(a.data)
     modes = a.modes
@@ -79,32 +94,36 @@ def sweep(a) -> dict:
     cache = cache_frames(drives, modes, a.min_points, a.min_score)
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
-    base = ClusterConfig()
-    clusterings = {(r, e): replace(base, max_range=r, extent=e)
-                   for r in (a.max_range or [base.max_range]) for e in (a.extent or [base.extent])}
-    tag = lambda c: "" if c == base else f" max_range={c.max_range} extent={c.extent}"   # noqa: E731
-    res = {}
+    base, default = ClusterConfig(), HybridConfig().clusters       # the baseline's clustering, the hybrid step's
+    clusterings = {(r, e): replace(default, max_range=r, extent=e)
+                   for r in (a.max_range or [default.max_range]) for e in (a.extent or [default.extent])}
+    tag = lambda c: "" if c == default else f" max_range={c.max_range} extent={c.extent}"   # noqa: E731
+    res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], base), None))}
+    print(f"LiDAR clustering: {res['clustering']}", flush=True)
     for c in clusterings.values():
-        res[f"clustering{tag(c)}"] = f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], c), None))
-        print(f"LiDAR clustering{tag(c)}: {res[f'clustering{tag(c)}']}", flush=True)
+        if c != base:                                                                # as the hybrid step clusters
+            name = f"clustering max_range={c.max_range} extent={c.extent}"
+            res[name] = f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], c), None))
+            print(f"LiDAR {name}: {res[name]}", flush=True)
     models = {str(m): MovableModel.load(m) for m in (a.movable or [None])} if any(a.movable_weight) else {"": None}
     for m in modes:
         res[f"{m} slots"] = f1_of(cache[m], lambda f: (f["point_labels"], f["scores"]))
         print(f"{m} slots: {res[f'{m} slots']}", flush=True)
         combines = a.combine if m == "fused" else ["mean"]                           # one student: all the same
-        for agr, obj, gap, split, comb, mw, mname, clu in itertools.product(a.agreement, a.objectness, a.fine_gap, a.split_score,
-                                                                            combines, a.movable_weight, models,
-                                                                            clusterings.values()):
+        for agr, obj, gap, split, comb, mw, mname, clu, hold in itertools.product(
+                a.agreement, a.objectness, a.fine_gap, a.split_score, combines, a.movable_weight, models,
+                clusterings.values(), a.hold):
             if mw == 0 and mname != next(iter(models)):
                 continue                                                              # off: the same for every model
+            if hold > obj:
+                continue
             cfg = HybridConfig(objectness=obj, fine_gap=gap, agreement=agr, split_score=split, combine=comb, movable=mw,
-                               clusters=clu)
+                               clusters=clu, hold=hold)
             model = models[mname]
-            r = f1_of(cache[m], lambda f: hybrid_instances(f["scan"], f["pp"], f["cover"], f["grid"], f["scores"], cfg,
-                                                           movable=model)[1:])
+            r = f1_of(cache[m], sequential(cfg, model))
             name = f"{m} hybrid agreement={agr} objectness={obj} fine_gap={gap} split_score={split}" + \
                 (f" combine={comb}" if comb != "mean" else "") + (f" movable={mw}" + (f" model={mname}" if len(models) > 1 else "") if mw else "") + \
-                tag(clu)
+                tag(clu) + (f" hold={hold}" if hold else "")
             res[name] = r
             print(f"{name}: {r}", flush=True)
     return res
@@ -173,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--movable-weight", nargs="+", type=float, default=[0.0],
                     help="weights of the movers' shape in the objectness (0: off; xmod_core.movable)")
     ap.add_argument("--movable", type=Path, nargs="+", default=None, help="movable models (default: the shipped one)")
+    ap.add_argument("--hold", type=float, nargs="+", default=[0.0],
+                    help="hysteresis: how much lower the agreement may be for a cluster on an object of the previous frame")
     ap.add_argument("--max-range", type=float, nargs="+", help="clustering ranges in metres (default: ClusterConfig's)")
     ap.add_argument("--extent", choices=("axes", "oriented"), nargs="+",
                     help="how a cluster's sides are measured for the size filters (default: ClusterConfig's)")

@@ -218,3 +218,24 @@ def test_oriented_extent_keeps_a_car_seen_at_45_degrees():
     assert (axes[part == 3] == 0).all() and (oriented[part == 3] == 0).all()
     with pytest.raises(ValueError, match="extent"):
         ClusterConfig(extent="diagonal")
+
+
+def test_hold_keeps_an_object_of_the_previous_frame(scene):
+    """Hysteresis (`hold`): the students cover only part of the car's front (point IoU 0.17 with that
+    slot), under an objectness of 0.3, so the car is dropped; lying on an object of the previous
+    frame it is kept from 0.3 - hold on; an object elsewhere last frame, no previous frame, or hold 0
+    keep nothing."""
+    pts, part, names, pp, grid = scene
+    front = np.where(grid == 3, 3, 0)
+    car = (part == names.index("car")) & (pp >= 0)
+    prev_car, prev_wall = np.zeros_like(grid), np.zeros_like(grid)
+    prev_car.reshape(-1)[pp[car]] = 9
+    prev_wall.reshape(-1)[pp[(part == names.index("wall")) & (pp >= 0)]] = 9
+    kept = lambda cfg, prev: (hybrid_instances(pts, pp, [front], front, {3: 0.9}, cfg, previous=prev)[1][car] > 0).mean()
+    held = HybridConfig(objectness=0.3, hold=0.2)
+    assert kept(held, None) == 0 and kept(held, prev_wall) == 0
+    assert kept(held, prev_car) == 1
+    assert kept(HybridConfig(objectness=0.3), prev_car) == 0
+    assert kept(HybridConfig(objectness=0.3, hold=0.05), prev_car) == 0          # IoU 0.17 < 0.3 - 0.05
+    with pytest.raises(ValueError, match="hold"):
+        HybridConfig(objectness=0.3, hold=0.4)

@@ -508,3 +508,26 @@ def test_cpu_threads_one_per_student_when_they_run_in_parallel(students, tiny_dr
     assert par.cpu_threads(3) == seq.cpu_threads(3) == 3                   # an explicit count wins
     with pytest.raises(ValueError, match="threads must be >= 0"):
         par.cpu_threads(-1)
+
+
+def test_hybrid_hold_carries_the_previous_frame_and_restarts_with_the_sequence(students, tiny_drive):
+    """PredictorConfig.hybrid_hold: the hybrid step is handed the previous frame's hybrid instances
+    (none at a sequence's start). With an agreement nobody reaches (1.0) and hold 1.0, a cluster is
+    kept only where an object lay the frame before."""
+    from test_hybrid import box_surface
+    d = KittiRawDrive(tiny_drive)
+    box = box_surface(10.0, 14.0, -3.0, -1.2, -1.4, 0.0)
+    scan = np.concatenate([d.scan(0), np.c_[box, np.zeros(len(box))].astype(np.float32)])
+    on_box = np.arange(len(scan)) >= len(scan) - len(box)
+    p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_objectness=1.0, hybrid_hold=1.0,
+                  min_points=1, depth_gate_m=0)
+    assert p.hybrid.hold == 1.0 and p.previous_hybrid is None
+    r = p(points=scan, stamp=0.0)
+    assert (r.point_labels == 0).all() and p.previous_hybrid is not None        # first frame: nothing to hold
+    pp = project_scan(scan, p.calib_small).point_pixel
+    held = np.zeros_like(r.grid)
+    held.reshape(-1)[pp[on_box & (pp >= 0)]] = 1                               # as if the box was an object last frame
+    p.previous_hybrid = held
+    assert (p(points=scan, stamp=0.1).point_labels[on_box] > 0).mean() > 0.5
+    p.previous_hybrid = held
+    assert (p(points=scan, stamp=5.0).point_labels == 0).all()                  # a gap: a new sequence forgets it

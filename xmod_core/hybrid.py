@@ -15,7 +15,9 @@ clusters that the students call objects:
    `movable` = w > 0 the shape of the movers enters too: objectness = (1 - w) agreement + w vote,
    the vote of a `movable.MovableModel` (the share of mining's k-means runs whose nearest centre
    to the cluster's descriptor is a cluster of movers: learnt from the motion masks, no labels).
-   Clusters from `objectness` on are kept;
+   Clusters from `objectness` on are kept; with `hold` > 0, so are clusters lying mostly (half of
+   their points, in the image) on an object of the previous frame from `objectness - hold` on
+   (hysteresis: an object does not blink out when the students' agreement dips for a frame);
 3. inside a kept cluster, the student's instances decide how many objects it holds: points are
    grouped into fine components (points in touching bird's-eye cells of `fine_gap` m), each takes the
    majority instance of its points, and the components of one instance form one object. So a
@@ -55,6 +57,8 @@ class HybridConfig:
     lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
     ground_feet: bool = False         # image hulls also hold each point dropped onto the ground plane (the part of
                                       # an object that ground removal takes and the beams miss); needs the camera
+    hold: float = 0.0                 # hysteresis: a cluster lying mostly on an object of the previous frame (in the
+                                      # image) is kept from an agreement of objectness - hold on (0: off); needs it
     movable: float = 0.0              # weight w of the shape of the movers: objectness = (1 - w) agreement + w vote,
                                       # vote of a `movable.MovableModel` (0: off, 1: the shape alone); needs the model
     clusters: ClusterConfig = field(default_factory=lambda: ClusterConfig(extent="oriented"))
@@ -70,6 +74,8 @@ class HybridConfig:
             raise ValueError(f"hybrid combine must be mean, max or min, got {self.combine!r}")
         if self.fine_gap <= 0:
             raise ValueError(f"hybrid fine_gap must be > 0 m, got {self.fine_gap}")
+        if not 0.0 <= self.hold <= self.objectness:
+            raise ValueError(f"hybrid hold must be within [0, objectness = {self.objectness}], got {self.hold}")
         if not 0.0 <= self.movable <= 1.0:
             raise ValueError(f"hybrid movable must be within [0, 1], got {self.movable}")
 
@@ -93,11 +99,13 @@ def _agreement(cl: np.ndarray, cnt: np.ndarray, slot: np.ndarray, cand: np.ndarr
 def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, primary: np.ndarray,
                      scores: dict, cfg: HybridConfig = HybridConfig(),
                      calib: CameraCalib | None = None,
-                     movable: MovableModel | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                     movable: MovableModel | None = None,
+                     previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """points (N, >=3) LiDAR frame; point_pixel (N,) flat pixel of each point on the (H, W) grid
     (-1 outside the view); calib: the camera, at any resolution (scaled to the grid; needed by
     `ground_feet`); movable: the model whose vote on each cluster's shape enters the objectness
-    with weight `cfg.movable` (needed when it is > 0); cover: the (H, W) instance maps of the modalities whose foreground gives
+    with weight `cfg.movable` (needed when it is > 0); previous: the (H, W) hybrid instances of
+    the sequence's previous frame (0 = none; None at a sequence's start), for `cfg.hold`; cover: the (H, W) instance maps of the modalities whose foreground gives
     the objectness; primary: the (H, W) instances that decide splits and keep their mask where
     LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
     Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
@@ -121,6 +129,9 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
         vote[1:] = movable.vote(scan_descriptors(points[view], cl, cand, cfg.clusters)[0])
         objectness = (1 - cfg.movable) * objectness + cfg.movable * vote
     keep = objectness >= cfg.objectness
+    if cfg.hold > 0 and previous is not None:                                      # hysteresis: objects seen last frame
+        on_prev = np.bincount(cl, (np.asarray(previous).reshape(-1)[pix] > 0).astype(np.float64), n) / np.maximum(cnt, 1)
+        keep |= (on_prev >= 0.5) & (objectness >= cfg.objectness - cfg.hold)
     keep[0] = False
     k = np.flatnonzero(keep[cl])                                                   # kept points, index into view
     kcl, kslot = cl[k], primary.reshape(-1)[pix[k]]

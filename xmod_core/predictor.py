@@ -93,6 +93,8 @@ class PredictorConfig:
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
     hybrid_extent: str = "oriented"     # hybrid: a cluster's sides for the size filters, along its own axes (oriented)
                                         # or the sensor's (axes, the classical baseline's)
+    hybrid_hold: float = HybridConfig.hold  # hybrid: a cluster on an object of the previous frame is kept from an
+                                        # agreement of hybrid_objectness - hybrid_hold on (hysteresis; 0: off)
     hybrid_movable: float = HybridConfig.movable  # hybrid: weight of the movers' shape in a cluster's objectness
                                         # (`movable`; 0: off)
     movable_model: str = ""             # hybrid_movable > 0: the movable model file ("" = the shipped one)
@@ -144,7 +146,7 @@ class Predictor:
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
-                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable,
+                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable, hold=cfg.hybrid_hold,
                                    clusters=ClusterConfig(extent=cfg.hybrid_extent))
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
@@ -202,6 +204,7 @@ class Predictor:
         self.state_age = 0
         self.last_stamp = None
         self.tracker.reset()
+        self.previous_hybrid = None             # the last frame's hybrid instances (hybrid_hold's hysteresis)
 
     def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queue one student step and its instance extraction on the device (no synchronisation).
@@ -277,7 +280,8 @@ class Predictor:
         if cfg.instances == "hybrid":                                         # on the host: clusters are numpy
             grid, hybrid_points, scores = hybrid_instances(points, fv.point_pixel, list(students.values()),
                                                            torch.as_tensor(grid).cpu().numpy(), scores, self.hybrid,
-                                                           self.calib_small, self.movable)
+                                                           self.calib_small, self.movable, self.previous_hybrid)
+            self.previous_hybrid = grid
             timings["hybrid"] = (time.perf_counter() - t) * 1e3
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
         grid = torch.as_tensor(grid).to(torch.int32).cpu().numpy()
