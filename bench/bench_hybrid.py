@@ -95,14 +95,15 @@ def sweep(a) -> dict:
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
     base, default = ClusterConfig(), HybridConfig().clusters       # the baseline's clustering, the hybrid step's
-    clusterings = {(r, e): replace(default, max_range=r, extent=e)
-                   for r in (a.max_range or [default.max_range]) for e in (a.extent or [default.extent])}
-    tag = lambda c: "" if c == default else f" max_range={c.max_range} extent={c.extent}"   # noqa: E731
+    clusterings = {(r, e, v): replace(default, max_range=r, extent=e, split_voxel=v)
+                   for r in (a.max_range or [default.max_range]) for e in (a.extent or [default.extent])
+                   for v in (a.split_voxel or [default.split_voxel])}
+    tag = lambda c: "" if c == default else f" max_range={c.max_range} extent={c.extent} split_voxel={c.split_voxel}"   # noqa: E731
     res = {"clustering": f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], base), None))}
     print(f"LiDAR clustering: {res['clustering']}", flush=True)
     for c in clusterings.values():
         if c != base:                                                                # as the hybrid step clusters
-            name = f"clustering max_range={c.max_range} extent={c.extent}"
+            name = f"clustering max_range={c.max_range} extent={c.extent} split_voxel={c.split_voxel}"
             res[name] = f1_of(frames0, lambda f: (euclidean_clusters(f["scan"], c), None))
             print(f"LiDAR {name}: {res[name]}", flush=True)
     models = {str(m): MovableModel.load(m) for m in (a.movable or [None])} if any(a.movable_weight) else {"": None}
@@ -139,10 +140,12 @@ def speed(a) -> dict:
         res = pred(points=f.scan, stamp=f.stamp)
         runs.append((f.scan, project_scan(f.scan, pred.calib_small).point_pixel, list(res.students.values()), res.grid, res.scores))
     cfg = HybridConfig()
-    other = replace(cfg, clusters=replace(cfg.clusters, extent="axes")) if cfg.clusters.extent != "axes" else None
+    variants = {"axes": replace(cfg, clusters=replace(cfg.clusters, extent="axes")),              # side by side: the
+                "split": replace(cfg, clusters=replace(cfg.clusters, split_voxel=0.2))}            # cluster options
+    variant_ms = {k: [] for k in variants}
     mw = max(a.movable_weight)                                                    # > 0: also time the movers' shape
     model = MovableModel.load(a.movable[0] if a.movable else None) if mw > 0 else None
-    slots_ms, hybrid_ms, movable_ms, axes_ms = [], [], [], []
+    slots_ms, hybrid_ms, movable_ms = [], [], []
     for _ in range(a.repeat):
         for scan, pp, cover, grid, scores in runs:
             t = time.perf_counter()
@@ -151,10 +154,10 @@ def speed(a) -> dict:
             t = time.perf_counter()
             hybrid_instances(scan, pp, cover, grid, scores, cfg)
             hybrid_ms.append((time.perf_counter() - t) * 1e3)
-            if other is not None:                                                 # the sensor's axes, side by side
+            for k, v in variants.items():
                 t = time.perf_counter()
-                hybrid_instances(scan, pp, cover, grid, scores, other)
-                axes_ms.append((time.perf_counter() - t) * 1e3)
+                hybrid_instances(scan, pp, cover, grid, scores, v)
+                variant_ms[k].append((time.perf_counter() - t) * 1e3)
             if model is not None:
                 t = time.perf_counter()
                 hybrid_instances(scan, pp, cover, grid, scores, HybridConfig(movable=mw), movable=model)
@@ -167,8 +170,8 @@ def speed(a) -> dict:
            "slots_ms_p50": float(np.median(slots_ms)), "hybrid_ms_p50": float(np.median(hybrid_ms)),
            "hybrid_ms_p90": float(np.percentile(hybrid_ms, 90)), "added_ms_p50": float(np.median(hybrid_ms) - np.median(slots_ms)),
            "whole_scan_clustering_ms": clusters_ms}
-    if axes_ms:
-        out |= {"hybrid_axes_ms_p50": float(np.median(axes_ms)), "oriented_over_axes_ms_p50": float(np.median(hybrid_ms) - np.median(axes_ms))}
+    for k, v in variant_ms.items():
+        out |= {f"hybrid_{k}_ms_p50": float(np.median(v)), f"default_over_{k}_ms_p50": float(np.median(hybrid_ms) - np.median(v))}
     if movable_ms:
         out |= {"hybrid_movable_ms_p50": float(np.median(movable_ms)),
                 "added_movable_ms_p50": float(np.median(movable_ms) - np.median(slots_ms))}
@@ -195,6 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hold", type=float, nargs="+", default=[0.0],
                     help="hysteresis: how much lower the agreement may be for a cluster on an object of the previous frame")
     ap.add_argument("--max-range", type=float, nargs="+", help="clustering ranges in metres (default: ClusterConfig's)")
+    ap.add_argument("--split-voxel", type=float, nargs="+",
+                    help="clusters too large for the size filters are clustered again at this distance, m (0: dropped)")
     ap.add_argument("--extent", choices=("axes", "oriented"), nargs="+",
                     help="how a cluster's sides are measured for the size filters (default: ClusterConfig's)")
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),

@@ -239,3 +239,23 @@ def test_hold_keeps_an_object_of_the_previous_frame(scene):
     assert kept(HybridConfig(objectness=0.3, hold=0.05), prev_car) == 0          # IoU 0.17 < 0.3 - 0.05
     with pytest.raises(ValueError, match="hold"):
         HybridConfig(objectness=0.3, hold=0.4)
+
+
+def test_split_voxel_frees_a_car_parked_against_a_wall():
+    """A car 0.3 m from a 15 m wall: at 0.4 m voxels they are one cluster, too long for the size
+    filters, and both are dropped; `split_voxel` 0.2 clusters that one again, finer: the car comes
+    back alone, the wall stays out. Clusters that pass the filters are untouched."""
+    g = -1.73
+    gx, gy = np.meshgrid(np.arange(4, 40, 0.2), np.arange(-12, 12, 0.2))
+    ground = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, g)], 1)
+    car = box_surface(15.0, 19.5, -4.0, -2.2, g + 0.3, g + 1.5)
+    wall = box_surface(10.0, 25.0, -4.6, -4.3, g + 0.3, g + 2.0)
+    ped = box_surface(20.0, 20.6, 3.0, 3.6, g + 0.25, g + 1.75)
+    pts = np.concatenate([ground, car, wall, ped]).astype(np.float32)
+    part = np.repeat([0, 1, 2, 3], [len(ground), len(car), len(wall), len(ped)])
+    plain = euclidean_clusters(pts, ClusterConfig(extent="oriented"))
+    split = euclidean_clusters(pts, ClusterConfig(extent="oriented", split_voxel=0.2))
+    assert (plain[part == 1] == 0).all() and (plain[part == 2] == 0).all()
+    car_ids = split[part == 1]
+    assert (car_ids > 0).all() and len(np.unique(car_ids)) == 1 and (split[part == 2] == 0).all()
+    assert (plain[part == 3] > 0).all() and (split[part == 3] == plain[part == 3]).all()

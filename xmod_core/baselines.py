@@ -34,11 +34,15 @@ class ClusterConfig:
     max_height: float = 4.5
     max_length: float = 12.0       # m, the longer horizontal side (buses, trucks)
     max_width: float = 3.5         # m, the shorter horizontal side (walls and building faces are longer)
+    split_voxel: float = 0.0       # m; > 0: a cluster too large for the filters is clustered again at this distance
+                                   # (a car touching a hedge or a wall, parked cars in a row); 0: dropped
     extent: str = "axes"           # sides measured along the sensor's x and y axes (axes), or along the cluster's
                                    # own principal axes on the ground (oriented: a car seen at 45 degrees stays 4.5 x 1.8 m)
     seed: int = 0
 
     def __post_init__(self):
+        if self.split_voxel < 0:
+            raise ValueError(f"cluster split_voxel must be >= 0 m, got {self.split_voxel}")
         if self.extent not in EXTENTS:
             raise ValueError(f"cluster extent must be axes or oriented, got {self.extent!r}")
 
@@ -128,6 +132,26 @@ def _oriented_sides(xy: np.ndarray, lab: np.ndarray, cnt: np.ndarray) -> np.ndar
     return np.where(np.isfinite(hi - lo), hi - lo, 0.0)
 
 
+def _size_filters(p: np.ndarray, lab: np.ndarray, n: int, cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The clusters 0..n of `lab` (M,) over points p (M, 3) that pass the object-size filters (n + 1,)
+    bool (0: never), and those that fail them only by being too large (too long, wide or tall)."""
+    cnt = np.bincount(lab, minlength=n + 1)
+    lo = np.full((n + 1, 3), np.inf)
+    hi = np.full((n + 1, 3), -np.inf)
+    for k in range(3):
+        np.minimum.at(lo[:, k], lab, p[:, k])
+        np.maximum.at(hi[:, k], lab, p[:, k])
+    ext = hi - lo
+    if cfg.extent == "oriented":
+        ext[:, :2] = _oriented_sides(p[:, :2], lab, cnt)
+    longer, shorter = np.maximum(ext[:, 0], ext[:, 1]), np.minimum(ext[:, 0], ext[:, 1])
+    enough = (cnt >= cfg.min_points) & (ext[:, 2] >= cfg.min_height)
+    small = (ext[:, 2] <= cfg.max_height) & (longer <= cfg.max_length) & (shorter <= cfg.max_width)
+    good, big = enough & small, enough & ~small
+    good[0] = big[0] = False
+    return good, big
+
+
 def euclidean_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> np.ndarray:
     """(N,) int cluster ids (0 = ground, far or filtered out) for a LiDAR scan (N, >=3)."""
     return clusters_and_candidates(points, cfg)[0]
@@ -150,26 +174,20 @@ def cluster_scan(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> tu
     idx = np.flatnonzero(keep)
     if len(idx) == 0:
         return labels, keep, plane
-    comp, n = voxel_components(np.floor(pts[idx] / cfg.voxel).astype(np.int64))
-    lab = comp + 1                                                             # (M,) 1..n
-    # size filters per cluster, all at once
-    cnt = np.bincount(lab, minlength=n + 1)
-    lo = np.full((n + 1, 3), np.inf)
-    hi = np.full((n + 1, 3), -np.inf)
     p = pts[idx]
-    for k in range(3):
-        np.minimum.at(lo[:, k], lab, p[:, k])
-        np.maximum.at(hi[:, k], lab, p[:, k])
-    ext = hi - lo
-    if cfg.extent == "oriented":
-        ext[:, :2] = _oriented_sides(p[:, :2], lab, cnt)
-    longer, shorter = np.maximum(ext[:, 0], ext[:, 1]), np.minimum(ext[:, 0], ext[:, 1])
-    good = (cnt >= cfg.min_points) & (ext[:, 2] >= cfg.min_height) & (ext[:, 2] <= cfg.max_height) & \
-        (longer <= cfg.max_length) & (shorter <= cfg.max_width)
-    good[0] = False
+    comp, n = voxel_components(np.floor(p / cfg.voxel).astype(np.int64))
+    lab = comp + 1                                                             # (M,) 1..n
+    good, big = _size_filters(p, lab, n, cfg)
     new_id = np.zeros(n + 1, np.int64)
     new_id[good] = np.arange(1, good.sum() + 1)
     labels[idx] = new_id[lab]
+    if cfg.split_voxel > 0 and big.any():                                      # too large: cluster again, finer
+        sub = np.flatnonzero(big[lab])
+        comp2, n2 = voxel_components(np.floor(p[sub] / cfg.split_voxel).astype(np.int64), lab[sub])
+        good2, _ = _size_filters(p[sub], comp2 + 1, n2, cfg)
+        new2 = np.zeros(n2 + 1, np.int64)
+        new2[good2] = good.sum() + np.arange(1, good2.sum() + 1)
+        labels[idx[sub]] = new2[comp2 + 1]
     return labels, keep, plane
 
 

@@ -329,6 +329,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hybrid-extent", choices=("axes", "oriented"), default=PredictorConfig.hybrid_extent,
                     help="hybrid: a cluster's sides for the size filters, along its own axes or the sensor's "
                          "(default: the Predictor's)")
+    ap.add_argument("--hybrid-split-voxel", type=float, default=PredictorConfig.hybrid_split_voxel,
+                    help="hybrid: clusters too large for the size filters are clustered again at this distance, m "
+                         "(0: dropped; default: the Predictor's)")
     ap.add_argument("--hybrid-hold", type=float, default=PredictorConfig.hybrid_hold,
                     help="hybrid: hysteresis, how much lower the agreement may be for a cluster on an object of the "
                          "previous frame (default: the Predictor's)")
@@ -353,7 +356,7 @@ def main(argv=None) -> int:
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
-                "hybrid_movable": a.hybrid_movable, "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "movable_model": a.movable_model, "fragments": a.fragments,
+                "hybrid_movable": a.hybrid_movable, "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "movable_model": a.movable_model, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}

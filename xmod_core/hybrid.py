@@ -63,7 +63,7 @@ class HybridConfig:
                                       # vote of a `movable.MovableModel` (0: off, 1: the shape alone); needs the model
     clusters: ClusterConfig = field(default_factory=lambda: ClusterConfig(extent="oriented"))
                                       # a cluster's sides along its own axes: turned cars pass the size filters
-                                      # (object-sparse validation drives, point F1@50 +0.02; docs/evaluation.md)
+                                      # (validation point F1@50 +0.02; docs/evaluation.md)
 
     def __post_init__(self):
         if not 0.0 <= self.objectness <= 1.0:

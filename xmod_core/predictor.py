@@ -93,6 +93,9 @@ class PredictorConfig:
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
     hybrid_extent: str = "oriented"     # hybrid: a cluster's sides for the size filters, along its own axes (oriented)
                                         # or the sensor's (axes, the classical baseline's)
+    hybrid_split_voxel: float = 0.0     # hybrid: a cluster too large for the size filters is clustered again at this
+                                        # distance, m (0: dropped, as the classical baseline does; 0.2 gained a little
+                                        # on validation and lost on the real object frames, docs/evaluation.md)
     hybrid_hold: float = HybridConfig.hold  # hybrid: a cluster on an object of the previous frame is kept from an
                                         # agreement of hybrid_objectness - hybrid_hold on (hysteresis; 0: off)
     hybrid_movable: float = HybridConfig.movable  # hybrid: weight of the movers' shape in a cluster's objectness
@@ -147,12 +150,13 @@ class Predictor:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
                                    ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable, hold=cfg.hybrid_hold,
-                                   clusters=ClusterConfig(extent=cfg.hybrid_extent))
+                                   clusters=ClusterConfig(extent=cfg.hybrid_extent, split_voxel=cfg.hybrid_split_voxel))
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
-        # the extent only decides which clusters pass the size filters, not how a cluster is described
-        # (the descriptors measure along its own axes either way): a model's votes apply under either
-        if self.movable is not None and replace(self.movable.clusters, extent=self.hybrid.clusters.extent) != self.hybrid.clusters:
+        # the extent and the second, finer clustering only decide which clusters pass the size filters, not
+        # how a cluster is described (along its own axes either way): a model's votes apply under any of them
+        c = self.hybrid.clusters
+        if self.movable is not None and replace(self.movable.clusters, extent=c.extent, split_voxel=c.split_voxel) != c:
             raise ValueError(f"movable model {cfg.movable_model or 'shipped'} was fitted on clusters of {self.movable.clusters}, "
                              f"hybrid instances cluster with {self.hybrid.clusters}: its votes would not apply")
         if cfg.state_horizon < 0:

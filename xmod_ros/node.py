@@ -120,6 +120,9 @@ PARAMETERS: dict[str, tuple] = {
                            "hybrid: an object's image mask reaches down to the ground plane (its points dropped onto it)"),
     "hybrid_extent": (PredictorConfig.hybrid_extent, _D.PARAMETER_STRING,
                       "hybrid: a cluster's sides for the size filters, along its own axes (oriented) or the sensor's (axes)"),
+    "hybrid_split_voxel": (PredictorConfig.hybrid_split_voxel, _D.PARAMETER_DOUBLE,
+                           "hybrid: a cluster too large for the size filters is clustered again at this distance, m "
+                           "(0: dropped)"),
     "hybrid_hold": (PredictorConfig.hybrid_hold, _D.PARAMETER_DOUBLE,
                     "hybrid: a cluster on an object of the previous frame is kept from an agreement of "
                     "hybrid_objectness - hybrid_hold on (hysteresis); 0: off"),
@@ -500,6 +503,7 @@ class XmodPipeline:
                               hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
                               hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
                               hybrid_extent=p["hybrid_extent"], hybrid_hold=p["hybrid_hold"],
+                              hybrid_split_voxel=p["hybrid_split_voxel"],
                               hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"])
         try:
             self.predictor = Predictor(cfg, self.calib)
