@@ -31,6 +31,8 @@ SETTINGS = [
     ("fusion IoU 0.3, keep single >= 0.9", {"fusion_iou": 0.3, "keep_single": True, "single_score": 0.9}),
     ("min_score 0.25", {"min_score": 0.25}),
     ("min_score 0.75", {"min_score": 0.75}),
+    ("fusion mask: the 3D partners' only", {"fusion_mask": "lidar"}),
+    ("fusion mask: the 2D mask only", {"fusion_mask": "rgb"}),
 ]
 
 
@@ -40,11 +42,14 @@ def main(argv=None) -> int:
     ap.add_argument("--data2", nargs="+", required=True, help="object-sparse validation drives")
     ap.add_argument("--ckpt-2d")
     ap.add_argument("--ckpt-3d")
+    ap.add_argument("--settings", type=int, nargs="+",
+                    help=f"indices into the settings to run (default: all {len(SETTINGS)}; 0 is the default setting)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    chosen = [SETTINGS[i] for i in (a.settings if a.settings is not None else range(len(SETTINGS)))]
     sets = {"dense": find_drives(a.data), "sparse": find_drives(a.data2)}
     out = {}
-    for name, over in SETTINGS:
+    for name, over in chosen:
         row = {}
         for s, drives in sets.items():
             t0 = time.perf_counter()
@@ -62,7 +67,7 @@ def main(argv=None) -> int:
     print(f"best by the rule: {best}")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"settings": dict(SETTINGS), "results": out, "best": best}, indent=1))
+        a.json.write_text(json.dumps({"settings": dict(chosen), "results": out, "best": best}, indent=1))
     return 0
 
 

@@ -302,6 +302,14 @@ def test_fusion_keeps_agreed_objects_only():
     assert scores[1] == pytest.approx((0.8 + 0.6) / 2)
     fused, scores = late_fusion(a, np.array([0.8, 0.95]), b, np.array([0.99, 0.6]), keep_single=True, single_score=0.9)
     assert set(np.unique(fused)) == {0, 1, 2, ID_OFFSET_3D + 1}
+    # the agreed object's pixels: its 3D partner's only, or its 2D mask only; the singles keep theirs
+    for mask, own in (("lidar", b == 2), ("rgb", a == 1)):
+        fused, s2 = late_fusion(a, np.array([0.8, 0.95]), b, np.array([0.99, 0.6]), keep_single=True, single_score=0.9,
+                                mask=mask)
+        assert ((fused == 1) == own).all() and s2 == scores
+        assert ((fused == 2) == (a == 2)).all() and ((fused == ID_OFFSET_3D + 1) == (b == 1)).all()
+    with pytest.raises(ValueError, match="mask"):
+        late_fusion(a, np.array([0.8, 0.95]), b, np.array([0.99, 0.6]), mask="both")
 
 
 def test_clusters_oriented_box_and_depth_gate():

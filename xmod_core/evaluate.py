@@ -318,6 +318,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-area", type=float, default=0.001, help="ignore ground-truth objects under this share of the image")
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
+    ap.add_argument("--fusion-mask", choices=("union", "lidar", "rgb"), default=PredictorConfig.fusion_mask,
+                    help="late fusion: an agreed object's pixels (default: the Predictor's, the paper's union)")
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
     ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
     ap.add_argument("--hybrid-objectness", type=float, default=PredictorConfig.hybrid_objectness,
@@ -354,6 +356,7 @@ def main(argv=None) -> int:
         methods = list(METHODS) if "all" in a.mode else list(dict.fromkeys(a.mode))
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
+                "fusion_mask": a.fusion_mask,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_movable": a.hybrid_movable, "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "movable_model": a.movable_model, "fragments": a.fragments,

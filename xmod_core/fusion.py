@@ -39,11 +39,18 @@ def iou_pairs(ids_a, n_a: int, ids_b, n_b: int):
     return iou.numpy() if as_np else iou
 
 
+MASKS = ("union", "lidar", "rgb")
+
+
 def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1, keep_single: bool = False,
-                single_score: float = 0.9):
+                single_score: float = 0.9, mask: str = "union"):
     """ids_2d, ids_3d: (H, W) instance ids on the same grid (0 = background, k = slot k-1), numpy
     arrays or tensors on one device; scores_*: (K-1,) per slot. Returns the fused ids (2D ids kept;
-    3D-only objects get ID_OFFSET_3D + their id; numpy in, numpy out) and {id: score}."""
+    3D-only objects get ID_OFFSET_3D + their id; numpy in, numpy out) and {id: score}.
+    `mask`: an agreed object's pixels are the union of its 2D mask and its 3D partners' (2D pixels
+    win where both claim one; the paper's), only its 3D partners' (`lidar`) or only its 2D mask (`rgb`)."""
+    if mask not in MASKS:
+        raise ValueError(f"late fusion mask must be one of {MASKS}, got {mask!r}")
     as_np = isinstance(ids_2d, np.ndarray)
     a = torch.as_tensor(ids_2d)
     b = torch.as_tensor(ids_3d, device=a.device)
@@ -69,8 +76,15 @@ def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1
         lut3 = np.concatenate([[0], np.where(single3, ID_OFFSET_3D + np.arange(1, n3 + 1), partner)])
     lut2 = np.concatenate([[0], np.where(keep2, np.arange(1, n2 + 1), 0)])
     lut2, lut3 = (torch.as_tensor(x, dtype=torch.long, device=a.device) for x in (lut2, lut3))
-    fused = lut2[a.long()]
-    fused = torch.where(fused == 0, lut3[b.long()], fused).to(a.dtype)
+    if mask == "lidar":                               # the agreed object is its 3D partners' pixels only
+        lut2 = torch.where(torch.as_tensor(np.concatenate([[False], link.any(1)]), device=a.device), 0, lut2)
+        fused = lut3[b.long()]
+        fused = torch.where(fused == 0, lut2[a.long()], fused).to(a.dtype)
+    else:
+        if mask == "rgb":                             # the agreed object is its 2D mask only
+            lut3 = torch.where(lut3 < ID_OFFSET_3D, 0, lut3)
+        fused = lut2[a.long()]
+        fused = torch.where(fused == 0, lut3[b.long()], fused).to(a.dtype)
     partner_score = np.where(link, s3[None, :], 0.0).max(1) if n3 else np.zeros(n2)   # (n2,)
     scores = {int(k) + 1: float((s2[k] + partner_score[k]) / 2 if link[k].any() else s2[k])
               for k in np.flatnonzero(keep2)}

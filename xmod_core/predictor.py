@@ -38,7 +38,7 @@ import torch
 from .baselines import ClusterConfig
 from .clusters import Object3D, cluster_objects
 from .frontview import grid_labels_to_points, project_scan
-from .fusion import late_fusion
+from .fusion import MASKS, late_fusion
 from .graphs import StudentStep
 from .hybrid import HybridConfig, hybrid_instances
 from .movable import MovableModel
@@ -75,6 +75,8 @@ class PredictorConfig:
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
     keep_single: bool = False           # also keep confident single-modality objects
     single_score: float = 0.9           # ... from this score on
+    fusion_mask: str = "union"          # late fusion: an agreed object's pixels: union of both modalities' masks (the
+                                        # paper's), lidar (its 3D partners' only) or rgb (its 2D mask only)
     max_gap_s: float = 0.5              # a larger gap between stamps starts a new sequence
     min_points: int = 5                 # 3D clusters with fewer LiDAR points are dropped
     depth_gate_m: float = 3.0           # points this far from their object's median range are not its points
@@ -146,6 +148,8 @@ class Predictor:
             self.models["rgb"] = self._load(cfg.ckpt_2d or DEFAULT_2D, "rgb")
         if cfg.mode in ("lidar", "fused"):
             self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
+        if cfg.fusion_mask not in MASKS:
+            raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
@@ -275,7 +279,8 @@ class Predictor:
         timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
         t = time.perf_counter()
         if cfg.mode == "fused":
-            grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score)
+            grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score,
+                                       cfg.fusion_mask)
         else:
             grid, conf = inst[cfg.mode]
             scores = {k + 1: float(c) for k, c in enumerate(conf)}          # the tracker keeps those present
