@@ -22,16 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xmod_core.data import find_drives  # noqa: E402
 from xmod_core.evaluate import evaluate  # noqa: E402
 
-# (name, overrides of the Predictor's defaults); the first is today's default
+# (name, overrides of the Predictor's defaults); the first is the default these were chosen against
 SETTINGS = [
-    ("default (fusion IoU 0.1, min_score 0.5)", {}),
-    ("fusion IoU 0.3", {"fusion_iou": 0.3}),
-    ("keep single >= 0.9", {"keep_single": True, "single_score": 0.9}),
-    ("keep single >= 0.8", {"keep_single": True, "single_score": 0.8}),
-    ("fusion IoU 0.3, keep single >= 0.9", {"fusion_iou": 0.3, "keep_single": True, "single_score": 0.9}),
-    ("min_score 0.25", {"min_score": 0.25}),
-    ("min_score 0.75", {"min_score": 0.75}),
-    ("fusion mask: the 3D partners' only", {"fusion_mask": "lidar"}),
+    ("default before 2026-12-01 (fusion IoU 0.1, min_score 0.5, union masks)", {"fusion_mask": "union"}),
+    ("fusion IoU 0.3", {"fusion_iou": 0.3, "fusion_mask": "union"}),
+    ("keep single >= 0.9", {"keep_single": True, "single_score": 0.9, "fusion_mask": "union"}),
+    ("keep single >= 0.8", {"keep_single": True, "single_score": 0.8, "fusion_mask": "union"}),
+    ("fusion IoU 0.3, keep single >= 0.9", {"fusion_iou": 0.3, "keep_single": True, "single_score": 0.9,
+                                            "fusion_mask": "union"}),
+    ("min_score 0.25", {"min_score": 0.25, "fusion_mask": "union"}),
+    ("min_score 0.75", {"min_score": 0.75, "fusion_mask": "union"}),
+    ("fusion mask: the 3D partners' only (the default since 2026-12-01)", {"fusion_mask": "lidar"}),
     ("fusion mask: the 2D mask only", {"fusion_mask": "rgb"}),
 ]
 

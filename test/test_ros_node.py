@@ -88,7 +88,8 @@ def test_fused_outputs(fused, probe):
 
 def test_vision_msgs_detections_match_the_label_image(fused, probe):
     """~/detections: one box per instance of ~/instances (its mask's extent), ~/detections_3d: one
-    oriented box per object of ~/markers, same ids, the image's and the cloud's headers."""
+    oriented box per object of ~/markers, same ids and sizes (a marker is drawn at least 0.1 m thick,
+    a detection keeps a flat object's true 0), the image's and the cloud's headers."""
     from xmod_ros import detections
     if not detections.available():
         pytest.skip("vision_msgs is not importable here (make setup builds it from ../shared/third_party/vision_msgs)")
@@ -110,7 +111,8 @@ def test_vision_msgs_detections_match_the_label_image(fused, probe):
     assert det3.header.frame_id == VELO and {int(d.id) for d in det3.detections} == set(cubes)
     for d in det3.detections:
         m = cubes[int(d.id)]
-        assert (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) == pytest.approx((m.scale.x, m.scale.y, m.scale.z))
+        size = (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z)                    # the true extent; the marker is
+        assert tuple(max(0.1, v) for v in size) == pytest.approx((m.scale.x, m.scale.y, m.scale.z))   # >= 0.1 m to be seen
         assert d.bbox.center.position.x == pytest.approx(m.pose.position.x)
         assert d.bbox.center.orientation.z == pytest.approx(m.pose.orientation.z)
 

@@ -3,7 +3,9 @@ modalities agree.
 
 A 2D instance survives when a 3D instance overlaps it with IoU above `iou_threshold` (paper:
 0.1); the fused object is the union of the 2D mask and the 3D masks matched to it (each 3D
-instance goes to the 2D instance it overlaps most). With `keep_single`, unmatched objects of
+instance goes to the 2D instance it overlaps most), or with `mask="lidar"` only those 3D masks
+(the Predictor's default: the shipped 2D student's masks are the looser ones) or with `"rgb"` only
+the 2D mask. With `keep_single`, unmatched objects of
 either modality whose score reaches `single_score` are kept as well. The IoU of every pair comes
 from one bincount of id pairs (the product of the one-hot masks), not a loop over slot pairs.
 

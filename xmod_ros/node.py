@@ -61,6 +61,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
 from xmod_core.baselines import EXTENTS
+from xmod_core.fusion import MASKS
 from xmod_core.instances import FRAGMENTS
 from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
 
@@ -100,6 +101,9 @@ PARAMETERS: dict[str, tuple] = {
     "sync_slop": (0.05, _D.PARAMETER_DOUBLE, "approximate-time pairing of image and cloud: largest stamp difference, s"),
     "sync_queue_size": (5, _D.PARAMETER_INTEGER, "approximate-time pairing: messages kept per input"),
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
+    "fusion_mask": (PredictorConfig.fusion_mask, _D.PARAMETER_STRING,
+                    "late fusion: an agreed object's pixels: lidar (its 3D partners'), union (both masks, the paper's) "
+                    "or rgb (its 2D mask)"),
     "keep_single": (False, _D.PARAMETER_BOOL, "late fusion: also keep confident objects seen by one modality only"),
     "min_pixels": (20, _D.PARAMETER_INTEGER, "smallest instance, in pixels of the processing grid"),
     "fragments": ("largest", _D.PARAMETER_STRING,
@@ -306,6 +310,8 @@ class XmodPipeline:
         for name in ("fragments", "hybrid_fragments"):
             if p[name] not in FRAGMENTS:
                 raise StartupError(f"parameter {name} must be one of {', '.join(FRAGMENTS)}, got {p[name]!r}")
+        if p["fusion_mask"] not in MASKS:
+            raise StartupError(f"parameter fusion_mask must be one of {', '.join(MASKS)}, got {p['fusion_mask']!r}")
         if p["hybrid_extent"] not in EXTENTS:
             raise StartupError(f"parameter hybrid_extent must be one of {', '.join(EXTENTS)}, got {p['hybrid_extent']!r}")
         self.p, self.mode = p, p["mode"]
@@ -496,7 +502,7 @@ class XmodPipeline:
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                               min_score=p["min_score"], fusion_iou=p["fusion_iou"],
-                              keep_single=p["keep_single"], max_gap_s=p["max_gap"], min_points=p["min_points"],
+                              keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
                               instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
