@@ -34,6 +34,8 @@ SETTINGS = [
     ("min_score 0.75", {"min_score": 0.75, "fusion_mask": "union"}),
     ("fusion mask: the 3D partners' only (the default since 2026-12-01)", {"fusion_mask": "lidar"}),
     ("fusion mask: the 2D mask only", {"fusion_mask": "rgb"}),
+    ("3D masks, keep single >= 0.8", {"fusion_mask": "lidar", "keep_single": True, "single_score": 0.8}),
+    ("3D masks, fusion IoU 0.3", {"fusion_mask": "lidar", "fusion_iou": 0.3}),
 ]
 
 
