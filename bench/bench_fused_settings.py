@@ -36,6 +36,8 @@ SETTINGS = [
     ("fusion mask: the 2D mask only", {"fusion_mask": "rgb"}),
     ("3D masks, keep single >= 0.8", {"fusion_mask": "lidar", "keep_single": True, "single_score": 0.8}),
     ("3D masks, fusion IoU 0.3", {"fusion_mask": "lidar", "fusion_iou": 0.3}),
+    ("3D masks, min_score 0.4", {"fusion_mask": "lidar", "min_score": 0.4}),
+    ("3D masks, min_score 0.3", {"fusion_mask": "lidar", "min_score": 0.3}),
 ]
 
 
