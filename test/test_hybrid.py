@@ -259,3 +259,5 @@ def test_split_voxel_frees_a_car_parked_against_a_wall():
     car_ids = split[part == 1]
     assert (car_ids > 0).all() and len(np.unique(car_ids)) == 1 and (split[part == 2] == 0).all()
     assert (plain[part == 3] > 0).all() and (split[part == 3] == plain[part == 3]).all()
+    with pytest.raises(ValueError, match="split_voxel"):
+        ClusterConfig(split_voxel=-0.2)

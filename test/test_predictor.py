@@ -204,6 +204,8 @@ def test_hybrid_extent_keeps_a_turned_car(students, tiny_drive):
     assert (out["axes"] == 0).all() and (out["oriented"] > 0).mean() > 0.5
     with pytest.raises(ValueError, match="extent"):
         predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_extent="diagonal")
+    with pytest.raises(ValueError, match="fusion_mask must be one of"):
+        predictor(students, tiny_drive, "fused", fusion_mask="both")
 
 
 def test_slots_and_hybrid_instances_get_their_own_fragments_setting(students, tiny_drive):
@@ -541,3 +543,19 @@ def test_hybrid_hold_carries_the_previous_frame_and_restarts_with_the_sequence(s
     assert (p(points=scan, stamp=0.1).point_labels[on_box] > 0).mean() > 0.5
     p.previous_hybrid = held
     assert (p(points=scan, stamp=5.0).point_labels == 0).all()                  # a gap: a new sequence forgets it
+
+
+def test_fusion_mask_reaches_late_fusion(students, tiny_drive, monkeypatch):
+    """PredictorConfig.fusion_mask (default lidar, chosen on validation) is the mask fused mode asks of late fusion."""
+    import xmod_core.predictor as pred
+    seen = []
+
+    def spy(*args):
+        seen.append(args[-1])
+        return late_fusion(*args)
+    monkeypatch.setattr(pred, "late_fusion", spy)
+    d = KittiRawDrive(tiny_drive)
+    for mask in (None, "union", "rgb"):
+        p = predictor(students, tiny_drive, "fused", **({} if mask is None else {"fusion_mask": mask}))
+        p(image=d.image(0), points=d.scan(0), stamp=0.0)
+    assert seen == ["lidar", "union", "rgb"]

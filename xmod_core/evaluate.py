@@ -37,9 +37,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .baselines import ClusterConfig, clusters_to_image, euclidean_clusters
+from .baselines import EXTENTS, ClusterConfig, clusters_to_image, euclidean_clusters
 from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
+from .fusion import MASKS
 from .instances import FRAGMENTS
 from .kitti import KittiRawDrive
 from .kitti_gt import dont_care_boxes, find_gt_sources, object_boxes, points_in_boxes
@@ -318,8 +319,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-area", type=float, default=0.001, help="ignore ground-truth objects under this share of the image")
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
-    ap.add_argument("--fusion-mask", choices=("union", "lidar", "rgb"), default=PredictorConfig.fusion_mask,
-                    help="late fusion: an agreed object's pixels (default: the Predictor's, the paper's union)")
+    ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
+                    help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
+                         "(union, the paper's) or its 2D mask (rgb) (default: the Predictor's)")
     ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
     ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
     ap.add_argument("--hybrid-objectness", type=float, default=PredictorConfig.hybrid_objectness,
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
                     help="hybrid: how agreement is measured (default: the Predictor's)")
     ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
                     help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
-    ap.add_argument("--hybrid-extent", choices=("axes", "oriented"), default=PredictorConfig.hybrid_extent,
+    ap.add_argument("--hybrid-extent", choices=EXTENTS, default=PredictorConfig.hybrid_extent,
                     help="hybrid: a cluster's sides for the size filters, along its own axes or the sensor's "
                          "(default: the Predictor's)")
     ap.add_argument("--hybrid-split-voxel", type=float, default=PredictorConfig.hybrid_split_voxel,
@@ -359,7 +361,8 @@ def main(argv=None) -> int:
                 "fusion_mask": a.fusion_mask,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
-                "hybrid_movable": a.hybrid_movable, "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "movable_model": a.movable_model, "fragments": a.fragments,
+                "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "hybrid_extent": a.hybrid_extent,
+                "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}

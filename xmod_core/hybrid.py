@@ -105,8 +105,8 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     (-1 outside the view); calib: the camera, at any resolution (scaled to the grid; needed by
     `ground_feet`); movable: the model whose vote on each cluster's shape enters the objectness
     with weight `cfg.movable` (needed when it is > 0); previous: the (H, W) hybrid instances of
-    the sequence's previous frame (0 = none; None at a sequence's start), for `cfg.hold`; cover: the (H, W) instance maps of the modalities whose foreground gives
-    the objectness; primary: the (H, W) instances that decide splits and keep their mask where
+    the sequence's previous frame (0 = none; None at a sequence's start), for `cfg.hold`; cover:
+    the (H, W) instance maps of the modalities whose foreground gives the objectness; primary: the (H, W) instances that decide splits and keep their mask where
     LiDAR is missing (the fused map in fused mode), with their `scores` {id: score}.
     Returns the hybrid instances as an (H, W) grid and per point (N,) (ids 1..n, 0 = none) and
     {id: score}."""

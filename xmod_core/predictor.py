@@ -94,11 +94,11 @@ class PredictorConfig:
                                         # to be kept (0.3, the optimum of object-sparse validation drives)
     hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
-    hybrid_extent: str = "oriented"     # hybrid: a cluster's sides for the size filters, along its own axes (oriented)
-                                        # or the sensor's (axes, the classical baseline's)
-    hybrid_split_voxel: float = 0.0     # hybrid: a cluster too large for the size filters is clustered again at this
-                                        # distance, m (0: dropped, as the classical baseline does; 0.2 gained a little
-                                        # on validation and lost on the real object frames, docs/evaluation.md)
+    hybrid_extent: str = HybridConfig().clusters.extent  # hybrid: a cluster's sides for the size filters, along its
+                                        # own axes (oriented) or the sensor's (axes, the classical baseline's)
+    hybrid_split_voxel: float = HybridConfig().clusters.split_voxel  # hybrid: a cluster too large for the size filters
+                                        # is clustered again at this distance, m (0: dropped, as the classical baseline
+                                        # does; 0.2 gained a little on validation and lost on the real object frames)
     hybrid_hold: float = HybridConfig.hold  # hybrid: a cluster on an object of the previous frame is kept from an
                                         # agreement of hybrid_objectness - hybrid_hold on (hysteresis; 0: off)
     hybrid_movable: float = HybridConfig.movable  # hybrid: weight of the movers' shape in a cluster's objectness
