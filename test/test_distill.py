@@ -186,3 +186,18 @@ def test_shipped_configs_load():
     assert same(abl.stages[:5]) == same(pipe.stages)   # shared out_dir: the same stages, or a re-run refuses them
     for st in abl.stages[5:]:                      # every ablation override names a real key
         load_config(TrainConfig, root.parent / st.config, st.overrides + [f"stage={st.stage}"])
+
+
+def test_min_size_counts_cells_of_the_quarter_grid_on_finer_masks():
+    """On masks at 1/2 of the input (4 pixels a cell of the 1/4 grid) min_size keeps its area: a
+    12-pixel object passes min_size 8 on the 1/4 grid, and is noise (3 cells) on the 1/2 grid."""
+    K, h, w = 3, 8, 8
+    logits = torch.full((1, K, h, w), -5.0)
+    logits[0, K - 1] = 5.0
+    logits[0, 0, 1:4, 1:5] = 10.0                                      # 12 pixels
+    masks = torch.softmax(logits, 1)
+    assert pseudo_labels(masks, DistillConfig(min_size=8))[0].max() == 1
+    assert pseudo_labels(masks, DistillConfig(min_size=8), cells=4)[0].max() == 0
+    motion = torch.zeros(1, 1, h, w, dtype=torch.long)
+    ids, _ = merge_targets(motion, torch.ones(1, 1, dtype=torch.bool), masks[:, None], DistillConfig(min_size=8), cells=4)
+    assert ids.max() == 0

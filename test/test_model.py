@@ -184,3 +184,34 @@ def test_slots_to_instances_drops_unsure_instances():
     assert ids[0, 0, 0] == 1 and (ids[0, 2:, 3:] == 0).all() and conf[0, 1] == 0 and conf[0, 0] == pytest.approx(0.8)
     ids, _ = slots_to_instances(m, min_score=0.5)
     assert (ids[0, 2:, 3:] == 2).all()
+
+
+def test_fine_masks_start_as_the_upsampled_attention_and_stream():
+    """fine_masks: masks at 1/2 of the input that sum to one; the head's slot projection starts
+    at zero, so an untrained head gives exactly the 1/4 attention upsampled; streaming unchanged;
+    a trained head moves the masks; output_stride 2 cannot take it."""
+    torch.manual_seed(0)
+    import torch.nn.functional as F
+    coarse = DIOD(ModelConfig(**TINY)).eval()
+    fine = DIOD(ModelConfig(fine_masks=True, **TINY)).eval()
+    assert ModelConfig(fine_masks=True, **TINY).mask_stride == 2 and ModelConfig(**TINY).mask_stride == 4
+    missing, unexpected = fine.load_state_dict(coarse.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("fine.") for k in missing)
+    x = torch.randn(1, 3, 3, 32, 64)
+    with torch.no_grad():
+        a, b = coarse(x)["masks"], fine(x)["masks"]
+    assert b.shape == (1, 3, 5, 16, 32)
+    torch.testing.assert_close(b.sum(2), torch.ones(1, 3, 16, 32))
+    up = F.interpolate(a.flatten(0, 1), size=(16, 32), mode="bilinear", align_corners=False).clamp(min=1e-6)
+    torch.testing.assert_close(b.flatten(0, 1), up / up.sum(1, keepdim=True), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        fine.fine.to_q.weight.normal_()
+        moved = fine(x)["masks"]
+        state, steps = None, []
+        for t in range(3):
+            out, state = fine.step(x[:, t], state, decode=False)
+            steps.append(out["masks"])
+    assert (moved - b).abs().max() > 0.05
+    torch.testing.assert_close(torch.stack(steps, 1), moved, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fine_masks"):
+        ModelConfig(fine_masks=True, output_stride=2)

@@ -2,6 +2,7 @@
 import sys
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -559,3 +560,37 @@ def test_fusion_mask_reaches_late_fusion(students, tiny_drive, monkeypatch):
         p = predictor(students, tiny_drive, "fused", **({} if mask is None else {"fusion_mask": mask}))
         p(image=d.image(0), points=d.scan(0), stamp=0.0)
     assert seen == ["lidar", "union", "rgb"]
+
+
+def test_students_with_fine_masks_run_in_every_mode(tiny_drive, tmp_path):
+    """Students with the fine-mask head (masks at 1/2 of the input) run in the Predictor: its
+    instances are those of the model's fine masks, and the head shows (the 1/4 attention alone
+    would give other instances)."""
+    import cv2
+    torch.manual_seed(1)
+    fine_cfg = replace(TINY, fine_masks=True)
+    paths = {}
+    for modality in ("rgb", "lidar"):
+        m = DIOD(student_config(fine_cfg, modality))
+        with torch.no_grad():
+            m.fine.to_q.weight.normal_(0, 2.0)
+        paths[modality] = tmp_path / f"student_{modality}.pt"
+        export_student(paths[modality], "test", modality, fine_cfg, m.state_dict(), {})
+    d = KittiRawDrive(tiny_drive)
+    for mode in ("rgb", "lidar", "fused"):
+        p = predictor(paths, tiny_drive, mode, min_score=0.0)
+        r = p(image=d.image(0), points=d.scan(0), stamp=0.0)
+        assert r.labels.shape == (d.calib.height, d.calib.width)
+    p = predictor(paths, tiny_drive, "lidar", min_score=0.0)
+    r = p(points=d.scan(0), stamp=0.0)
+    x = torch.from_numpy(project_scan(d.scan(0), d.calib.scaled(32, 96)).features)[None]
+    with torch.no_grad():
+        out, _ = p.models["lidar"].step(x, decode=False)
+        assert out["masks"].shape[-2:] == (16, 48)
+        ids, _ = slots_to_instances(out["masks"], size=(32, 96), min_score=0.0, fragments=p.cfg.fragments)
+        coarse = DIOD(student_config(TINY, "lidar"))
+        coarse.load_state_dict(p.models["lidar"].state_dict(), strict=False)
+        cids, _ = slots_to_instances(coarse.eval().step(x, decode=False)[0]["masks"], size=(32, 96), fragments=p.cfg.fragments)
+    want = cv2.resize(ids[0].numpy().astype(np.uint16), (d.calib.width, d.calib.height), interpolation=cv2.INTER_NEAREST)
+    assert same_partition(r.labels, want)
+    assert not torch.equal(ids, cids)

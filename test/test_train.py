@@ -286,3 +286,28 @@ def test_training_ceiling_counts_the_step_and_its_convolutions(tmp_path):
     assert r["gflop"] > 0 and r["s_per_step"] > 0
     assert 0.5 < r["conv_gflop_share"] <= 1.0 and 0.0 < r["conv_time_share"] < 1.0 and r["conv_gflops_rate"] > 0
     assert sgemm_gflops() > 0 and torch.get_num_threads() == threads            # its thread setting restored
+
+
+def test_fine_mask_head_trains_alone_from_a_coarse_student(tiny_drive, tmp_path):
+    """A coarse student grows a fine-mask head (init_from accepts the missing head and nothing
+    else); optim.train_only trains the head alone, the rest stays as loaded; targets live on the
+    1/2 grid, and a 1/4 grid is refused naming fine_masks; an unknown prefix is named."""
+    from xmod_core.model import load_student
+    first = tmp_path / "first"
+    train(tiny_cfg(tiny_drive, first, **{"optim.steps": 2}), progress=False)
+    over = {"model.fine_masks": True, "data.mask_stride": 2, "optim.steps": 3, "optim.train_only": ["fine."]}
+    head = tmp_path / "head"
+    train(tiny_cfg(tiny_drive, head, init_from=str(first / "student_rgb.pt"), **over), progress=False)
+    (a, _), (b, _) = load_student(first / "student_rgb.pt"), load_student(head / "student_rgb.pt")
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)                               # the body frozen
+    assert not torch.equal(sb["fine.to_q.weight"], torch.zeros_like(sb["fine.to_q.weight"]))   # the head trained
+    with torch.no_grad():
+        assert b(torch.rand(1, 2, 3, 32, 96))["masks"].shape == (1, 2, 4, 16, 48)
+    with pytest.raises(ValueError, match="fine_masks True"):
+        tiny_cfg(tiny_drive, tmp_path / "bad", **{"model.fine_masks": True})
+    with pytest.raises(TrainingError, match="train_only.*'head.'"):
+        train(tiny_cfg(tiny_drive, tmp_path / "bad2", **{**over, "optim.train_only": ["head."]}), progress=False)
+    with pytest.raises(TrainingError, match="does not fit"):                        # a head but a different body
+        train(tiny_cfg(tiny_drive, tmp_path / "bad3", init_from=str(first / "student_rgb.pt"),
+                       **{**over, "model.slot_dim": 8}), progress=False)

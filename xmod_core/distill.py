@@ -33,7 +33,7 @@ from .instances import connected_components
 class DistillConfig:
     ema_keep: float = 0.996            # teacher = keep * teacher + (1 - keep) * student, every step
     min_confidence: float = 0.9        # teacher components kept above this mean foreground
-    min_size: int = 8                  # pixels of the 1/4 grid; smaller components are noise
+    min_size: int = 8                  # pixels of the 1/4 grid (on a finer mask grid: the same area); smaller: noise
     motion_min_confidence: float = 0.5 # motion-mask objects the teacher does not see at all are dropped
     overlap_iou: float = 0.3           # a teacher object overlapping a motion object by this much is the same object
     cross_modal: bool = True           # 2d_3d_ts: the 2D teacher teaches the 3D student and vice versa
@@ -70,9 +70,10 @@ def compact_per_frame(ids: torch.Tensor) -> torch.Tensor:
     return inv - start[frame] + (~has_bg[frame]).long()
 
 
-def pseudo_labels(masks: torch.Tensor, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_labels(masks: torch.Tensor, cfg: DistillConfig, cells: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """masks (..., K, h, w) of a teacher -> ids (..., h, w) (1..G per frame, 0 background) and the
-    confidence of each kept object as a per-pixel map (..., h, w) (0 on background)."""
+    confidence of each kept object as a per-pixel map (..., h, w) (0 on background). `cells`: mask
+    pixels per cell of the 1/4 grid (4 for masks at 1/2 of the input), which `min_size` counts."""
     lead, (K, h, w) = masks.shape[:-3], masks.shape[-3:]
     m = masks.reshape(-1, K, h, w)
     Fn = m.shape[0]
@@ -86,7 +87,7 @@ def pseudo_labels(masks: torch.Tensor, cfg: DistillConfig) -> tuple[torch.Tensor
     flat = ids.flatten(1)                                                              # (F, N)
     size = torch.zeros(Fn, G, device=m.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float32))
     conf = torch.zeros(Fn, G, device=m.device).scatter_add_(1, flat, fg.flatten(1).float()) / size.clamp(min=1)
-    keep = (size >= cfg.min_size) & (conf > cfg.min_confidence)
+    keep = (size >= cfg.min_size * cells) & (conf > cfg.min_confidence)
     keep[:, 0] = False
     kept = keep.gather(1, flat)
     ids = compact_per_frame(torch.where(kept, flat, 0).view(Fn, h, w))
@@ -106,8 +107,9 @@ def motion_confidence(motion: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 
 def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_masks: torch.Tensor,
-                  cfg: DistillConfig, lidar: LidarView | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets for a student in a distillation stage, on the 1/4 grid:
+                  cfg: DistillConfig, lidar: LidarView | None = None, cells: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets for a student in a distillation stage, on the masks' grid (`cells` of it per cell of
+    the 1/4 grid, as in `pseudo_labels`):
     motion (B, T, h, w) ids, motion_valid (B, T), teacher_masks (B, T, K, h, w) ->
     ids (B, T, h, w) and object weights (B*T, G + 1) for `motion_losses` (column g = id g - 1 ...
     see below). Motion objects the teacher sees (confidence >= motion_min_confidence) keep their
@@ -122,7 +124,7 @@ def merge_targets(motion: torch.Tensor, motion_valid: torch.Tensor, teacher_mask
     keep_m = mconf >= cfg.motion_min_confidence
     keep_m[:, 0] = False
     mot = torch.where(keep_m.gather(1, mot.flatten(1)).view_as(mot), mot, 0)
-    pl, pconf = pseudo_labels(tm, cfg)                                                 # (F, h, w)
+    pl, pconf = pseudo_labels(tm, cfg, cells)                                                 # (F, h, w)
     if cfg.geometry_gate:
         if lidar is None:
             raise ValueError("distill.geometry_gate needs the LiDAR front view (lidar_target, lidar_valid) in the batch")

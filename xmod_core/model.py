@@ -8,6 +8,8 @@ student (LiDAR front-view clips, 4 channels: x, y, z, depth).
       -> slot attention, K slots, softmax over slots, the LAST slot is the background;
          the slots of frame t initialise frame t+1 (one iteration per frame, one extra on the first)
       -> masks (B, T, K, h, w) summing to one over slots; foreground = 1 - masks[:, :, -1]
+         (fine_masks: (B, T, K, 2h, 2w): the attention upsampled x2 and sharpened by each slot's
+         similarity to the stem's stride-2 features, `FineMasks`)
       -> decoder from the attention-weighted slot map -> (B, T, out, H/s, W/s), s = recon_stride:
          RGB reconstruction (2D) or scene completion of all four LiDAR channels (3D)
 
@@ -41,6 +43,8 @@ class ModelConfig:
                                                         # layer2 keeps its resolution; data.mask_stride must match)
     recon_stride: int = 1                               # reconstruction at 1/recon_stride of the input (1, 2 or 4, at
                                                         # most output_stride): fewer transposed convs, targets averaged over cells
+    fine_masks: bool = False                            # slot masks at 1/2 of the input from the 1/4 slot grid (`FineMasks`;
+                                                        # output_stride 4 only; data.mask_stride 2)
 
     def __post_init__(self):
         if len(self.widths) != 5 or len(self.blocks) != 4:
@@ -54,6 +58,13 @@ class ModelConfig:
         if self.recon_stride not in (1, 2, 4) or self.recon_stride > self.output_stride:
             raise ValueError(f"model.recon_stride must be 1, 2 or 4 and at most output_stride ({self.output_stride}), "
                              f"got {self.recon_stride}")
+        if self.fine_masks and self.output_stride != 4:
+            raise ValueError("model.fine_masks needs model.output_stride 4 (the masks come out at 1/2 of the input)")
+
+    @property
+    def mask_stride(self) -> int:
+        """The input's size over the masks' size (the grid the motion targets must live on)."""
+        return self.output_stride // 2 if self.fine_masks else self.output_stride
 
 
 @dataclass
@@ -99,8 +110,10 @@ class Encoder(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_channels = c
 
-    def forward(self, x):  # (B, C, H, W) -> (B, E, H/s, W/s), s = output_stride
-        return self.layers(self.stem(x))
+    def forward(self, x, stem: bool = False):  # (B, C, H, W) -> (B, E, H/s, W/s), s = output_stride
+        low = self.stem(x)                        # (B, widths[0], H/2, W/2)
+        out = self.layers(low)
+        return (out, low) if stem else out
 
 
 class ConvGRUCell(nn.Module):
@@ -155,6 +168,28 @@ class Decoder(nn.Module):
         return self.net(x)
 
 
+class FineMasks(nn.Module):
+    """Slot masks at twice the slot grid's resolution. The slot attention (B, K, h, w) is upsampled
+    bilinearly x2 and its log is shifted, per pixel and slot, by the slot's similarity to a pixel
+    embedding of the stem's stride-2 features and the upsampled ConvGRU state; a softmax over the
+    slots gives masks (B, K, 2h, 2w) that still sum to one. The slot projection starts at zero, so a
+    student that gains this head starts from its upsampled attention and learns only the edges."""
+
+    def __init__(self, c_low: int, c_high: int, dim: int, hidden: int):
+        super().__init__()
+        self.pix = nn.Sequential(nn.Conv2d(c_low + c_high, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
+        self.to_q = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_q.weight)
+        nn.init.zeros_(self.to_q.bias)
+
+    def forward(self, attn, slots, low, high):  # (B, K, h, w), (B, K, D), (B, Cl, 2h, 2w), (B, Ch, h, w)
+        size = low.shape[-2:]
+        up = F.interpolate(attn, size=size, mode="bilinear", align_corners=False)                    # (B, K, 2h, 2w)
+        e = self.pix(torch.cat([low, F.interpolate(high, size=size, mode="bilinear", align_corners=False)], 1))
+        logits = torch.log(up.clamp(min=1e-6)) + torch.einsum("bkd,bdhw->bkhw", self.to_q(slots), e)  # (B, K, 2h, 2w)
+        return logits.softmax(1)
+
+
 class DIOD(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -171,6 +206,7 @@ class DIOD(nn.Module):
         self.slots_init = nn.Parameter(torch.randn(cfg.num_slots, D) * D ** -0.5)   # learned, not frozen
         self.slot_attn = SlotAttention(D, cfg.mlp_hidden)
         self.decoder = Decoder(D, cfg.decoder_channels, cfg.out_channels, cfg.recon_stride, cfg.output_stride)
+        self.fine = FineMasks(cfg.widths[0], cfg.gru_hidden, D, cfg.decoder_channels) if cfg.fine_masks else None
 
     @staticmethod
     def _grid(h: int, w: int, device, dtype) -> torch.Tensor:  # (h*w, 4): x, y, 1-x, 1-y in [0, 1]
@@ -190,8 +226,9 @@ class DIOD(nn.Module):
         if x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"input height and width must be multiples of 4, got {tuple(x.shape[-2:])}")
 
-    def _temporal(self, feat: torch.Tensor, state: State | None):
-        """One frame after the encoder: feat (B, E, h, w) -> outputs, next state."""
+    def _temporal(self, feat: torch.Tensor, state: State | None, low: torch.Tensor | None = None):
+        """One frame after the encoder: feat (B, E, h, w) (and, with fine_masks, the stem's output
+        low (B, widths[0], 2h, 2w)) -> masks, slot map, next state."""
         B, _, h, w = feat.shape
         first = state is None
         if first:
@@ -208,27 +245,32 @@ class DIOD(nn.Module):
         for _ in range(self.cfg.first_frame_iters if first else 1):
             slots, attn = self.slot_attn(slots, k, v)                                        # attn (B, K, N)
         slot_map = torch.einsum("bkn,bkd->bdn", attn, slots).reshape(B, -1, h, w)           # (B, D, h, w)
-        return attn.reshape(B, -1, h, w), slot_map, State(hidden, slots)
+        masks = attn.reshape(B, -1, h, w)
+        if self.fine is not None:
+            masks = self.fine(masks, slots, low, x)                                          # (B, K, 2h, 2w)
+        return masks, slot_map, State(hidden, slots)
 
     def step(self, frame: torch.Tensor, state: State | None = None, decode: bool = True) -> tuple[dict, State]:
         """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H/s, W/s)}, state.
         decode=False skips the decoder (inference needs only the masks; no 'recon' then)."""
         self._check(frame)
-        masks, slot_map, state = self._temporal(self.encoder(frame), state)
+        feat, low = self.encoder(frame, stem=True)
+        masks, slot_map, state = self._temporal(feat, state, low)
         out = {"masks": masks, "slots": state.slots}
         if decode:
             out["recon"] = self.decoder(slot_map)
         return out, state
 
     def forward(self, clip: torch.Tensor, state: State | None = None) -> dict:
-        """clip (B, T, C, H, W) -> masks (B, T, K, h, w), recon (B, T, out, H/s, W/s) (s = recon_stride), state."""
+        """clip (B, T, C, H, W) -> masks (B, T, K, h, w) (fine_masks: 2h, 2w), recon (B, T, out, H/s, W/s)
+        (s = recon_stride), state."""
         self._check(clip)
         B, T = clip.shape[:2]
-        feats = self.encoder(clip.flatten(0, 1))                                  # (B*T, E, h, w)
-        feats = feats.view(B, T, *feats.shape[1:])
+        feats, lows = self.encoder(clip.flatten(0, 1), stem=True)                 # (B*T, E, h, w), (B*T, C0, 2h, 2w)
+        feats, lows = feats.view(B, T, *feats.shape[1:]), lows.view(B, T, *lows.shape[1:])
         masks, maps = [], []
         for t in range(T):                                                        # recurrent over time
-            m, s, state = self._temporal(feats[:, t], state)
+            m, s, state = self._temporal(feats[:, t], state, lows[:, t])
             masks.append(m)
             maps.append(s)
         recon = self.decoder(torch.stack(maps, 1).flatten(0, 1))                  # (B*T, out, H, W)

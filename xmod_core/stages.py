@@ -139,7 +139,8 @@ class TeacherStudent(Stage):
             view = LidarView.of(batch["lidar_target"], batch["lidar_valid"], self.dcfg.gate)
         total, logs, vis = 0.0, {}, {}
         for m in self.modalities:
-            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg, view)
+            cells = (4 // self.model_cfg.mask_stride) ** 2                     # mask pixels per cell of the 1/4 grid
+            ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg, view, cells)
             out = nets[m](batch[m])
             terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)
             valid = batch.get("lidar_valid") if m == "lidar" else None

@@ -46,6 +46,8 @@ class OptimConfig:
     grad_clip: float = 1.0        # max global gradient norm (paper: 1.0)
     batch_size: int = 4           # global batch of clips, split over the processes
     steps: int = 200_000
+    train_only: list = field(default_factory=list)   # parameter-name prefixes to train (e.g. [fine.]: only the fine-mask
+                                                     # head); the rest of each student stays frozen. Empty: train all
 
 
 @dataclass
@@ -73,9 +75,10 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
-        if self.data.mask_stride != self.model.output_stride:
-            raise ValueError(f"data.mask_stride ({self.data.mask_stride}) must equal model.output_stride "
-                             f"({self.model.output_stride}): the motion targets live on the slot grid")
+        if self.data.mask_stride != self.model.mask_stride:
+            raise ValueError(f"data.mask_stride ({self.data.mask_stride}) must be {self.model.mask_stride} (model.output_stride "
+                             f"{self.model.output_stride}, fine_masks {self.model.fine_masks}): the motion targets live on the "
+                             "masks' grid")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
         if self.export_every < 0:
@@ -188,10 +191,21 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                 continue
             weights = load_student_weights(sources[modality], modality)
             try:
-                net.load_state_dict(weights)
+                missing, unexpected = net.load_state_dict(weights, strict=False)
+                new_head = [k for k in missing if k.startswith("fine.")]          # a fine-mask head added: starts fresh
+                if unexpected or len(new_head) != len(missing) or (new_head and len(new_head) != len(net.fine.state_dict())):
+                    raise RuntimeError(f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}")
             except RuntimeError as e:
                 raise TrainingError(f"init_from {sources[modality]}: the {modality} student does not fit this "
                                     f"model config: {str(e).splitlines()[0]}") from None
+    if cfg.optim.train_only:
+        for m in stage.students.values():
+            names = [n for n, _ in m.named_parameters()]
+            for prefix in cfg.optim.train_only:
+                if not any(n.startswith(prefix) for n in names):
+                    raise TrainingError(f"optim.train_only: no parameter of the student starts with {prefix!r}")
+            for n, p in m.named_parameters():
+                p.requires_grad_(any(n.startswith(prefix) for prefix in cfg.optim.train_only))
 
     if not resume:
         stage.on_start()
@@ -213,7 +227,7 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     if info.distributed and dev.type == "cuda":       # BatchNorm statistics over the global batch
         stage.students = {k: torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for k, m in stage.students.items()}
-    params = stage.parameters()
+    params = [p for p in stage.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr, foreach=True)          # one fused update, not a loop over tensors
     sched = warmup_exponential(opt, cfg.optim.warmup_steps, cfg.optim.decay_rate, cfg.optim.decay_steps)
     nets = dict(stage.students)
