@@ -40,12 +40,13 @@ FINE_GAP = (0.15, 100.0)             # 100 m: never split a cluster
 AGREEMENT = ("share", "iou")
 
 
-def cache_frames(drives, modes, min_points: int, min_score: float) -> dict:
-    """Per mode, per frame: what the hybrid step needs, and the 3D ground truth."""
+def cache_frames(drives, modes, min_points: int, min_score: float, ckpt_2d=None, ckpt_3d=None) -> dict:
+    """Per mode, per frame: what the hybrid step needs, and the 3D ground truth (students: the shipped
+    ones, or ckpt_2d / ckpt_3d)."""
     out = {m: [] for m in modes}
     for d in drives:
         drive = KittiRawDrive(d)
-        preds = {m: Predictor(PredictorConfig(mode=m, min_score=min_score), drive.calib) for m in modes}
+        preds = {m: Predictor(PredictorConfig(mode=m, min_score=min_score, ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d), drive.calib) for m in modes}
         stamps = drive.timestamps
         for t in range(len(drive)):
             fid = drive.frame_ids[t]
@@ -91,7 +92,7 @@ def sweep(a) -> dict:
     drives = find_drives(a.data)
     modes = a.modes
     t0 = time.perf_counter()
-    cache = cache_frames(drives, modes, a.min_points, a.min_score)
+    cache = cache_frames(drives, modes, a.min_points, a.min_score, a.ckpt_2d, a.ckpt_3d)
     print(f"{sum(len(v) for v in cache.values())} frame runs cached in {time.perf_counter() - t0:.0f} s", flush=True)
     frames0 = cache[modes[0]]
     base, default = ClusterConfig(), HybridConfig().clusters       # the baseline's clustering, the hybrid step's
@@ -185,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", nargs="+", default=["data/hyb/sim77/*/*_sync"], help="simulated validation drives (sweep)")
     ap.add_argument("--modes", nargs="+", default=["lidar", "fused", "rgb"])
     ap.add_argument("--min-points", type=int, default=10)
+    ap.add_argument("--ckpt-2d", help="2D student (default: the shipped one)")
+    ap.add_argument("--ckpt-3d", help="3D student (default: the shipped one)")
     ap.add_argument("--min-score", type=float, default=0.5, help="the students' min_score (instances under it are dropped)")
     ap.add_argument("--agreement", nargs="+", default=list(AGREEMENT), choices=AGREEMENT)
     ap.add_argument("--objectness", nargs="+", type=float, default=list(OBJECTNESS))

@@ -50,12 +50,13 @@ from .tracking import IdTracker
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_2D = str(ASSETS / "student_rgb.pt")
 DEFAULT_3D = str(ASSETS / "student_lidar.pt")
+FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the same 3D student with masks at 1/2 of the input (docs/training.md)
 MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
-__all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "MODES"]
+__all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_3D", "MODES"]
 
 
 @dataclass
