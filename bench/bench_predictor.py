@@ -9,10 +9,12 @@ queueing, `model_wait` the device finishing).
 
     python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
     python bench/bench_predictor.py --threads 2          # the demo students on the CPU (threads: torch.set_num_threads)
+    python bench/bench_predictor.py --threads 1 --fine-masks   # + students with the fine-mask head, side by side
 """
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,8 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
+    ap.add_argument("--fine-masks", action="store_true", help="also each mode's first variant with students that have "
+                    "the fine-mask head (model.fine_masks), interleaved, and the ratio")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -46,19 +50,22 @@ def main():
     r = rng.uniform(3, 60, 120_000)
     scan = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el), rng.random(120_000)], 1).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
-        paths = {}
+        paths, fine = {}, {}
+        fine_model = replace(cfg.model, fine_masks=True)
         for m in ("rgb", "lidar"):
-            paths[m] = Path(d) / f"{m}.pt"
+            paths[m], fine[m] = Path(d) / f"{m}.pt", Path(d) / f"{m}_fine.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
+            export_student(fine[m], "bench", m, fine_model, DIOD(student_config(fine_model, m)).state_dict(), {"step": 0})
         print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
         # (tag, amp, CUDA graphs, parallel students); the variants of a mode run interleaved, frame by frame
         variants = ((("eager", False, False, True), ("graph", False, True, True), ("g+bf16", True, True, True))
                     if a.device == "cuda" else (("seq", False, False, False), ("par", False, False, True)))
         for mode in ("rgb", "lidar", "fused"):
-            runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(paths["rgb"]), ckpt_3d=str(paths["lidar"]),
+            runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]),
                                                     device=a.device, height=a.height, width=a.width, amp=amp,
                                                     cuda_graphs=graphs, parallel_students=par), calib), [], {})
-                    for tag, amp, graphs, par in variants if mode == "fused" or tag != "par"]
+                    for i, (tag, amp, graphs, par) in enumerate(variants) if mode == "fused" or tag != "par"
+                    for tag, ck in ([(tag, paths)] + ([(tag + "+fine", fine)] if a.fine_masks and i == 0 else []))]
             for t in range(a.frames + 3):
                 for tag, p, times, parts in runs:
                     t0 = time.perf_counter()
@@ -71,10 +78,13 @@ def main():
                             parts.setdefault(k, []).append(v)
             for tag, p, times, parts in runs:
                 ms = 1e3 * np.median(times)
-                print(f"  {mode:6s} {tag:6s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> "
+                print(f"  {mode:6s} {tag:9s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> "
                       f"{1e3 / ms:6.1f} Hz | " + ", ".join(f"{k} {np.median(v):.1f}" for k, v in parts.items() if k != "total"))
-            if len(runs) == 2 and runs[1][0] == "par":
-                print(f"  {mode:6s} parallel students: x{np.median(runs[0][2]) / np.median(runs[1][2]):.2f} "
+            if a.fine_masks:
+                print(f"  {mode:6s} fine masks: x{np.median(runs[1][2]) / np.median(runs[0][2]):.3f} the time of a frame")
+            times = {tag: t for tag, _, t, _ in runs}
+            if "par" in times:
+                print(f"  {mode:6s} parallel students: x{np.median(times['seq']) / np.median(times['par']):.2f} "
                       f"({torch.get_num_threads()} torch threads)")
 
 
