@@ -251,7 +251,8 @@ class DIOD(nn.Module):
         return masks, slot_map, State(hidden, slots)
 
     def step(self, frame: torch.Tensor, state: State | None = None, decode: bool = True) -> tuple[dict, State]:
-        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w), 'recon': (B, out, H/s, W/s)}, state.
+        """Streaming: one frame (B, C, H, W) -> {'masks': (B, K, h, w) (fine_masks: 2h, 2w), 'recon': (B, out, H/s, W/s)},
+        state.
         decode=False skips the decoder (inference needs only the masks; no 'recon' then)."""
         self._check(frame)
         feat, low = self.encoder(frame, stem=True)
