@@ -51,11 +51,12 @@ def main():
     scan = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el), rng.random(120_000)], 1).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
         paths, fine = {}, {}
-        fine_model = replace(cfg.model, fine_masks=True)
+        fine_model = replace(cfg.model, fine_masks=True) if a.fine_masks else None
         for m in ("rgb", "lidar"):
             paths[m], fine[m] = Path(d) / f"{m}.pt", Path(d) / f"{m}_fine.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
-            export_student(fine[m], "bench", m, fine_model, DIOD(student_config(fine_model, m)).state_dict(), {"step": 0})
+            if fine_model is not None:
+                export_student(fine[m], "bench", m, fine_model, DIOD(student_config(fine_model, m)).state_dict(), {"step": 0})
         print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
         # (tag, amp, CUDA graphs, parallel students); the variants of a mode run interleaved, frame by frame
         variants = ((("eager", False, False, True), ("graph", False, True, True), ("g+bf16", True, True, True))

@@ -587,7 +587,8 @@ def test_students_with_fine_masks_run_in_every_mode(tiny_drive, tmp_path):
     with torch.no_grad():
         out, _ = p.models["lidar"].step(x, decode=False)
         assert out["masks"].shape[-2:] == (16, 48)
-        ids, _ = slots_to_instances(out["masks"], size=(32, 96), min_score=0.0, fragments=p.cfg.fragments)
+        ids, _ = slots_to_instances(out["masks"], size=(32, 96), min_pixels=p.cfg.min_pixels, min_score=0.0,
+                                    fragments=p.cfg.fragments)
         coarse = DIOD(student_config(TINY, "lidar"))
         coarse.load_state_dict(p.models["lidar"].state_dict(), strict=False)
         cids, _ = slots_to_instances(coarse.eval().step(x, decode=False)[0]["masks"], size=(32, 96), fragments=p.cfg.fragments)

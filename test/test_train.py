@@ -266,6 +266,13 @@ def test_configs_saved_before_export_every_still_match(tiny_drive, tmp_path):
     del old["export_every"]
     assert resume_hash(old) == resume_hash(cfg)
     assert resume_hash(old) != resume_hash(tiny_cfg(tiny_drive, tmp_path / "a", seed=4))
+    # nor optim.train_only and model.fine_masks, at their defaults; set, they shape the run
+    older = to_dict(cfg)
+    del older["optim"]["train_only"], older["model"]["fine_masks"]
+    assert resume_hash(older) == resume_hash(cfg)
+    assert resume_hash(tiny_cfg(tiny_drive, tmp_path / "a", **{"optim.train_only": ["fine."]})) != resume_hash(cfg)
+    assert resume_hash(tiny_cfg(tiny_drive, tmp_path / "a", **{"model.fine_masks": True, "data.mask_stride": 2})) != \
+        resume_hash(cfg)
 
 
 def test_training_ceiling_counts_the_step_and_its_convolutions(tmp_path):
@@ -288,14 +295,17 @@ def test_training_ceiling_counts_the_step_and_its_convolutions(tmp_path):
     assert sgemm_gflops() > 0 and torch.get_num_threads() == threads            # its thread setting restored
 
 
-def test_fine_mask_head_trains_alone_from_a_coarse_student(tiny_drive, tmp_path):
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_fine_mask_head_trains_alone_from_a_coarse_student(tiny_drive, tmp_path, norm):
     """A coarse student grows a fine-mask head (init_from accepts the missing head and nothing
-    else); optim.train_only trains the head alone, the rest stays as loaded; targets live on the
-    1/2 grid, and a 1/4 grid is refused naming fine_masks; an unknown prefix is named."""
+    else: not a head-less model given a student with one); optim.train_only trains the head alone,
+    the rest stays as loaded, BatchNorm statistics included; targets live on the 1/2 grid, and a
+    1/4 grid is refused naming fine_masks; an unknown prefix is named."""
     from xmod_core.model import load_student
     first = tmp_path / "first"
-    train(tiny_cfg(tiny_drive, first, **{"optim.steps": 2}), progress=False)
-    over = {"model.fine_masks": True, "data.mask_stride": 2, "optim.steps": 3, "optim.train_only": ["fine."]}
+    train(tiny_cfg(tiny_drive, first, **{"optim.steps": 2, "model.norm": norm}), progress=False)
+    over = {"model.fine_masks": True, "data.mask_stride": 2, "optim.steps": 3, "optim.train_only": ["fine."],
+            "model.norm": norm}
     head = tmp_path / "head"
     train(tiny_cfg(tiny_drive, head, init_from=str(first / "student_rgb.pt"), **over), progress=False)
     (a, _), (b, _) = load_student(first / "student_rgb.pt"), load_student(head / "student_rgb.pt")
@@ -311,3 +321,6 @@ def test_fine_mask_head_trains_alone_from_a_coarse_student(tiny_drive, tmp_path)
     with pytest.raises(TrainingError, match="does not fit"):                        # a head but a different body
         train(tiny_cfg(tiny_drive, tmp_path / "bad3", init_from=str(first / "student_rgb.pt"),
                        **{**over, "model.slot_dim": 8}), progress=False)
+    with pytest.raises(TrainingError, match="does not fit.*unexpected keys"):       # a head-less model, a student with one
+        train(tiny_cfg(tiny_drive, tmp_path / "bad4", init_from=str(head / "student_rgb.pt"),
+                       **{"optim.steps": 1, "model.norm": norm}), progress=False)

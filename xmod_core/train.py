@@ -96,6 +96,10 @@ def resume_hash(cfg: TrainConfig | dict) -> str:
     for k in ("out_dir", "log_every", "image_every", "ckpt_every", "keep_last", "init_from"):
         d.pop(k)
     d.pop("export_every", None)         # (absent from configs saved before it existed)
+    if not d["optim"].get("train_only"):      # new keys at their defaults: the runs saved before them still resume
+        d["optim"].pop("train_only", None)
+    if not d["model"].get("fine_masks"):
+        d["model"].pop("fine_masks", None)
     d["optim"].pop("steps")
     d["data"].pop("workers")
     d["data"].pop("preload", None)      # (absent from configs saved before these existed)
@@ -291,7 +295,12 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                                    ema[modality], {"step": step, "seed": cfg.seed, "config": to_dict(cfg),
                                                    "ema_decay": cfg.ema_decay})
 
-    [m.train() for m in stage.students.values()]
+    for m in stage.students.values():
+        m.train()
+        if cfg.optim.train_only:                 # a frozen BatchNorm keeps its running statistics too
+            for bn in m.modules():
+                if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in bn.parameters()):
+                    bn.eval()
     t_last, seen = time.perf_counter(), 0
     t_loop, first_step, timed_out = t_last, step, False
     try:
