@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xmod_core.baselines import ClusterConfig, euclidean_clusters  # noqa: E402
+from xmod_core.baselines import EXTENTS, ClusterConfig, euclidean_clusters  # noqa: E402
 from xmod_core.data import find_drives  # noqa: E402
 from xmod_core.frontview import grid_labels_to_points, project_scan  # noqa: E402
 from xmod_core.hybrid import HybridConfig, hybrid_instances  # noqa: E402
@@ -135,7 +135,7 @@ def speed(a) -> dict:
     from xmod_core.kitti_gt import find_gt_sources
     src = find_gt_sources([a.scan])[0]
     frames = [src.frame(i) for i in range(min(a.frames, len(src)))]
-    pred = Predictor(PredictorConfig(mode="lidar"), frames[0].calib)
+    pred = Predictor(PredictorConfig(mode="lidar", ckpt_3d=a.ckpt_3d), frames[0].calib)
     runs = []
     for f in frames:
         res = pred(points=f.scan, stamp=f.stamp)
@@ -186,8 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", nargs="+", default=["data/hyb/sim77/*/*_sync"], help="simulated validation drives (sweep)")
     ap.add_argument("--modes", nargs="+", default=["lidar", "fused", "rgb"])
     ap.add_argument("--min-points", type=int, default=10)
-    ap.add_argument("--ckpt-2d", help="2D student of the sweep (default: the shipped one)")
-    ap.add_argument("--ckpt-3d", help="3D student of the sweep (default: the shipped one; --part speed uses the shipped one)")
+    ap.add_argument("--ckpt-2d", help="2D student of the sweep (default: the shipped one; the speed part runs the 3D one only)")
+    ap.add_argument("--ckpt-3d", help="3D student (default: the shipped one)")
     ap.add_argument("--min-score", type=float, default=0.5, help="the students' min_score (instances under it are dropped)")
     ap.add_argument("--agreement", nargs="+", default=list(AGREEMENT), choices=AGREEMENT)
     ap.add_argument("--objectness", nargs="+", type=float, default=list(OBJECTNESS))
@@ -203,8 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-range", type=float, nargs="+", help="clustering ranges in metres (default: ClusterConfig's)")
     ap.add_argument("--split-voxel", type=float, nargs="+",
                     help="clusters too large for the size filters are clustered again at this distance, m (0: dropped)")
-    ap.add_argument("--extent", choices=("axes", "oriented"), nargs="+",
-                    help="how a cluster's sides are measured for the size filters (default: ClusterConfig's)")
+    ap.add_argument("--extent", choices=EXTENTS, nargs="+",
+                    help="how a cluster's sides are measured for the size filters (default: the hybrid step's)")
     ap.add_argument("--scan", default=str(Path(__file__).resolve().parents[2] / "shared/kitti_tracking"),
                     help="a KITTI tracking or object folder (speed)")
     ap.add_argument("--frames", type=int, default=20)

@@ -80,13 +80,10 @@ def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1
     lut2, lut3 = (torch.as_tensor(x, dtype=torch.long, device=a.device) for x in (lut2, lut3))
     if mask == "lidar":                               # the agreed object is its 3D partners' pixels only
         lut2 = torch.where(torch.as_tensor(np.concatenate([[False], link.any(1)]), device=a.device), 0, lut2)
-        fused = lut3[b.long()]
-        fused = torch.where(fused == 0, lut2[a.long()], fused).to(a.dtype)
-    else:
-        if mask == "rgb":                             # the agreed object is its 2D mask only
-            lut3 = torch.where(lut3 < ID_OFFSET_3D, 0, lut3)
-        fused = lut2[a.long()]
-        fused = torch.where(fused == 0, lut3[b.long()], fused).to(a.dtype)
+    elif mask == "rgb":                               # the agreed object is its 2D mask only
+        lut3 = torch.where(lut3 < ID_OFFSET_3D, 0, lut3)
+    first, second = (lut3[b.long()], lut2[a.long()]) if mask == "lidar" else (lut2[a.long()], lut3[b.long()])
+    fused = torch.where(first == 0, second, first).to(a.dtype)       # where both claim a pixel, `first` wins
     partner_score = np.where(link, s3[None, :], 0.0).max(1) if n3 else np.zeros(n2)   # (n2,)
     scores = {int(k) + 1: float((s2[k] + partner_score[k]) / 2 if link[k].any() else s2[k])
               for k in np.flatnonzero(keep2)}
