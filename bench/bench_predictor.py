@@ -10,6 +10,7 @@ queueing, `model_wait` the device finishing).
     python bench/bench_predictor.py --config config/paper/2d_burn_in.yaml --height 368 --width 1248 [--device cuda]
     python bench/bench_predictor.py --threads 2          # the demo students on the CPU (threads: torch.set_num_threads)
     python bench/bench_predictor.py --threads 1 --fine-masks   # + students with the fine-mask head, side by side
+    python bench/bench_predictor.py --threads 1 --zoom-tiles 3  # + the horizon band's zoomed tiles, side by side
 """
 import argparse
 import tempfile
@@ -39,6 +40,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     ap.add_argument("--fine-masks", action="store_true", help="also each mode's first variant with students that have "
                     "the fine-mask head (model.fine_masks), interleaved, and the ratio")
+    ap.add_argument("--zoom-tiles", type=int, default=0, help="also each mode's first variant with this many zoomed "
+                    "tiles of the horizon band (PredictorConfig.zoom_tiles), interleaved, and the ratio")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -61,12 +64,15 @@ def main():
         # (tag, amp, CUDA graphs, parallel students); the variants of a mode run interleaved, frame by frame
         variants = ((("eager", False, False, True), ("graph", False, True, True), ("g+bf16", True, True, True))
                     if a.device == "cuda" else (("seq", False, False, False), ("par", False, False, True)))
+        # the first variant of a mode also runs with fine-mask students and with zoomed tiles (when asked)
+        extras = ([("+fine", fine, {})] if a.fine_masks else []) + \
+            ([(f"+zoom{a.zoom_tiles}", paths, {"zoom_tiles": a.zoom_tiles})] if a.zoom_tiles else [])
         for mode in ("rgb", "lidar", "fused"):
             runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]),
                                                     device=a.device, height=a.height, width=a.width, amp=amp,
-                                                    cuda_graphs=graphs, parallel_students=par), calib), [], {})
+                                                    cuda_graphs=graphs, parallel_students=par, **kw), calib), [], {})
                     for i, (tag, amp, graphs, par) in enumerate(variants) if mode == "fused" or tag != "par"
-                    for tag, ck in ([(tag, paths)] + ([(tag + "+fine", fine)] if a.fine_masks and i == 0 else []))]
+                    for tag, ck, kw in ([(tag, paths, {})] + ([(tag + x, c, k) for x, c, k in extras] if i == 0 else []))]
             for t in range(a.frames + 3):
                 for tag, p, times, parts in runs:
                     t0 = time.perf_counter()
@@ -81,8 +87,8 @@ def main():
                 ms = 1e3 * np.median(times)
                 print(f"  {mode:6s} {tag:9s} {ms:7.1f} ms/frame p50, {1e3 * np.percentile(times, 99):7.1f} p99 -> "
                       f"{1e3 / ms:6.1f} Hz | " + ", ".join(f"{k} {np.median(v):.1f}" for k, v in parts.items() if k != "total"))
-            if a.fine_masks:
-                print(f"  {mode:6s} fine masks: x{np.median(runs[1][2]) / np.median(runs[0][2]):.3f} the time of a frame")
+            for j, (x, _, _) in enumerate(extras, 1):
+                print(f"  {mode:6s} {x[1:]}: x{np.median(runs[j][2]) / np.median(runs[0][2]):.3f} the time of a frame")
             times = {tag: t for tag, _, t, _ in runs}
             if "par" in times:
                 print(f"  {mode:6s} parallel students: x{np.median(times['seq']) / np.median(times['par']):.2f} "

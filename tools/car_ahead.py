@@ -50,12 +50,12 @@ def picture(image, labels, uv, iou, title) -> np.ndarray:
 
 
 def run(drive_dir, methods, ckpt_2d=None, ckpt_3d=None, out: Path | None = None, lead_cfg=LeadConfig(),
-        sheet_frames=4, size=(96, 320)) -> dict:
+        sheet_frames=4, size=(96, 320), overrides=None) -> dict:
     """{method: {frames, with_lead, found, mean_iou, iou: [per frame, None without a lead]}}; `size`:
-    the students' processing (height, width)."""
+    the students' processing (height, width); `overrides`: further PredictorConfig fields."""
     drive = KittiRawDrive(drive_dir)
     preds = {m: Predictor(PredictorConfig(ckpt_2d=ckpt_2d, ckpt_3d=ckpt_3d, height=size[0], width=size[1],
-                                          **method_config(m)), drive.calib)
+                                          **method_config(m) | (overrides or {})), drive.calib)
              for m in methods}
     stamps = drive.timestamps
     result = {m: {"iou": []} for m in methods}
@@ -98,10 +98,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--height", type=int, default=96, help="the students' processing height")
     ap.add_argument("--width", type=int, default=320, help="the students' processing width")
+    ap.add_argument("--zoom-tiles", type=int, default=0, help="tiles of the horizon band also seen at twice the resolution")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
-    res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width))
+    res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
+              overrides={"zoom_tiles": a.zoom_tiles})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

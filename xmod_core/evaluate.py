@@ -345,6 +345,15 @@ def main(argv=None) -> int:
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
+    ap.add_argument("--zoom-tiles", type=int, default=PredictorConfig.zoom_tiles,
+                    help="tiles of the horizon band the students also see at twice the resolution (0: off; "
+                         "default: the Predictor's)")
+    ap.add_argument("--zoom-claimed", type=float, default=PredictorConfig.zoom_claimed,
+                    help="a tile's instance joins if at most this share of its pixels is claimed (default: the Predictor's)")
+    ap.add_argument("--zoom-min-score", type=float, default=PredictorConfig.zoom_min_score,
+                    help="a tile's instance joins if it scores at least this much (default: the Predictor's)")
+    ap.add_argument("--zoom-min-pixels", type=int, default=PredictorConfig.zoom_min_pixels,
+                    help="a tile's instance joins if it covers this many processing pixels (default: the Predictor's)")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     a = ap.parse_args(argv)
     try:
@@ -363,7 +372,8 @@ def main(argv=None) -> int:
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "hybrid_extent": a.hybrid_extent,
                 "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "fragments": a.fragments,
-                "hybrid_fragments": a.hybrid_fragments}
+                "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles, "zoom_claimed": a.zoom_claimed,
+                "zoom_min_score": a.zoom_min_score, "zoom_min_pixels": a.zoom_min_pixels}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}
         res_real = evaluate_real(real, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_points,

@@ -45,6 +45,7 @@ from .movable import MovableModel
 from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
+from .tiles import band_tiles, merge_tiles, tile_calib, tile_image
 from .tracking import IdTracker
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -107,6 +108,12 @@ class PredictorConfig:
     movable_model: str = ""             # hybrid_movable > 0: the movable model file ("" = the shipped one)
     hybrid_min_score: float = 0.0       # hybrid: min_score of the students' instances (geometry checks them instead;
                                         # validation seed 77, lidar: point F1@50 0.283 at 0.5, 0.357 at 0)
+    zoom_tiles: int = 0                 # tiles of the horizon band each student also sees at twice the resolution
+                                        # (far objects cover 4x the cells; `tiles`); 0: off. Costs 1 + tiles times
+                                        # the students' work
+    zoom_claimed: float = 0.5           # a tile's instance joins if at most this share of its pixels is claimed,
+    zoom_min_score: float = 0.7         # ... it scores at least this much (its slot's attention over its pixels)
+    zoom_min_pixels: int = 60           # ... and covers at least this many pixels of the processing grid
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50
                                         # lidar / fused: keep 0.370 / 0.383, largest 0.357 / 0.378)
 
@@ -184,7 +191,9 @@ class Predictor:
         # runs the 2D student beside the 3D one (PyTorch releases the GIL inside its operators)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="xmod-rgb") \
             if cfg.parallel_students and self.device.type == "cpu" and len(self.models) == 2 else None
-        self.calib_small = calib.scaled(cfg.height, cfg.width)
+        if not 0.0 <= cfg.zoom_claimed <= 1.0:
+            raise ValueError(f"zoom_claimed must be within [0, 1], got {cfg.zoom_claimed}")
+        self._set_camera(calib)
         self.tracker = IdTracker(cfg.track_iou)
         self.reset()
 
@@ -204,9 +213,14 @@ class Predictor:
             raise ValueError(f"threads must be >= 0 (0: automatic), got {requested}")
         return requested or (1 if self.pool is not None else DEFAULT_THREADS)
 
+    def _set_camera(self, calib: CameraCalib) -> None:
+        self.calib, self.calib_small = calib, calib.scaled(self.cfg.height, self.cfg.width)
+        self.tiles = band_tiles(self.calib_small, self.cfg.zoom_tiles)
+        self.tile_calibs = [tile_calib(self.calib_small, t) for t in self.tiles]
+
     def set_calib(self, calib: CameraCalib) -> None:
         """Another camera (e.g. the next frame of a set of single frames): a new sequence."""
-        self.calib, self.calib_small = calib, calib.scaled(self.cfg.height, self.cfg.width)
+        self._set_camera(calib)
         self.reset()
 
     def reset(self) -> None:
@@ -256,8 +270,9 @@ class Predictor:
         # student runs while the CPU projects the scan (the kernels are asynchronous).
         pending, fv = {}, None
         if "rgb" in self.models:
-            x = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
-            x = torch.from_numpy(x).to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(255)[None]
+            x = np.stack([cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)] +
+                         [tile_image(image, tile, H, W) for tile in self.tiles])                 # (1 + T, H, W, 3)
+            x = torch.from_numpy(x).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
             if self.pool is not None:
                 pending["rgb"] = self.pool.submit(self._instances, "rgb", x)
             else:
@@ -270,14 +285,20 @@ class Predictor:
             timings["prep"] = (time.perf_counter() - t) * 1e3
             if "lidar" in self.models:
                 t = time.perf_counter()
-                pending["lidar"] = self._instances("lidar", torch.from_numpy(fv.features).to(self.device)[None])
+                feats = np.stack([fv.features] + [project_scan(points, c).features for c in self.tile_calibs])
+                pending["lidar"] = self._instances("lidar", torch.from_numpy(feats).to(self.device))
                 timings["model_lidar"] = (time.perf_counter() - t) * 1e3
         except BaseException:                 # the 2D student's step must not outlive this frame (it writes the state)
             wait([v for v in pending.values() if isinstance(v, Future)])
             raise
         t = time.perf_counter()
         pending = {m: v.result() if isinstance(v, Future) else v for m, v in pending.items()}
-        inst = {m: (ids[0], conf[0].cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
+        if self.tiles:                                                        # the tiles' instances join the frame's
+            pending = {m: merge_tiles(ids, conf, self.tiles, cfg.zoom_claimed, cfg.zoom_min_score,
+                                         cfg.zoom_min_pixels) for m, (ids, conf) in pending.items()}
+        else:
+            pending = {m: (ids[0], conf[0]) for m, (ids, conf) in pending.items()}
+        inst = {m: (ids, conf.cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
         timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
         t = time.perf_counter()
         if cfg.mode == "fused":

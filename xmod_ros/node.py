@@ -136,6 +136,11 @@ PARAMETERS: dict[str, tuple] = {
                       "hybrid_movable > 0: the movable model file (empty: the shipped one)"),
     "hybrid_min_score": (0.0, _D.PARAMETER_DOUBLE,
                          "hybrid: min_score of the students' instances (the clusters check them instead of their own score)"),
+    "zoom_tiles": (PredictorConfig.zoom_tiles, _D.PARAMETER_INTEGER,
+                   "tiles of the horizon band the students also see at twice the resolution, for far objects (0: off; "
+                   "each tile costs one more student pass a frame); read at startup"),
+    "zoom_min_score": (PredictorConfig.zoom_min_score, _D.PARAMETER_DOUBLE,
+                       "zoom_tiles: smallest score of a tile's instance for it to join the frame's"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
     "state_horizon": (3, _D.PARAMETER_INTEGER,
                       "frames the students carry their temporal state before restarting it (they train on 3-frame "
@@ -510,7 +515,8 @@ class XmodPipeline:
                               hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
                               hybrid_extent=p["hybrid_extent"], hybrid_hold=p["hybrid_hold"],
                               hybrid_split_voxel=p["hybrid_split_voxel"],
-                              hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"])
+                              hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"],
+                              zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"])
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch

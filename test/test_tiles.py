@@ -1,0 +1,119 @@
+"""Zoomed tiles of the horizon band: geometry, merging, and the Predictor path."""
+import numpy as np
+import pytest
+import torch
+
+from xmod_core.frontview import project_scan
+from xmod_core.kitti import CameraCalib, KittiRawDrive
+from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image
+
+from test_predictor import predictor, students  # noqa: F401  (the module's fixture of tiny students)
+
+
+def calib(height=96, width=320, cy=44.0):
+    P = np.array([[300.0, 0, 160.0, 4.0], [0, 300.0, cy, -2.0], [0, 0, 1, 0.01]])
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]
+    return CameraCalib(P, np.eye(3), T, width, height)
+
+
+def test_band_tiles_spread_over_the_width_on_the_principal_point_row():
+    c = calib(cy=44.0)
+    assert band_tiles(c, 0) == []
+    assert band_tiles(c, 1) == [Tile(20, 80)]                        # centred
+    assert band_tiles(c, 3) == [Tile(20, 0), Tile(20, 80), Tile(20, 160)]   # overlapping by half a tile
+    assert band_tiles(c, 2) == [Tile(20, 0), Tile(20, 160)]
+    assert band_tiles(calib(cy=5.0), 1)[0].row == 0                  # clipped to the grid
+    assert band_tiles(calib(cy=95.0), 1)[0].row == 48
+    with pytest.raises(ValueError, match="zoom tiles must be >= 0"):
+        band_tiles(c, -1)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        band_tiles(calib(height=94), 2)
+
+
+def test_tile_calib_and_tile_image_see_the_same_point_at_twice_the_resolution():
+    cam = calib(192, 640, cy=88.0)                           # the camera; the processing grid is half its size
+    c = cam.scaled(96, 320)
+    tile = Tile(20, 80)
+    pts = np.array([[20.0, -1.0, 0.5], [30.0, 2.0, -0.3], [15.0, 0.0, 0.0]])
+    uv, _ = c.project(pts)
+    uv_t, _ = tile_calib(c, tile).project(pts)
+    np.testing.assert_allclose(uv_t, 2 * (uv - [tile.col, tile.row]) + 0.5, atol=1e-9)
+    # a bright square in a camera image twice the grid's size lands where the tile's camera puts it
+    img = np.zeros((192, 640, 3), np.uint8)
+    u, v = cam.project(pts[:1])[0][0]
+    img[int(v) - 2:int(v) + 2, int(u) - 2:int(u) + 2] = 255
+    t_img = tile_image(img, tile, 96, 320)
+    assert t_img.shape == (96, 320, 3)
+    r, col = np.argwhere(t_img[..., 0] > 127).mean(0)
+    ut, vt = tile_calib(c, tile).project(pts[:1])[0][0]
+    assert abs(col - ut) <= 2 and abs(r - vt) <= 2
+    # the scan projected with the tile's camera: points of the tile only, spread over twice the pixels
+    rng = np.random.default_rng(0)
+    scan = np.concatenate([rng.uniform([5, -10, -2], [40, 10, 2], (4000, 3))]).astype(np.float32)
+    fv, fv_t = project_scan(scan, c), project_scan(scan, tile_calib(c, tile))
+    inside = (fv.point_pixel >= 0) & (fv.point_pixel // 320 >= 21) & (fv.point_pixel // 320 < 67) \
+        & (fv.point_pixel % 320 >= 81) & (fv.point_pixel % 320 < 239)
+    assert (fv_t.point_pixel[inside] >= 0).all()
+    assert fv_t.valid.sum() > fv.valid[20:68, 80:240].sum()
+
+
+def test_merge_tiles_adds_free_confident_whole_instances_only():
+    H, W, K = 8, 16, 4
+    tiles = [Tile(2, 0), Tile(2, 8)]
+    ids = torch.zeros(3, H, W, dtype=torch.int64)
+    ids[0, 0:2, 0:3] = 1                                   # the full frame's own instance
+    ids[0, 3, 9] = 2
+    t1 = ids[1]                                            # tile 1: grid rows 2-5, cols 0-7 at twice the resolution
+    t1[2:6, 0:4] = 1                                       # grid rows 3-4, cols 0-1: free -> joins as id K + 1
+    t1[0:2, 8:12] = 2                                      # touches the tile's top side (row 2 > 0: inside) -> cut
+    t1[4:6, 6:10] = 3                                      # free but scores too little
+    t1[2:6, 14:16] = 4                                     # touches the tile's right side (col 8 < W: inside) -> cut
+    t2 = ids[2]                                            # tile 2: grid rows 2-5, cols 8-15
+    t2[2:4, 2:4] = 1                                       # grid (3, 9) is the full frame's: claimed -> dropped
+    t2[4:6, 6:10] = 2                                      # grid row 4, cols 11-12: free -> joins as id 2K + 2
+    t2[2:4, 14:16] = 3                                     # on the image's right side: allowed, but under min_pixels
+    scores = torch.tensor([[0.9] * K, [0.9, 0.9, 0.3, 0.9], [0.9, 0.9, 0.9, 0.9]])
+    out, s = merge_tiles(ids, scores, tiles, max_claimed=0.5, min_score=0.5, min_pixels=2)
+    assert s.shape == (3 * K,) and torch.equal(s, scores.reshape(-1))
+    want = ids[0].clone()
+    want[3:5, 0:2] = K + 1
+    want[4, 11:13] = 2 * K + 2
+    assert torch.equal(out, want)
+    # with no limits the tiny one joins too, and a claimed pixel is never repainted
+    out, _ = merge_tiles(ids, scores, tiles, max_claimed=1.0)
+    assert out[3, 15] == 2 * K + 3 and out[4, 3:5].tolist() == [K + 3] * 2 and out[3, 9] == 2 and out[0, 0] == 1
+    with pytest.raises(ValueError, match="3 instance maps for 1 tiles"):
+        merge_tiles(ids, scores, tiles[:1])
+
+
+def test_predictor_runs_the_students_on_frame_and_tiles_in_one_batch(students, tiny_drive, monkeypatch):  # noqa: F811
+    """With zoom_tiles the students see the frame and each tile (their own state each), the
+    tiles' instances join through merge_tiles, in every mode; without, one frame as before."""
+    import xmod_core.predictor as pred
+    seen, merged = [], []
+
+    def spy(ids, conf, *args):
+        seen.append(tuple(ids.shape))
+        out = merge_tiles(ids, conf, *args)
+        merged.append(out[0].clone())
+        return out
+    monkeypatch.setattr(pred, "merge_tiles", spy)
+    d = KittiRawDrive(tiny_drive)
+    for mode in ("rgb", "lidar", "fused"):
+        seen.clear(), merged.clear()
+        p = predictor(students, tiny_drive, mode, min_score=0.0, zoom_tiles=2, zoom_min_score=0.0, zoom_min_pixels=0,
+                      zoom_claimed=1.0)
+        for t in range(2):
+            r = p(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
+        assert seen == [(3, 32, 96)] * (2 if mode == "fused" else 1) * 2
+        assert all(s.slots.shape[0] == 3 for s in p.states.values())
+        for m, want in zip(p.models, merged[-len(p.models):]):         # the students' maps are the merged ones
+            assert np.array_equal(r.students[m], want.numpy())
+        assert r.labels.shape == (d.calib.height, d.calib.width)
+    with pytest.raises(ValueError, match="zoom_claimed"):
+        predictor(students, tiny_drive, "rgb", zoom_claimed=1.5)
+    seen.clear()
+    p = predictor(students, tiny_drive, "rgb", min_score=0.0)
+    p(image=d.image(0), stamp=0.0)
+    assert seen == [] and p.states["rgb"].slots.shape[0] == 1
