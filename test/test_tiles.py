@@ -5,7 +5,7 @@ import torch
 
 from xmod_core.frontview import project_scan
 from xmod_core.kitti import CameraCalib, KittiRawDrive
-from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image
+from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image, zoom_view
 
 from test_predictor import predictor, students  # noqa: F401  (the module's fixture of tiny students)
 
@@ -56,6 +56,14 @@ def test_tile_calib_and_tile_image_see_the_same_point_at_twice_the_resolution():
         & (fv.point_pixel % 320 >= 81) & (fv.point_pixel % 320 < 239)
     assert (fv_t.point_pixel[inside] >= 0).all()
     assert fv_t.valid.sum() > fv.valid[20:68, 80:240].sum()
+
+
+def test_zoom_view_repeats_the_window_of_the_frame():
+    f = np.arange(2 * 8 * 12, dtype=np.float32).reshape(2, 8, 12)
+    z = zoom_view(f, Tile(2, 3))
+    assert z.shape == f.shape
+    np.testing.assert_array_equal(z[:, ::2, ::2], f[:, 2:6, 3:9])
+    np.testing.assert_array_equal(z[:, 1::2, 1::2], f[:, 2:6, 3:9])
 
 
 def test_merge_tiles_adds_free_confident_whole_instances_only():
@@ -113,7 +121,26 @@ def test_predictor_runs_the_students_on_frame_and_tiles_in_one_batch(students, t
         assert r.labels.shape == (d.calib.height, d.calib.width)
     with pytest.raises(ValueError, match="zoom_claimed"):
         predictor(students, tiny_drive, "rgb", zoom_claimed=1.5)
+    with pytest.raises(ValueError, match="zoom_lidar must be one of"):
+        predictor(students, tiny_drive, "lidar", zoom_lidar="stretch")
     seen.clear()
     p = predictor(students, tiny_drive, "rgb", min_score=0.0)
     p(image=d.image(0), stamp=0.0)
     assert seen == [] and p.states["rgb"].slots.shape[0] == 1
+
+
+@pytest.mark.parametrize("view", ["project", "upsample"])
+def test_the_lidar_student_sees_each_tile_as_asked(students, tiny_drive, view):  # noqa: F811
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "lidar", zoom_tiles=3, zoom_lidar=view)
+    seen = []
+    step = p.steps["lidar"]
+    p.steps["lidar"] = lambda x, state: seen.append(x.clone()) or step(x, state)
+    p(points=d.scan(0), stamp=0.0)
+    x = seen[0].numpy()
+    assert x.shape == (4, 4, 32, 96)
+    np.testing.assert_array_equal(x[0], project_scan(d.scan(0), p.calib_small).features)
+    for k, tile in enumerate(p.tiles, 1):
+        want = project_scan(d.scan(0), tile_calib(p.calib_small, tile)).features if view == "project" else \
+            zoom_view(x[0], tile)
+        np.testing.assert_array_equal(x[k], want)

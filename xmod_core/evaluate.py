@@ -42,6 +42,7 @@ from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import MASKS
 from .instances import FRAGMENTS
+from .tiles import ZOOM_LIDAR
 from .kitti import KittiRawDrive
 from .kitti_gt import dont_care_boxes, find_gt_sources, object_boxes, points_in_boxes
 from .metrics import F1Accumulator, IdStability, all_ari, box_area, box_intersection, box_iou, fg_ari, instance_boxes
@@ -348,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("--zoom-tiles", type=int, default=PredictorConfig.zoom_tiles,
                     help="tiles of the horizon band the students also see at twice the resolution (0: off; "
                          "default: the Predictor's)")
+    ap.add_argument("--zoom-lidar", choices=ZOOM_LIDAR, default=PredictorConfig.zoom_lidar,
+                    help="a tile's LiDAR front view: projected by the tile's camera or the frame's magnified")
     ap.add_argument("--zoom-claimed", type=float, default=PredictorConfig.zoom_claimed,
                     help="a tile's instance joins if at most this share of its pixels is claimed (default: the Predictor's)")
     ap.add_argument("--zoom-min-score", type=float, default=PredictorConfig.zoom_min_score,
@@ -372,7 +375,7 @@ def main(argv=None) -> int:
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "hybrid_extent": a.hybrid_extent,
                 "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "fragments": a.fragments,
-                "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles, "zoom_claimed": a.zoom_claimed,
+                "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles, "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar,
                 "zoom_min_score": a.zoom_min_score, "zoom_min_pixels": a.zoom_min_pixels}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}

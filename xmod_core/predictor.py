@@ -45,7 +45,7 @@ from .movable import MovableModel
 from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
-from .tiles import band_tiles, merge_tiles, tile_calib, tile_image
+from .tiles import ZOOM_LIDAR, band_tiles, merge_tiles, tile_calib, tile_image, zoom_view
 from .tracking import IdTracker
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -111,6 +111,8 @@ class PredictorConfig:
     zoom_tiles: int = 0                 # tiles of the horizon band each student also sees at twice the resolution
                                         # (far objects cover 4x the cells; `tiles`); 0: off. Costs 1 + tiles times
                                         # the students' work
+    zoom_lidar: str = "project"         # a tile's LiDAR front view: the scan projected by the tile's camera (project)
+                                        # or the frame's front view magnified x2 (upsample: the density it trained on)
     zoom_claimed: float = 0.5           # a tile's instance joins if at most this share of its pixels is claimed,
     zoom_min_score: float = 0.7         # ... it scores at least this much (its slot's attention over its pixels)
     zoom_min_pixels: int = 60           # ... and covers at least this many pixels of the processing grid
@@ -191,6 +193,8 @@ class Predictor:
         # runs the 2D student beside the 3D one (PyTorch releases the GIL inside its operators)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="xmod-rgb") \
             if cfg.parallel_students and self.device.type == "cpu" and len(self.models) == 2 else None
+        if cfg.zoom_lidar not in ZOOM_LIDAR:
+            raise ValueError(f"zoom_lidar must be one of {ZOOM_LIDAR}, got {cfg.zoom_lidar!r}")
         if not 0.0 <= cfg.zoom_claimed <= 1.0:
             raise ValueError(f"zoom_claimed must be within [0, 1], got {cfg.zoom_claimed}")
         self._set_camera(calib)
@@ -285,7 +289,11 @@ class Predictor:
             timings["prep"] = (time.perf_counter() - t) * 1e3
             if "lidar" in self.models:
                 t = time.perf_counter()
-                feats = np.stack([fv.features] + [project_scan(points, c).features for c in self.tile_calibs])
+                if cfg.zoom_lidar == "project":                            # the scan seen by each tile's camera
+                    tiles = [project_scan(points, c).features for c in self.tile_calibs]
+                else:                                                      # the frame's front view, magnified
+                    tiles = [zoom_view(fv.features, t) for t in self.tiles]
+                feats = np.stack([fv.features] + tiles)
                 pending["lidar"] = self._instances("lidar", torch.from_numpy(feats).to(self.device))
                 timings["model_lidar"] = (time.perf_counter() - t) * 1e3
         except BaseException:                 # the 2D student's step must not outlive this frame (it writes the state)

@@ -24,6 +24,8 @@ import torch
 
 from .kitti import CameraCalib
 
+ZOOM_LIDAR = ("project", "upsample")
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -61,6 +63,14 @@ def tile_image(image: np.ndarray, tile: Tile, height: int, width: int) -> np.nda
     crop = image[r0:max(r1, r0 + 1), c0:max(c1, c0 + 1)]
     interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
     return cv2.resize(crop, (width, height), interpolation=interp)
+
+
+def zoom_view(features: np.ndarray, tile: Tile) -> np.ndarray:
+    """(C, H, W) front view -> (C, H, W): the window under `tile` magnified x2 (each pixel repeated):
+    the tile sees the points the frame sees, at the pixel density the student trained on."""
+    H, W = features.shape[-2:]
+    win = features[..., tile.row:tile.row + H // 2, tile.col:tile.col + W // 2]
+    return np.repeat(np.repeat(win, 2, axis=-2), 2, axis=-1)
 
 
 def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_claimed: float = 0.5,
