@@ -121,6 +121,10 @@ def test_predictor_runs_the_students_on_frame_and_tiles_in_one_batch(students, t
         assert r.labels.shape == (d.calib.height, d.calib.width)
     with pytest.raises(ValueError, match="zoom_claimed"):
         predictor(students, tiny_drive, "rgb", zoom_claimed=1.5)
+    with pytest.raises(ValueError, match="zoom_min_score must be within"):
+        predictor(students, tiny_drive, "rgb", zoom_min_score=1.0)
+    with pytest.raises(ValueError, match="zoom_min_pixels >= 0"):
+        predictor(students, tiny_drive, "rgb", zoom_min_pixels=-1)
     with pytest.raises(ValueError, match="zoom_lidar must be one of"):
         predictor(students, tiny_drive, "lidar", zoom_lidar="stretch")
     seen.clear()

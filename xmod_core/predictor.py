@@ -11,6 +11,9 @@ and carried much longer their state drifts until the foreground spreads over the
 come from an IoU tracker (`tracking`), so they stay stable over a sequence, across restarts; a gap
 in the timestamps, a stamp going backwards or `reset()` starts a new sequence.
 
+With `zoom_tiles` each student also sees windows of the horizon band at twice the resolution, in
+the same batch, and their confident new instances join the frame's (`tiles`; far objects).
+
 Per frame: `labels` (camera resolution, uint16, 0 = background), `point_labels` (every point of
 the scan; points outside the camera view get 0) and 3D `objects` (see `clusters`).
 
@@ -197,6 +200,9 @@ class Predictor:
             raise ValueError(f"zoom_lidar must be one of {ZOOM_LIDAR}, got {cfg.zoom_lidar!r}")
         if not 0.0 <= cfg.zoom_claimed <= 1.0:
             raise ValueError(f"zoom_claimed must be within [0, 1], got {cfg.zoom_claimed}")
+        if not 0.0 <= cfg.zoom_min_score < 1.0 or cfg.zoom_min_pixels < 0:
+            raise ValueError(f"zoom_min_score must be within [0, 1) and zoom_min_pixels >= 0, got {cfg.zoom_min_score} "
+                             f"and {cfg.zoom_min_pixels}")
         self._set_camera(calib)
         self.tracker = IdTracker(cfg.track_iou)
         self.reset()
