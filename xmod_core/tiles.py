@@ -3,12 +3,14 @@
 Far objects lie on a narrow band of rows about the horizon and cover a few cells of a student's
 slot grid (a 4-cell car at 24x80), too few for slot attention to hold them. Each tile is a
 half-height, half-width window of the processing grid on that band, seen by the same student at
-twice the resolution (the camera crop resized, or the scan projected with the tile's camera),
-where the same car covers four times the cells. The students run on the full frame and the tiles
-as one batch (each tile carries its own temporal state), and `merge_tiles` adds the tiles'
-instances to the full frame's: an instance is kept where the full frame (or an earlier tile) has
-not already claimed most of its pixels and where it does not touch a tile side inside the image
-(a cut object; with overlapping tiles the neighbour sees it whole).
+twice the resolution (the camera crop resized; the scan projected with the tile's camera, or with
+`zoom_lidar: upsample` the frame's front view magnified, `zoom_view`), where the same car covers
+four times the cells. The students run on the full frame and the tiles as one batch (each tile
+carries its own temporal state), and `merge_tiles` adds the tiles' instances to the full frame's:
+an instance joins if it scores and covers enough, the full frame (or an earlier tile) has not
+already claimed most of its pixels, and it does not touch a tile side inside the image (a cut
+object; with overlapping tiles the neighbour sees it whole). The frame's own instances never
+change.
 
 Geometry on the processing grid (H, W): tile t covers rows [row, row + H/2) and columns
 [col, col + W/2); its pixel (i, j) centre lies at grid (row + i/2 - 1/4, col + j/2 - 1/4). The
