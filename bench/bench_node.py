@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_node.py [--part stages|e2e|all] [--modes rgb lidar fused]
                                              [--seconds 20] [--device cpu] [--drive DRIVE_DIR] [--parallel-students false true]
+                                             [--zoom-tiles 3]
 
 stages (in one process, no DDS): per frame of the real KITTI drive (or a synthetic frame), the
   node's work split into message conversion (Image/PointCloud2 -> numpy, non-finite filter),
@@ -118,7 +119,7 @@ def bench_stages(args, tmp: Path) -> dict:
         variants = args.parallel_students if mode == "fused" else args.parallel_students[:1]
         preds = {v: Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
                                               fragments=args.fragments, parallel_students=v == "true",
-                                              height=args.height, width=args.width), calib)
+                                              height=args.height, width=args.width, zoom_tiles=args.zoom_tiles), calib)
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         default_threads = torch.get_num_threads()
@@ -211,7 +212,8 @@ def bench_e2e(args, tmp: Path) -> dict:
     node.create_subscription(DiagnosticArray, "/xmod_node/status",
                              lambda m: status.append({kv.key: kv.value for kv in m.status[0].values}), 10)
     results = {}
-    print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}, {args.height}x{args.width}; "
+    print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}, {args.height}x{args.width}, "
+          f"zoom tiles {args.zoom_tiles}; "
           f"load {os.getloadavg()[0]:.1f}")
     try:
         for mode, par in ((m, v) for m in args.modes for v in (args.parallel_students if m == "fused"
@@ -221,7 +223,8 @@ def bench_e2e(args, tmp: Path) -> dict:
                                       [f"calibration:={calib_dir}", f"checkpoint_rgb:={rgb_ck}",
                                        f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0",
                                        f"fragments:={args.fragments}", f"parallel_students:={par}",
-                                       f"height:={args.height}", f"width:={args.width}"])["node"]
+                                       f"height:={args.height}", f"width:={args.width}",
+                                       f"zoom_tiles:={args.zoom_tiles}"])["node"]
             log = open(tmp / f"node_{mode}_{par}.log", "w")
             nproc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(bag), "--loop", "--restamp",
@@ -273,6 +276,8 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=30, help="stages: frames (KITTI has 30)")
     p.add_argument("--repeat", type=int, default=1, help="stages: passes over the frames")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--zoom-tiles", type=int, default=0,
+                   help="tiles of the horizon band also seen at twice the resolution (node parameter zoom_tiles)")
     p.add_argument("--fragments", choices=FRAGMENTS, default="largest",
                    help="the students' instances (node parameter fragments; keep: the faster setting)")
     p.add_argument("--parallel-students", nargs="+", choices=("true", "false"), default=["true"],
