@@ -1,4 +1,8 @@
-"""Zoomed tiles of the horizon band: geometry, merging, and the Predictor path."""
+"""Zoomed tiles of the horizon band: geometry, merging, the Predictor path and the picture tool."""
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -8,6 +12,9 @@ from xmod_core.kitti import CameraCalib, KittiRawDrive
 from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image, zoom_view
 
 from test_predictor import predictor, students  # noqa: F401  (the module's fixture of tiny students)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import zoom_picture  # noqa: E402
 
 
 def calib(height=96, width=320, cy=44.0):
@@ -148,3 +155,14 @@ def test_the_lidar_student_sees_each_tile_as_asked(students, tiny_drive, view): 
         want = project_scan(d.scan(0), tile_calib(p.calib_small, tile)).features if view == "project" else \
             zoom_view(x[0], tile)
         np.testing.assert_array_equal(x[k], want)
+
+
+def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):
+    """tools/zoom_picture.py: the frame without and with tiles, one panel each at camera size."""
+    d = KittiRawDrive(tiny_drive)
+    assert zoom_picture.main([str(tiny_drive), "--frame", "1", "--out", str(tmp_path / "z.jpg")]) == 0
+    img = cv2.imread(str(tmp_path / "z.jpg"))
+    assert img.shape == (2 * d.calib.height, d.calib.width, 3)
+    assert "instances gained pixels from the tiles" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        zoom_picture.main([str(tiny_drive), "--frame", "99", "--out", str(tmp_path / "y.jpg")])
