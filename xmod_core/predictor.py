@@ -116,7 +116,7 @@ class PredictorConfig:
                                         # the students' work
     zoom_lidar: str = "project"         # a tile's LiDAR front view: the scan projected by the tile's camera (project)
                                         # or the frame's front view magnified x2 (upsample: the density it trained on)
-    zoom_claimed: float = 0.5           # a tile's instance joins if at most this share of its pixels is claimed,
+    zoom_claimed: float = 0.75          # a tile's instance joins if at most this share of its pixels is claimed,
     zoom_min_score: float = 0.7         # ... it scores at least this much (its slot's attention over its pixels)
     zoom_min_pixels: int = 60           # ... and covers at least this many pixels of the processing grid
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50

@@ -75,7 +75,7 @@ def zoom_view(features: np.ndarray, tile: Tile) -> np.ndarray:
     return np.repeat(np.repeat(win, 2, axis=-2), 2, axis=-1)
 
 
-def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_claimed: float = 0.5,
+def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_claimed: float = 0.75,
                 min_score: float = 0.0, min_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """ids (1 + T, H, W) instances of the full frame, then of each tile (0 = none, k = slot k - 1),
     scores (1 + T, K). Returns the (H, W) merged ids and ((1 + T) K,) scores: tile t's slot k gets id
