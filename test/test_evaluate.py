@@ -121,6 +121,11 @@ def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypat
     assert seen["fragments"] == "largest" and seen["hybrid_fragments"] == "keep"           # the Predictor's defaults
     E.main(["--data", str(sim_drive), "--fragments", "keep", "--hybrid-fragments", "largest", "--out", str(tmp_path / "o")])
     assert seen["fragments"] == "keep" and seen["hybrid_fragments"] == "largest"
+    assert seen["zoom_tiles"] == 0 and seen["zoom_claimed"] == 0.75 and seen["zoom_min_score"] == 0.7   # off; defaults
+    E.main(["--data", str(sim_drive), "--zoom-tiles", "3", "--zoom-claimed", "0.5", "--zoom-min-score", "0.6",
+            "--zoom-min-pixels", "30", "--zoom-lidar", "upsample", "--out", str(tmp_path / "o")])
+    assert {k: seen[k] for k in seen if k.startswith("zoom_")} == {
+        "zoom_tiles": 3, "zoom_claimed": 0.5, "zoom_min_score": 0.6, "zoom_min_pixels": 30, "zoom_lidar": "upsample"}
 
 
 def test_learning_curve_scores_each_snapshot_once_and_plots(sim_drive, students, tmp_path, monkeypatch):

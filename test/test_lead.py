@@ -123,16 +123,17 @@ def test_car_ahead_tool_counts_the_frames_with_a_lead_and_writes_overlays(tiny_d
 
 def test_car_ahead_size_flags_reach_the_students(tiny_drive, tmp_path, monkeypatch):
     """`--height/--width` set the processing size of every method's Predictor (the default is the
-    students' training size, 96x320)."""
+    students' training size, 96x320), `--zoom-tiles` its zoomed tiles (default none)."""
     seen = []
 
     class Recorder(car_ahead.Predictor):
         def __init__(self, cfg, calib):
-            seen.append((cfg.height, cfg.width))
+            seen.append((cfg.height, cfg.width, cfg.zoom_tiles))
             super().__init__(cfg, calib)
 
     monkeypatch.setattr(car_ahead, "Predictor", Recorder)
     args = ["--drive", str(tiny_drive), "--methods", "lidar"]
     assert car_ahead.main(args + ["--height", "64", "--width", "192"]) == 0
     assert car_ahead.main(args) == 0
-    assert seen == [(64, 192), (96, 320)]
+    assert car_ahead.main(args + ["--zoom-tiles", "2"]) == 0
+    assert seen == [(64, 192, 0), (96, 320, 0), (96, 320, 2)]

@@ -9,7 +9,7 @@ import torch
 
 from xmod_core.frontview import project_scan
 from xmod_core.kitti import CameraCalib, KittiRawDrive
-from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image, zoom_view
+from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image, tile_points, zoom_view
 
 from test_predictor import predictor, students  # noqa: F401  (the module's fixture of tiny students)
 
@@ -63,6 +63,10 @@ def test_tile_calib_and_tile_image_see_the_same_point_at_twice_the_resolution():
         & (fv.point_pixel % 320 >= 81) & (fv.point_pixel % 320 < 239)
     assert (fv_t.point_pixel[inside] >= 0).all()
     assert fv_t.valid.sum() > fv.valid[20:68, 80:240].sum()
+    # the points found under the tile on the frame's grid hold every point the tile's camera keeps, and few more
+    near = tile_points(fv.point_pixel, tile, 96, 320)
+    assert not ((fv_t.point_pixel >= 0) & ~near).any() and near.sum() < (fv.point_pixel >= 0).sum()
+    np.testing.assert_array_equal(project_scan(scan[near], tile_calib(c, tile)).features, fv_t.features)
 
 
 def test_zoom_view_repeats_the_window_of_the_frame():

@@ -48,7 +48,7 @@ from .movable import MovableModel
 from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
-from .tiles import ZOOM_LIDAR, band_tiles, merge_tiles, tile_calib, tile_image, zoom_view
+from .tiles import ZOOM_LIDAR, band_tiles, merge_tiles, tile_calib, tile_image, tile_points, zoom_view
 from .tracking import IdTracker
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -296,7 +296,8 @@ class Predictor:
             if "lidar" in self.models:
                 t = time.perf_counter()
                 if cfg.zoom_lidar == "project":                            # the scan seen by each tile's camera
-                    tiles = [project_scan(points, c).features for c in self.tile_calibs]
+                    tiles = [project_scan(points[tile_points(fv.point_pixel, t, H, W)], c).features
+                             for t, c in zip(self.tiles, self.tile_calibs)]
                 else:                                                      # the frame's front view, magnified
                     tiles = [zoom_view(fv.features, t) for t in self.tiles]
                 feats = np.stack([fv.features] + tiles)

@@ -138,9 +138,9 @@ class TeacherStudent(Stage):
         if self.dcfg.geometry_gate and "lidar_target" in batch:
             view = LidarView.of(batch["lidar_target"], batch["lidar_valid"], self.dcfg.gate)
         total, logs, vis = 0.0, {}, {}
+        cells = (self.model_cfg.output_stride // self.model_cfg.mask_stride) ** 2   # mask pixels per slot cell
+        # (4 with fine masks; a student at output_stride 2 keeps min_size in its own grid's pixels, as trained)
         for m in self.modalities:
-            cells = 4 if self.model_cfg.fine_masks else 1                      # mask pixels per cell of the 1/4 grid
-            # (a student at output_stride 2 keeps min_size in its own grid's pixels, as it was trained)
             ids, weights = merge_targets(batch["motion"], batch["motion_valid"], t_masks[self.source(m)], self.dcfg, view, cells)
             out = nets[m](batch[m])
             terms = motion_losses(out["masks"], ids, None, object_weights=weights, cfg=self.loss_cfg)

@@ -56,6 +56,15 @@ def tile_calib(calib_small: CameraCalib, tile: Tile) -> CameraCalib:
     return replace(calib_small, P_rect=A @ calib_small.P_rect)
 
 
+def tile_points(point_pixel: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:
+    """(N,) bool: the points whose pixel on the (height, width) grid (`FrontView.point_pixel`, -1 for
+    none) lies under `tile` or one pixel around it, a superset of those the tile's camera keeps:
+    projecting only these gives the tile's front view at a fraction of the scan."""
+    r, c = point_pixel // width, point_pixel % width
+    return (point_pixel >= 0) & (r >= tile.row - 1) & (r <= tile.row + height // 2) & \
+        (c >= tile.col - 1) & (c <= tile.col + width // 2)
+
+
 def tile_image(image: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:
     """The camera image's window under `tile` (grid of height x width), resized to height x width."""
     H0, W0 = image.shape[:2]
