@@ -261,3 +261,28 @@ def test_split_voxel_frees_a_car_parked_against_a_wall():
     assert (plain[part == 3] > 0).all() and (split[part == 3] == plain[part == 3]).all()
     with pytest.raises(ValueError, match="split_voxel"):
         ClusterConfig(split_voxel=-0.2)
+
+
+def test_far_instances_keep_their_mask_beyond_the_clustering_range(scene):
+    """With the clustering range cut at 14 m, the car (15-19 m) has LiDAR points but no cluster:
+    hybrid drops its two slots unless `far`, which hands them back their own masks and their
+    non-ground points; the wall behind (no student instance) stays out, the pedestrians are clustered."""
+    pts, part, names, pp, grid = scene
+    scores = {1: 0.9, 2: 0.8, 3: 0.7, 4: 0.6}
+    car = part == names.index("car")
+    car_pix = np.unique(pp[car & (pp >= 0)])
+    for far in (False, True):
+        cfg = HybridConfig(far=far, clusters=ClusterConfig(max_range=14.0, extent="oriented"))
+        g, labels, out_scores = hybrid_instances(pts, pp, [grid], grid, scores, cfg)
+        peds = ids_of(labels, part, names, "ped_a"), ids_of(labels, part, names, "ped_b")
+        assert all((p > 0).mean() > 0.95 for p in peds)                          # clustered either way
+        on_car = g.reshape(-1)[car_pix]
+        if not far:
+            assert (on_car == 0).all() and (labels[car] == 0).all()
+            continue
+        front, back = grid.reshape(-1)[car_pix] == 3, grid.reshape(-1)[car_pix] == 4
+        assert (on_car > 0).all() and len(np.unique(on_car[front])) == 1 and len(np.unique(on_car[back])) == 1
+        assert on_car[front][0] != on_car[back][0]                               # the students' two instances
+        assert out_scores[int(on_car[front][0])] == pytest.approx(0.7)
+        assert (labels[car] > 0).mean() > 0.95 and set(np.unique(labels[car])) <= set(np.unique(on_car))
+        assert (ids_of(labels, part, names, "wall") == 0).all() and (ids_of(labels, part, names, "ground") == 0).all()

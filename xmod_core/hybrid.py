@@ -26,7 +26,8 @@ clusters that the students call objects:
    under `min_part_points` and components no instance covers join the cluster's main instance;
 4. in the image each object is the hull of its points (far to near; with `ground_feet` also of
    the points dropped onto the ground plane); student instances that have (almost) no LiDAR points
-   in view (above the scan, beyond its range) keep their own mask.
+   in view (above the scan, beyond its range) keep their own mask, and with `far` so do those whose
+   points lie mostly beyond the clustering range (geometry has no cluster there to agree with).
 
 Score of an object: the mean of its cluster's objectness and its instance's score. Vectorised over
 points and clusters (bincounts, a sorted lookup of the neighbouring bird's-eye cells); the only loop
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import ClusterConfig, cluster_scan, ground_feet_pixels, paint_hulls, voxel_components
+from .baselines import ClusterConfig, cluster_scan, ground_feet_pixels, paint_hulls, plane_distance, voxel_components
 from .kitti import CameraCalib
 from .mining import scan_descriptors
 from .movable import MovableModel
@@ -55,6 +56,8 @@ class HybridConfig:
     min_part_points: int = 10         # a split part with fewer points stays with the cluster's main instance
     split_score: float = 0.5          # only instances scoring this much split or name a cluster's parts
     lidarless_points: int = 3         # student instances with fewer LiDAR points in view keep their own mask
+    far: bool = False                 # student instances with most of their LiDAR points beyond the clustering range
+                                      # (`clusters.max_range`, where no cluster exists to judge them) keep theirs too
     ground_feet: bool = False         # image hulls also hold each point dropped onto the ground plane (the part of
                                       # an object that ground removal takes and the beams miss); needs the camera
     hold: float = 0.0                 # hysteresis: a cluster lying mostly on an object of the previous frame (in the
@@ -181,8 +184,18 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     lidar_pts = np.bincount(primary.reshape(-1)[pix], minlength=S)[:S] if len(pix) else np.zeros(S, int)
     lidarless = np.zeros(S, bool)
     lidarless[1:] = lidar_pts[1:] < cfg.lidarless_points
-    extra = lidarless[primary] & (grid == 0)
+    far = np.zeros(S, bool)
+    if cfg.far and len(pix):                                                       # beyond clustering: the students decide
+        beyond = np.linalg.norm(points[view, :3], axis=1) >= cfg.clusters.max_range     # (V,)
+        far[1:] = np.bincount(primary.reshape(-1)[pix], beyond.astype(np.float64), minlength=S)[1:S] > lidar_pts[1:] / 2
+    extra = (lidarless | far)[primary] & (grid == 0)
     present = np.unique(primary[extra])
     grid[extra] = m + np.searchsorted(present, primary[extra]) + 1
+    if far.any():                                      # a far instance's non-ground points beyond the range are its own
+        pslot = primary.reshape(-1)[pix]
+        above = np.ones(len(pix), bool) if plane is None else \
+            np.abs(plane_distance(points[view, :3].astype(np.float64), plane)) >= cfg.clusters.ground_tol
+        own = far[pslot] & beyond & above & (point_labels[view] == 0) & np.isin(pslot, present)
+        point_labels[view[own]] = m + np.searchsorted(present, pslot[own]) + 1
     out_scores = {i + 1: float(s) for i, s in enumerate(score_of)} | {m + j + 1: float(slot_score[p]) for j, p in enumerate(present)}
     return grid, point_labels, out_scores

@@ -99,6 +99,7 @@ class PredictorConfig:
                                         # to be kept (0.3, the optimum of object-sparse validation drives)
     hybrid_agreement: str = HybridConfig.agreement  # hybrid: iou (best point IoU with one instance) | share
     hybrid_ground_feet: bool = HybridConfig.ground_feet  # hybrid: an object's image hull reaches down to the ground
+    hybrid_far: bool = HybridConfig.far  # hybrid: student instances mostly beyond the clustering range keep their mask
     hybrid_extent: str = HybridConfig().clusters.extent  # hybrid: a cluster's sides for the size filters, along its
                                         # own axes (oriented) or the sensor's (axes, the classical baseline's)
     hybrid_split_voxel: float = HybridConfig().clusters.split_voxel  # hybrid: a cluster too large for the size filters
@@ -167,7 +168,7 @@ class Predictor:
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
-                                   ground_feet=cfg.hybrid_ground_feet, movable=cfg.hybrid_movable, hold=cfg.hybrid_hold,
+                                   ground_feet=cfg.hybrid_ground_feet, far=cfg.hybrid_far, movable=cfg.hybrid_movable, hold=cfg.hybrid_hold,
                                    clusters=ClusterConfig(extent=cfg.hybrid_extent, split_voxel=cfg.hybrid_split_voxel))
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
