@@ -200,6 +200,7 @@ def test_hybrid_extent_keeps_a_turned_car(students, tiny_drive):
         assert p.hybrid.clusters.extent == extent
         out[extent] = p(points=scan, stamp=0.0).point_labels[on_car]
     assert PredictorConfig().hybrid_extent == "oriented" and PredictorConfig().hybrid_split_voxel == 0.0
+    assert predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_far=True).hybrid.far
     p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_split_voxel=0.2, hybrid_movable=0.5)
     assert p.hybrid.clusters.split_voxel == 0.2 and p.movable is not None      # the shipped model votes here too
     assert (out["axes"] == 0).all() and (out["oriented"] > 0).mean() > 0.5

@@ -1,4 +1,5 @@
-"""Zoomed tiles of the horizon band: geometry, merging, the Predictor path and the picture tool."""
+"""Zoomed tiles of the horizon band and the mirrored frame: geometry, merging, the Predictor path
+and the picture tool."""
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from xmod_core.frontview import project_scan
 from xmod_core.kitti import CameraCalib, KittiRawDrive
-from xmod_core.tiles import Tile, band_tiles, merge_tiles, tile_calib, tile_image, tile_points, zoom_view
+from xmod_core.tiles import Tile, band_tiles, merge_mirror, merge_tiles, tile_calib, tile_image, tile_points, zoom_view
 
 from test_predictor import predictor, students  # noqa: F401  (the module's fixture of tiny students)
 
@@ -159,6 +160,63 @@ def test_the_lidar_student_sees_each_tile_as_asked(students, tiny_drive, view): 
         want = project_scan(d.scan(0), tile_calib(p.calib_small, tile)).features if view == "project" else \
             zoom_view(x[0], tile)
         np.testing.assert_array_equal(x[k], want)
+
+
+def test_merge_mirror_adds_free_confident_instances_only():
+    H, W, K = 6, 10, 4
+    ids = torch.zeros(H, W, dtype=torch.int64)
+    ids[0:2, 0:3] = 1                                      # the frame's own instances (scores of 5 ids)
+    ids[4, 8] = 5
+    m = torch.zeros(H, W, dtype=torch.int64)
+    m[0:2, 2:4] = 1                                        # half on the frame's instance 1 (3 of 4 px free)
+    m[3:5, 0:3] = 2                                        # free, confident -> joins as id 5 + 2
+    m[3:5, 5:7] = 3                                        # free, scores too little
+    m[4, 8:10] = 4                                         # one of two pixels claimed
+    scores, ms = torch.full((5,), 0.9), torch.tensor([0.9, 0.9, 0.3, 0.9])
+    out, s = merge_mirror(ids, scores, m, ms, max_claimed=0.4, min_score=0.5, min_pixels=2)
+    assert torch.equal(s, torch.cat([scores, ms]))
+    want = ids.clone()
+    want[3:5, 0:3] = 7
+    assert torch.equal(out, want)
+    out, _ = merge_mirror(ids, scores, m, ms, max_claimed=0.5, min_score=0.0, min_pixels=0)
+    assert out[0, 3] == 6 and out[0, 2] == 1 and out[3, 5] == 8 and out[4, 9] == 9 and out[4, 8] == 5   # never repaints
+    out, _ = merge_mirror(ids, scores, m, ms, max_claimed=1.0, min_score=0.0, min_pixels=7)
+    assert torch.equal(out, ids)                           # every mirrored instance under 7 px
+
+
+def test_predictor_adds_the_mirrored_frame_to_the_batch(students, tiny_drive, monkeypatch):  # noqa: F811
+    """With `mirror` each student sees the frame (and its tiles) and last the frame mirrored
+    left-right (the image's columns reversed, the front view through the training's mirror_x); the
+    mirrored instances are flipped back and join through merge_mirror, with or without tiles."""
+    import xmod_core.predictor as pred
+    from xmod_core.data import mirror_x
+    d = KittiRawDrive(tiny_drive)
+    calls = []
+
+    def spy(ids, scores, m_ids, m_scores, *args):
+        calls.append((m_ids.clone(), m_scores.clone()))
+        return merge_mirror(ids, scores, m_ids, m_scores, *args)
+    monkeypatch.setattr(pred, "merge_mirror", spy)
+    for tiles in (0, 2):
+        p = predictor(students, tiny_drive, "fused", min_score=0.0, zoom_tiles=tiles, mirror=True, zoom_min_score=0.0)
+        seen = {}
+        for m in ("rgb", "lidar"):
+            step = p.steps[m]
+            p.steps[m] = lambda x, state, m=m, step=step: seen.setdefault(m, (x.clone(), *step(x, state)))[1:]
+        calls.clear()
+        r = p(image=d.image(0), points=d.scan(0), stamp=0.0)
+        for m in ("rgb", "lidar"):
+            x, ids, conf, _ = seen[m]
+            assert x.shape[0] == tiles + 2 and p.states[m].slots.shape[0] == tiles + 2
+            want = x[0].flip(-1) if m == "rgb" else torch.from_numpy(mirror_x(x[0].numpy(), x[0].numpy()[3] > 0))
+            torch.testing.assert_close(x[-1], want)
+        assert len(calls) == 2
+        for (m_ids, m_scores), m in zip(calls, ("rgb", "lidar")):
+            assert torch.equal(m_ids, seen[m][1][-1].flip(-1)) and torch.equal(m_scores, seen[m][2][-1])
+        assert r.labels.shape == (d.calib.height, d.calib.width)
+    calls.clear()
+    predictor(students, tiny_drive, "rgb", min_score=0.0)(image=d.image(0), stamp=0.0)
+    assert calls == []
 
 
 def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):

@@ -10,7 +10,7 @@ carries its own temporal state), and `merge_tiles` adds the tiles' instances to 
 an instance joins if it scores and covers enough, the full frame (or an earlier tile) has not
 already claimed most of its pixels, and it does not touch a tile side inside the image (a cut
 object; with overlapping tiles the neighbour sees it whole). The frame's own instances never
-change.
+change. `merge_mirror` does the same for the frame seen mirrored left-right (`PredictorConfig.mirror`).
 
 Geometry on the processing grid (H, W): tile t covers rows [row, row + H/2) and columns
 [col, col + W/2); its pixel (i, j) centre lies at grid (row + i/2 - 1/4, col + j/2 - 1/4). The
@@ -113,3 +113,21 @@ def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_
         new = torch.where(keep[small], small + t * K, 0).to(out.dtype)
         region.copy_(torch.where((region == 0) & (new > 0), new, region))
     return out, scores.reshape(-1)
+
+
+def merge_mirror(ids: torch.Tensor, scores: torch.Tensor, mirror_ids: torch.Tensor, mirror_scores: torch.Tensor,
+                 max_claimed: float = 0.75, min_score: float = 0.0, min_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (H, W) merged instances with scores (N,) (id i + 1 scores[i]); mirror_ids (H, W) the
+    instances of the frame seen mirrored left-right (already flipped back), slot k scoring
+    mirror_scores[k]. Returns the (H, W) ids and (N + K,) scores: the mirror's slot k gets id N + k + 1
+    and joins, where nothing claims a pixel yet, if it scores at least `min_score`, covers at least
+    `min_pixels` and at most `max_claimed` of its pixels are claimed (the tiles' rule, no cut sides)."""
+    N, K = scores.shape[0], mirror_scores.shape[0]
+    m = mirror_ids.long()
+    area = torch.bincount(m.flatten(), minlength=K + 1).float()
+    claimed = torch.bincount(m.flatten(), (ids > 0).flatten().float(), minlength=K + 1)
+    keep = (area >= max(min_pixels, 1)) & (claimed <= max_claimed * area)
+    keep[1:] &= mirror_scores >= min_score
+    keep[0] = False
+    new = torch.where(keep[m], m + N, 0).to(ids.dtype)
+    return torch.where((ids == 0) & (new > 0), new, ids), torch.cat([scores, mirror_scores])
