@@ -126,9 +126,9 @@ def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypat
             "--zoom-min-pixels", "30", "--zoom-lidar", "upsample", "--out", str(tmp_path / "o")])
     assert {k: seen[k] for k in seen if k.startswith("zoom_")} == {
         "zoom_tiles": 3, "zoom_claimed": 0.5, "zoom_min_score": 0.6, "zoom_min_pixels": 30, "zoom_lidar": "upsample"}
-    assert seen["hybrid_far"] is False                                                        # off by default
-    E.main(["--data", str(sim_drive), "--hybrid-far", "--out", str(tmp_path / "o")])
-    assert seen["hybrid_far"] is True
+    assert seen["hybrid_far"] is False and seen["mirror"] is False                          # off by default
+    E.main(["--data", str(sim_drive), "--hybrid-far", "--mirror", "--out", str(tmp_path / "o")])
+    assert seen["hybrid_far"] is True and seen["mirror"] is True
 
 
 def test_learning_curve_scores_each_snapshot_once_and_plots(sim_drive, students, tmp_path, monkeypatch):

@@ -123,12 +123,13 @@ def test_car_ahead_tool_counts_the_frames_with_a_lead_and_writes_overlays(tiny_d
 
 def test_car_ahead_size_flags_reach_the_students(tiny_drive, tmp_path, monkeypatch):
     """`--height/--width` set the processing size of every method's Predictor (the default is the
-    students' training size, 96x320), `--zoom-tiles` its zoomed tiles (default none)."""
+    students' training size, 96x320), `--zoom-tiles` its zoomed tiles (default none), `--mirror`
+    the mirrored view (default off)."""
     seen = []
 
     class Recorder(car_ahead.Predictor):
         def __init__(self, cfg, calib):
-            seen.append((cfg.height, cfg.width, cfg.zoom_tiles))
+            seen.append((cfg.height, cfg.width, cfg.zoom_tiles, cfg.mirror))
             super().__init__(cfg, calib)
 
     monkeypatch.setattr(car_ahead, "Predictor", Recorder)
@@ -136,4 +137,5 @@ def test_car_ahead_size_flags_reach_the_students(tiny_drive, tmp_path, monkeypat
     assert car_ahead.main(args + ["--height", "64", "--width", "192"]) == 0
     assert car_ahead.main(args) == 0
     assert car_ahead.main(args + ["--zoom-tiles", "2"]) == 0
-    assert seen == [(64, 192, 0), (96, 320, 0), (96, 320, 2)]
+    assert car_ahead.main(args + ["--mirror"]) == 0
+    assert seen == [(64, 192, 0, False), (96, 320, 0, False), (96, 320, 2, False), (96, 320, 0, True)]

@@ -219,6 +219,49 @@ def test_predictor_adds_the_mirrored_frame_to_the_batch(students, tiny_drive, mo
     assert calls == []
 
 
+def test_tiles_can_have_their_own_students(students, tiny_drive, tmp_path):  # noqa: F811
+    """zoom_ckpt_2d / zoom_ckpt_3d: the tiles go through another student (with its own state), the
+    frame and its mirror through the frame's; the maps come back in the frame, tiles, mirror order
+    and merge as before. A tiles' student with another slot count is refused by name."""
+    from dataclasses import replace as dc_replace
+    from xmod_core.model import DIOD
+    from xmod_core.stages import student_config
+    from xmod_core.train import export_student
+    from test_predictor import TINY
+    torch.manual_seed(1)
+    other = {}
+    for m, k in (("rgb", 4), ("lidar", 4), ("lidar6", 6)):
+        cfg = dc_replace(TINY, num_slots=k)
+        mod = m[:5]
+        other[m] = tmp_path / f"zoom_{m}.pt"
+        export_student(other[m], "test", mod, cfg, DIOD(student_config(cfg, mod)).state_dict(), {})
+    d = KittiRawDrive(tiny_drive)
+    p = predictor(students, tiny_drive, "fused", min_score=0.0, zoom_tiles=2, mirror=True, zoom_min_score=0.0,
+                  zoom_ckpt_2d=str(other["rgb"]), zoom_ckpt_3d=str(other["lidar"]))
+    assert set(p.zoom_steps) == {"rgb", "lidar"}
+    batches = {}
+    for key, steps in (("frame", p.steps), ("zoom", p.zoom_steps)):
+        for m in ("rgb", "lidar"):
+            step = steps[m]
+            steps[m] = lambda x, state, step=step, k=(key, m): batches.setdefault(k, (x.clone(), *step(x, state)))[1:]
+    p(image=d.image(0), points=d.scan(0), stamp=0.0)
+    for m in ("rgb", "lidar"):
+        fx, zx = batches[("frame", m)][0], batches[("zoom", m)][0]
+        assert fx.shape[0] == 2 and zx.shape[0] == 2                  # frame + mirror; two tiles
+        assert p.states[m].slots.shape[0] == 2 and p.states[m + ":zoom"].slots.shape[0] == 2
+        ref = predictor(students, tiny_drive, m, min_score=0.0, zoom_tiles=2, mirror=True)
+        seen = []
+        step = ref.steps[m]
+        ref.steps[m] = lambda x, state: seen.append(x.clone()) or step(x, state)
+        ref(image=d.image(0), points=d.scan(0), stamp=0.0)
+        torch.testing.assert_close(torch.cat([fx[:1], zx, fx[1:]]), seen[0])   # the same views, the same order
+    p.reset()
+    assert p.states == {"rgb": None, "lidar": None}
+    with pytest.raises(ValueError, match="6 slots"):
+        predictor(students, tiny_drive, "lidar", zoom_tiles=2, zoom_ckpt_3d=str(other["lidar6"]))
+    assert predictor(students, tiny_drive, "lidar", zoom_ckpt_3d=str(other["lidar"])).zoom_steps == {}   # no tiles
+
+
 def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):
     """tools/zoom_picture.py: the frame without and with tiles, one panel each at camera size."""
     d = KittiRawDrive(tiny_drive)

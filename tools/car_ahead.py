@@ -99,11 +99,15 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=96, help="the students' processing height")
     ap.add_argument("--width", type=int, default=320, help="the students' processing width")
     ap.add_argument("--zoom-tiles", type=int, default=0, help="tiles of the horizon band also seen at twice the resolution")
+    ap.add_argument("--mirror", action="store_true", help="the students also see each frame mirrored left-right")
+    ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student (default: the frame's)")
+    ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student (default: the frame's)")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
-              overrides={"zoom_tiles": a.zoom_tiles})
+              overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
+                         "zoom_ckpt_3d": a.zoom_ckpt_3d})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

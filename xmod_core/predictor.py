@@ -121,6 +121,8 @@ class PredictorConfig:
     zoom_claimed: float = 0.75          # a tile's instance joins if at most this share of its pixels is claimed,
     zoom_min_score: float = 0.7         # ... it scores at least this much (its slot's attention over its pixels)
     zoom_min_pixels: int = 60           # ... and covers at least this many pixels of the processing grid
+    zoom_ckpt_2d: str = ""              # the tiles' 2D student ("" = the frame's); e.g. one with finer masks
+    zoom_ckpt_3d: str = ""              # the tiles' 3D student ("" = the frame's; FINE_3D: the shipped fine-mask one)
     mirror: bool = False                # each student also sees the frame mirrored left-right (in the same batch);
                                         # its instances join where the frame has none, by the tiles' zoom_claimed and
                                         # zoom_min_score and the frame's min_pixels. Costs one more image per student
@@ -197,6 +199,16 @@ class Predictor:
                        min_score=cfg.min_score if slots else cfg.hybrid_min_score,
                        fragments=cfg.fragments if slots else cfg.hybrid_fragments)
         self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
+        # the tiles' own students, where asked (same number of slots: the merge numbers instances by slot)
+        zoom_paths = {"rgb": cfg.zoom_ckpt_2d, "lidar": cfg.zoom_ckpt_3d}
+        self.zoom_steps = {}
+        for m in self.models:
+            if zoom_paths[m] and cfg.zoom_tiles:
+                zm = self._load(zoom_paths[m], m)
+                if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
+                    raise ValueError(f"zoom_ckpt for {m}: {zoom_paths[m]} has {zm.slots_init.shape[0]} slots, the frame's "
+                                     f"student {self.models[m].slots_init.shape[0]}; the tiles' student needs as many")
+                self.zoom_steps[m] = StudentStep(zm, post, self.amp, cfg.cuda_graphs)
         # on CUDA the students' kernels are queued asynchronously anyway; on the CPU a second thread
         # runs the 2D student beside the 3D one (PyTorch releases the GIL inside its operators)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="xmod-rgb") \
@@ -249,8 +261,13 @@ class Predictor:
         """Queue one student step and its instance extraction on the device (no synchronisation).
         Runs on the worker thread too, where `__call__`'s no_grad does not reach: hence its own."""
         with torch.no_grad():
-            ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
-        return ids, conf
+            if modality not in self.zoom_steps:
+                ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
+                return ids, conf
+            T, z = len(self.tiles), modality + ":zoom"                    # the tiles' own student: x[1:1 + T]
+            ids, conf, self.states[modality] = self.steps[modality](torch.cat([x[:1], x[1 + T:]]), self.states[modality])
+            zids, zconf, self.states[z] = self.zoom_steps[modality](x[1:1 + T], self.states.get(z))
+        return torch.cat([ids[:1], zids.to(ids.dtype), ids[1:]]), torch.cat([conf[:1], zconf, conf[1:]])
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray | None = None, points: np.ndarray | None = None,
