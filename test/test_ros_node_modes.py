@@ -154,6 +154,9 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                               ["hybrid_extent must be one of axes, oriented"]),
         "bad_zoom": (base_params(assets, calibration=str(assets["calib"]), zoom_tiles=3, zoom_min_score=1.5),
                      ["zoom_min_score must be within [0, 1)"]),
+        "no_zoom_checkpoint": (base_params(assets, calibration=str(assets["calib"]), zoom_tiles=3,
+                                           zoom_checkpoint_lidar="/nope/zoom_lidar.pt"),
+                               ["lidar checkpoint not found: /nope/zoom_lidar.pt"]),
         "bad_fusion_mask": (base_params(assets, calibration=str(assets["calib"]), fusion_mask="both"),
                             ["fusion_mask must be one of union, lidar, rgb"]),
     }

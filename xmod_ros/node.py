@@ -143,6 +143,13 @@ PARAMETERS: dict[str, tuple] = {
                    "each tile costs one more student pass a frame); read at startup"),
     "zoom_min_score": (PredictorConfig.zoom_min_score, _D.PARAMETER_DOUBLE,
                        "zoom_tiles: smallest score of a tile's instance for it to join the frame's"),
+    "zoom_checkpoint_rgb": ("", _D.PARAMETER_STRING,
+                            "zoom_tiles: the tiles' own 2D student (empty: the frame's); read at startup"),
+    "zoom_checkpoint_lidar": ("", _D.PARAMETER_STRING,
+                              "zoom_tiles: the tiles' own 3D student (empty: the frame's); read at startup"),
+    "mirror": (PredictorConfig.mirror, _D.PARAMETER_BOOL,
+               "the students also see each frame mirrored left-right; its new instances join (one more student pass "
+               "a frame); read at startup"),
     "max_gap": (0.5, _D.PARAMETER_DOUBLE, "a larger gap between input stamps starts a new sequence (temporal state reset), s"),
     "state_horizon": (3, _D.PARAMETER_INTEGER,
                       "frames the students carry their temporal state before restarting it (they train on 3-frame "
@@ -519,7 +526,9 @@ class XmodPipeline:
                               hybrid_extent=p["hybrid_extent"], hybrid_hold=p["hybrid_hold"],
                               hybrid_split_voxel=p["hybrid_split_voxel"],
                               hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"],
-                              zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"])
+                              zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"],
+                              zoom_ckpt_2d=p["zoom_checkpoint_rgb"], zoom_ckpt_3d=p["zoom_checkpoint_lidar"],
+                              mirror=p["mirror"])
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
