@@ -11,6 +11,8 @@ queueing, `model_wait` the device finishing).
     python bench/bench_predictor.py --threads 2          # the demo students on the CPU (threads: torch.set_num_threads)
     python bench/bench_predictor.py --threads 1 --fine-masks   # + students with the fine-mask head, side by side
     python bench/bench_predictor.py --threads 1 --zoom-tiles 3  # + the horizon band's zoomed tiles, side by side
+    python bench/bench_predictor.py --threads 1 --zoom-tiles 3 --finer  # + tiles, the mirrored frame and fine-mask
+                                                                        #   students for the tiles (the finer configuration)
 """
 import argparse
 import tempfile
@@ -42,6 +44,8 @@ def main():
                     "the fine-mask head (model.fine_masks), interleaved, and the ratio")
     ap.add_argument("--zoom-tiles", type=int, default=0, help="also each mode's first variant with this many zoomed "
                     "tiles of the horizon band (PredictorConfig.zoom_tiles), interleaved, and the ratio")
+    ap.add_argument("--finer", action="store_true", help="also each mode's first variant in the finer configuration: "
+                    "3 zoomed tiles seen by fine-mask students and the mirrored frame, interleaved, and the ratio")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -54,7 +58,7 @@ def main():
     scan = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el), rng.random(120_000)], 1).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
         paths, fine = {}, {}
-        fine_model = replace(cfg.model, fine_masks=True) if a.fine_masks else None
+        fine_model = replace(cfg.model, fine_masks=True) if a.fine_masks or a.finer else None
         for m in ("rgb", "lidar"):
             paths[m], fine[m] = Path(d) / f"{m}.pt", Path(d) / f"{m}_fine.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
@@ -66,7 +70,9 @@ def main():
                     if a.device == "cuda" else (("seq", False, False, False), ("par", False, False, True)))
         # the first variant of a mode also runs with fine-mask students and with zoomed tiles (when asked)
         extras = ([("+fine", fine, {})] if a.fine_masks else []) + \
-            ([(f"+zoom{a.zoom_tiles}", paths, {"zoom_tiles": a.zoom_tiles})] if a.zoom_tiles else [])
+            ([(f"+zoom{a.zoom_tiles}", paths, {"zoom_tiles": a.zoom_tiles})] if a.zoom_tiles else []) + \
+            ([("+finer", paths, {"zoom_tiles": 3, "mirror": True, "zoom_ckpt_2d": str(fine["rgb"]),
+                                 "zoom_ckpt_3d": str(fine["lidar"])})] if a.finer else [])
         for mode in ("rgb", "lidar", "fused"):
             runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]),
                                                     device=a.device, height=a.height, width=a.width, amp=amp,

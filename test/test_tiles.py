@@ -260,6 +260,9 @@ def test_tiles_can_have_their_own_students(students, tiny_drive, tmp_path):  # n
     with pytest.raises(ValueError, match="6 slots"):
         predictor(students, tiny_drive, "lidar", zoom_tiles=2, zoom_ckpt_3d=str(other["lidar6"]))
     assert predictor(students, tiny_drive, "lidar", zoom_ckpt_3d=str(other["lidar"])).zoom_steps == {}   # no tiles
+    for m, key in (("rgb", "zoom_ckpt_2d"), ("lidar", "zoom_ckpt_3d")):     # "fine": the shipped fine-mask students
+        with pytest.raises(ValueError, match=f"student_{m}_fine.pt has 16 slots"):
+            predictor(students, tiny_drive, m, zoom_tiles=2, **{key: "fine"})
 
 
 def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):

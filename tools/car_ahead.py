@@ -100,8 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=320, help="the students' processing width")
     ap.add_argument("--zoom-tiles", type=int, default=0, help="tiles of the horizon band also seen at twice the resolution")
     ap.add_argument("--mirror", action="store_true", help="the students also see each frame mirrored left-right")
-    ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student (default: the frame's)")
-    ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student (default: the frame's)")
+    ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine; default: the frame's")
+    ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine; default: the frame's")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")

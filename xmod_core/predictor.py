@@ -56,12 +56,15 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_2D = str(ASSETS / "student_rgb.pt")
 DEFAULT_3D = str(ASSETS / "student_lidar.pt")
 FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the same 3D student with masks at 1/2 of the input (docs/training.md)
+FINE_2D = str(ASSETS / "student_rgb_fine.pt")       # the same 2D student with masks at 1/2 of the input (docs/training.md)
+SHIPPED_FINE = {"rgb": FINE_2D, "lidar": FINE_3D}   # zoom_ckpt_* "fine"
 MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
-__all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_3D", "MODES"]
+__all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_2D", "FINE_3D",
+           "MODES"]
 
 
 @dataclass
@@ -121,8 +124,9 @@ class PredictorConfig:
     zoom_claimed: float = 0.75          # a tile's instance joins if at most this share of its pixels is claimed,
     zoom_min_score: float = 0.7         # ... it scores at least this much (its slot's attention over its pixels)
     zoom_min_pixels: int = 60           # ... and covers at least this many pixels of the processing grid
-    zoom_ckpt_2d: str = ""              # the tiles' 2D student ("" = the frame's); e.g. one with finer masks
-    zoom_ckpt_3d: str = ""              # the tiles' 3D student ("" = the frame's; FINE_3D: the shipped fine-mask one)
+    zoom_ckpt_2d: str = ""              # the tiles' own 2D student: "" the frame's, "fine" the shipped one with masks at
+                                        # twice the slot grid's resolution (FINE_2D), or a path
+    zoom_ckpt_3d: str = ""              # the tiles' own 3D student: "", "fine" (FINE_3D) or a path
     mirror: bool = False                # each student also sees the frame mirrored left-right (in the same batch);
                                         # its instances join where the frame has none, by the tiles' zoom_claimed and
                                         # zoom_min_score and the frame's min_pixels. Costs one more image per student
@@ -204,9 +208,10 @@ class Predictor:
         self.zoom_steps = {}
         for m in self.models:
             if zoom_paths[m] and cfg.zoom_tiles:
-                zm = self._load(zoom_paths[m], m)
+                path = SHIPPED_FINE[m] if zoom_paths[m] == "fine" else zoom_paths[m]
+                zm = self._load(path, m)
                 if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
-                    raise ValueError(f"zoom_ckpt for {m}: {zoom_paths[m]} has {zm.slots_init.shape[0]} slots, the frame's "
+                    raise ValueError(f"zoom_ckpt for {m}: {path} has {zm.slots_init.shape[0]} slots, the frame's "
                                      f"student {self.models[m].slots_init.shape[0]}; the tiles' student needs as many")
                 self.zoom_steps[m] = StudentStep(zm, post, self.amp, cfg.cuda_graphs)
         # on CUDA the students' kernels are queued asynchronously anyway; on the CPU a second thread
