@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_node.py [--part stages|e2e|all] [--modes rgb lidar fused]
                                              [--seconds 20] [--device cpu] [--drive DRIVE_DIR] [--parallel-students false true]
-                                             [--zoom-tiles 3]
+                                             [--zoom-tiles 3 [--finer]]
 
 stages (in one process, no DDS): per frame of the real KITTI drive (or a synthetic frame), the
   node's work split into message conversion (Image/PointCloud2 -> numpy, non-finite filter),
@@ -43,6 +43,12 @@ from xmod_core.instances import FRAGMENTS  # noqa: E402  (after OMP_WAIT_POLICY)
 
 DRIVE = ROOT.parent / "shared" / "kitti_raw" / "2011_09_26" / "2011_09_26_drive_sfnd_sync"
 MODES = ("rgb", "lidar", "fused")
+FINER_PARAMS = {"mirror": "true", "zoom_checkpoint_rgb": "fine", "zoom_checkpoint_lidar": "fine"}   # node parameters
+
+
+def finer_config(args) -> dict:
+    """The Predictor settings of the finer configuration's extras (`--finer`), else none."""
+    return {"mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"} if args.finer else {}
 
 
 def pct(v, q):
@@ -119,7 +125,8 @@ def bench_stages(args, tmp: Path) -> dict:
         variants = args.parallel_students if mode == "fused" else args.parallel_students[:1]
         preds = {v: Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
                                               fragments=args.fragments, parallel_students=v == "true",
-                                              height=args.height, width=args.width, zoom_tiles=args.zoom_tiles), calib)
+                                              height=args.height, width=args.width, zoom_tiles=args.zoom_tiles,
+                                              **finer_config(args)), calib)
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         default_threads = torch.get_num_threads()
@@ -213,7 +220,7 @@ def bench_e2e(args, tmp: Path) -> dict:
                              lambda m: status.append({kv.key: kv.value for kv in m.status[0].values}), 10)
     results = {}
     print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}, {args.height}x{args.width}, "
-          f"zoom tiles {args.zoom_tiles}; "
+          f"zoom tiles {args.zoom_tiles}{' (finer)' if args.finer else ''}; "
           f"load {os.getloadavg()[0]:.1f}")
     try:
         for mode, par in ((m, v) for m in args.modes for v in (args.parallel_students if m == "fused"
@@ -224,7 +231,8 @@ def bench_e2e(args, tmp: Path) -> dict:
                                        f"checkpoint_lidar:={lidar_ck}", "status_period:=1.0",
                                        f"fragments:={args.fragments}", f"parallel_students:={par}",
                                        f"height:={args.height}", f"width:={args.width}",
-                                       f"zoom_tiles:={args.zoom_tiles}"])["node"]
+                                       f"zoom_tiles:={args.zoom_tiles}"] +
+                                      [f"{k}:={v}" for k, v in FINER_PARAMS.items() if args.finer])["node"]
             log = open(tmp / f"node_{mode}_{par}.log", "w")
             nproc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             player = subprocess.Popen([sys.executable, "-m", "xmod_ros.bag", "play", str(bag), "--loop", "--restamp",
@@ -278,6 +286,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--zoom-tiles", type=int, default=0,
                    help="tiles of the horizon band also seen at twice the resolution (node parameter zoom_tiles)")
+    p.add_argument("--finer", action="store_true",
+                   help="with --zoom-tiles: the finer configuration (mirror, the fine-mask students on the tiles)")
     p.add_argument("--fragments", choices=FRAGMENTS, default="largest",
                    help="the students' instances (node parameter fragments; keep: the faster setting)")
     p.add_argument("--parallel-students", nargs="+", choices=("true", "false"), default=["true"],
@@ -288,6 +298,8 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=320, help="processing width (node parameter width)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
+    if a.finer and not a.zoom_tiles:
+        p.error("--finer needs --zoom-tiles (the finer configuration's extras act on the tiles)")
     a.parallel_students = list(dict.fromkeys(a.parallel_students))
     res = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="xmod_bench_") as tmp:
