@@ -125,10 +125,13 @@ def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypat
     E.main(["--data", str(sim_drive), "--zoom-tiles", "3", "--zoom-claimed", "0.5", "--zoom-min-score", "0.6",
             "--zoom-min-pixels", "30", "--zoom-lidar", "upsample", "--out", str(tmp_path / "o")])
     assert {k: seen[k] for k in seen if k.startswith("zoom_")} == {
-        "zoom_tiles": 3, "zoom_claimed": 0.5, "zoom_min_score": 0.6, "zoom_min_pixels": 30, "zoom_lidar": "upsample"}
+        "zoom_tiles": 3, "zoom_claimed": 0.5, "zoom_min_score": 0.6, "zoom_min_pixels": 30, "zoom_lidar": "upsample",
+        "zoom_ckpt_2d": "", "zoom_ckpt_3d": ""}
     assert seen["hybrid_far"] is False and seen["mirror"] is False                          # off by default
-    E.main(["--data", str(sim_drive), "--hybrid-far", "--mirror", "--out", str(tmp_path / "o")])
+    E.main(["--data", str(sim_drive), "--hybrid-far", "--mirror", "--zoom-ckpt-2d", "fine", "--zoom-ckpt-3d", "a.pt",
+            "--out", str(tmp_path / "o")])
     assert seen["hybrid_far"] is True and seen["mirror"] is True
+    assert seen["zoom_ckpt_2d"] == "fine" and seen["zoom_ckpt_3d"] == "a.pt"
 
 
 def test_learning_curve_scores_each_snapshot_once_and_plots(sim_drive, students, tmp_path, monkeypatch):
