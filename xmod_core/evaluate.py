@@ -331,10 +331,13 @@ def main(argv=None) -> int:
                     help="hybrid: how agreement is measured (default: the Predictor's)")
     ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
                     help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
-    ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks); default: the frame's")
-    ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks); default: the frame's")
+    ap.add_argument("--zoom-ckpt-2d", default="",
+                    help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks); default: the frame's")
+    ap.add_argument("--zoom-ckpt-3d", default="",
+                    help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks); default: the frame's")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=PredictorConfig.mirror,
-                    help="each student also sees the frame mirrored left-right; its new instances join (default: the Predictor's)")
+                    help="each student also sees the frame mirrored left-right; its new instances join "
+                         "(default: the Predictor's)")
     ap.add_argument("--hybrid-far", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_far,
                     help="hybrid: student instances mostly beyond the clustering range keep their own mask "
                          "(default: the Predictor's)")
@@ -379,7 +382,8 @@ def main(argv=None) -> int:
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "fusion_mask": a.fusion_mask,
                 "hybrid_objectness": a.hybrid_objectness,
-                "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet, "hybrid_far": a.hybrid_far, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
+                "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
+                "hybrid_far": a.hybrid_far, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
                 "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "hybrid_extent": a.hybrid_extent,
                 "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles, "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar,

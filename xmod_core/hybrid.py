@@ -187,7 +187,8 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     far = np.zeros(S, bool)
     if cfg.far and len(pix):                                                       # beyond clustering: the students decide
         beyond = np.linalg.norm(points[view, :3], axis=1) >= cfg.clusters.max_range     # (V,)
-        far[1:] = np.bincount(primary.reshape(-1)[pix], beyond.astype(np.float64), minlength=S)[1:S] > lidar_pts[1:] / 2
+        far_pts = np.bincount(primary.reshape(-1)[pix], beyond.astype(np.float64), minlength=S)[:S]
+        far[1:] = far_pts[1:] > lidar_pts[1:] / 2
     extra = (lidarless | far)[primary] & (grid == 0)
     present = np.unique(primary[extra])
     grid[extra] = m + np.searchsorted(present, primary[extra]) + 1

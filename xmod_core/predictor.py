@@ -12,7 +12,10 @@ come from an IoU tracker (`tracking`), so they stay stable over a sequence, acro
 in the timestamps, a stamp going backwards or `reset()` starts a new sequence.
 
 With `zoom_tiles` each student also sees windows of the horizon band at twice the resolution, in
-the same batch, and their confident new instances join the frame's (`tiles`; far objects).
+the same batch, and their confident new instances join the frame's (`tiles`; far objects); the
+tiles may go through students of their own (`zoom_ckpt_2d` / `zoom_ckpt_3d`, e.g. the shipped ones
+with finer masks). With `mirror` each student also sees the frame mirrored left-right, and its
+new instances join the same way (`tiles.merge_mirror`).
 
 Per frame: `labels` (camera resolution, uint16, 0 = background), `point_labels` (every point of
 the scan; points outside the camera view get 0) and 3D `objects` (see `clusters`).
@@ -178,7 +181,8 @@ class Predictor:
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
-                                   ground_feet=cfg.hybrid_ground_feet, far=cfg.hybrid_far, movable=cfg.hybrid_movable, hold=cfg.hybrid_hold,
+                                   ground_feet=cfg.hybrid_ground_feet, far=cfg.hybrid_far, movable=cfg.hybrid_movable,
+                                   hold=cfg.hybrid_hold,
                                    clusters=ClusterConfig(extent=cfg.hybrid_extent, split_voxel=cfg.hybrid_split_voxel))
         self.movable = MovableModel.load(cfg.movable_model or None) \
             if cfg.instances == "hybrid" and cfg.hybrid_movable > 0 else None
@@ -263,7 +267,9 @@ class Predictor:
         self.previous_hybrid = None             # the last frame's hybrid instances (hybrid_hold's hysteresis)
 
     def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queue one student step and its instance extraction on the device (no synchronisation).
+        """Queue one student step and its instance extraction on the device (no synchronisation);
+        x (B, C, H, W) is the frame, its tiles and its mirror. With a tiles' own student the tiles go
+        through it (own state) and the rest through the frame's; the maps come back in x's order.
         Runs on the worker thread too, where `__call__`'s no_grad does not reach: hence its own."""
         with torch.no_grad():
             if modality not in self.zoom_steps:
