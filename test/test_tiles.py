@@ -272,5 +272,8 @@ def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):
     img = cv2.imread(str(tmp_path / "z.jpg"))
     assert img.shape == (2 * d.calib.height, d.calib.width, 3)
     assert "instances gained pixels from the tiles" in capsys.readouterr().out
+    assert zoom_picture.main([str(tiny_drive), "--frame", "1", "--finer", "--out", str(tmp_path / "f.jpg")]) == 0
+    assert cv2.imread(str(tmp_path / "f.jpg")).shape == img.shape
+    assert "instances gained pixels from the tiles and the mirror" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         zoom_picture.main([str(tiny_drive), "--frame", "99", "--out", str(tmp_path / "y.jpg")])

@@ -1,10 +1,12 @@
 """What the zoomed tiles add, for a person to look at: one frame of a drive run fused without (top)
 and with `zoom_tiles` (bottom), the drive played up to that frame so that the students carry their
 state: the instances over the image, the tiles' windows in white, and in the lower panel the
-instances' pixels that the frame alone left empty (what the tiles added) outlined in yellow.
+instances' pixels that the frame alone left empty (what the tiles added) outlined in yellow. With
+`--finer` the lower panel is the finer configuration: the tiles seen by the shipped fine-mask
+students, and the mirrored frame (its additions outlined too).
 
     .venv/bin/python tools/zoom_picture.py data/basic/sim77/2030_03_19/2030_03_19_drive_0001_sync --frame 8 \\
-        --out docs/img/zoom_tiles.jpg
+        --out docs/img/zoom_tiles.jpg          # --finer --out docs/img/finer.jpg
 """
 from __future__ import annotations
 
@@ -27,12 +29,16 @@ def main(argv=None) -> int:
     ap.add_argument("--frame", type=int, default=20)
     ap.add_argument("--tiles", type=int, default=3)
     ap.add_argument("--mode", default="fused", choices=("rgb", "lidar", "fused"))
+    ap.add_argument("--finer", action="store_true", help="lower panel: the finer configuration (tiles seen by the "
+                    "fine-mask students, and the mirrored frame)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     drive = KittiRawDrive(a.drive)
     if not 0 <= a.frame < len(drive):
         ap.error(f"--frame {a.frame}: the drive has frames 0..{len(drive) - 1}")
-    preds = [Predictor(PredictorConfig(mode=a.mode, zoom_tiles=z), drive.calib) for z in (0, a.tiles)]
+    finer = {"mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"} if a.finer else {}
+    preds = [Predictor(PredictorConfig(mode=a.mode), drive.calib),
+             Predictor(PredictorConfig(mode=a.mode, zoom_tiles=a.tiles, **finer), drive.calib)]
     for t in range(a.frame + 1):
         image, scan, stamp = drive.image(t), drive.scan(t), float(drive.timestamps[t])
         res = [p(image=image, points=scan, stamp=stamp) for p in preds]
@@ -45,14 +51,15 @@ def main(argv=None) -> int:
             cv2.rectangle(img, (round(tile.col * sx), round(tile.row * sy)),
                           (round((tile.col + p.cfg.width // 2) * sx) - 1, round((tile.row + p.cfg.height // 2) * sy) - 1),
                           (255, 255, 255), 1)
-        if p.tiles:                                  # instances on cells the frame alone left empty: the tiles'
+        if p is preds[1]:                            # instances on cells the frame alone left empty: the views'
             before = cv2.resize(res[0].grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)
             new = (r.labels > 0) & (before == 0)
             n, comp = cv2.connectedComponents(new.astype(np.uint8))
             for k in range(1, n):
                 cs, _ = cv2.findContours((comp == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
                 cv2.drawContours(img, cs, -1, (255, 255, 0), 1)
-        title = f"{a.mode}, {len(p.tiles)} zoomed tiles: {len(r.scores)} objects" if p.tiles else \
+        views = f"{len(p.tiles)} zoomed tiles" + (" (fine-mask students) and the mirrored frame" if a.finer else "")
+        title = f"{a.mode}, {views}: {len(r.scores)} objects" if p is preds[1] else \
             f"{a.mode}, frame only: {len(r.scores)} objects"
         cv2.putText(img, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(img, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(a.out), np.concatenate(panels, 0)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
     print(f"written: {a.out} ({len(np.unique(res[1].labels[(res[1].labels > 0) & (before == 0)]))} instances gained "
-          f"pixels from the tiles)")
+          f"pixels from the {'tiles and the mirror' if a.finer else 'tiles'})")
     return 0
 
 
