@@ -40,15 +40,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # as xmod_node does, bef
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from xmod_core.instances import FRAGMENTS  # noqa: E402  (after OMP_WAIT_POLICY)
+from xmod_core.predictor import FINER  # noqa: E402
 
 DRIVE = ROOT.parent / "shared" / "kitti_raw" / "2011_09_26" / "2011_09_26_drive_sfnd_sync"
 MODES = ("rgb", "lidar", "fused")
-FINER_PARAMS = {"mirror": "true", "zoom_checkpoint_rgb": "fine", "zoom_checkpoint_lidar": "fine"}   # node parameters
-
-
-def finer_config(args) -> dict:
-    """The Predictor settings of the finer configuration's extras (`--finer`), else none."""
-    return {"mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"} if args.finer else {}
+FINER_EXTRAS = {k: v for k, v in FINER.items() if k != "zoom_tiles"}     # the Predictor's, beside --zoom-tiles
+FINER_PARAMS = {"mirror": str(FINER["mirror"]).lower(), "zoom_checkpoint_rgb": FINER["zoom_ckpt_2d"],
+                "zoom_checkpoint_lidar": FINER["zoom_ckpt_3d"]}                # the same as node parameters
 
 
 def pct(v, q):
@@ -126,7 +124,7 @@ def bench_stages(args, tmp: Path) -> dict:
         preds = {v: Predictor(PredictorConfig(mode=mode, ckpt_2d=str(rgb_ck), ckpt_3d=str(lidar_ck), device=args.device,
                                               fragments=args.fragments, parallel_students=v == "true",
                                               height=args.height, width=args.width, zoom_tiles=args.zoom_tiles,
-                                              **finer_config(args)), calib)
+                                              **(FINER_EXTRAS if args.finer else {})), calib)
                  for v in variants}
         use_img, use_pts = mode in ("rgb", "fused"), mode in ("lidar", "fused")
         default_threads = torch.get_num_threads()

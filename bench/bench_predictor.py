@@ -26,7 +26,7 @@ import torch
 from xmod_core.config import load_config
 from xmod_core.kitti import CameraCalib
 from xmod_core.model import DIOD
-from xmod_core.predictor import Predictor, PredictorConfig
+from xmod_core.predictor import FINER, Predictor, PredictorConfig
 from xmod_core.sim.rig import HEIGHT, P_RECT_02, R_RECT_00, WIDTH, Rig
 from xmod_core.stages import student_config
 from xmod_core.train import TrainConfig, export_student
@@ -71,8 +71,8 @@ def main():
         # the first variant of a mode also runs with fine-mask students and with zoomed tiles (when asked)
         extras = ([("+fine", fine, {})] if a.fine_masks else []) + \
             ([(f"+zoom{a.zoom_tiles}", paths, {"zoom_tiles": a.zoom_tiles})] if a.zoom_tiles else []) + \
-            ([("+finer", paths, {"zoom_tiles": 3, "mirror": True, "zoom_ckpt_2d": str(fine["rgb"]),
-                                 "zoom_ckpt_3d": str(fine["lidar"])})] if a.finer else [])
+            ([("+finer", paths, FINER | {"zoom_ckpt_2d": str(fine["rgb"]), "zoom_ckpt_3d": str(fine["lidar"])})]
+             if a.finer else [])                      # random-weight fine-mask students in place of the shipped ones
         for mode in ("rgb", "lidar", "fused"):
             runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]),
                                                     device=a.device, height=a.height, width=a.width, amp=amp,

@@ -265,8 +265,17 @@ def test_tiles_can_have_their_own_students(students, tiny_drive, tmp_path):  # n
             predictor(students, tiny_drive, m, zoom_tiles=2, **{key: "fine"})
 
 
-def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):
-    """tools/zoom_picture.py: the frame without and with tiles, one panel each at camera size."""
+def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys, monkeypatch):
+    """tools/zoom_picture.py: the frame without and with tiles (with `--finer`: the finer
+    configuration), one panel each at camera size."""
+    from xmod_core.predictor import FINER
+    seen = []
+
+    class Recorder(zoom_picture.Predictor):
+        def __init__(self, cfg, calib):
+            seen.append(cfg)
+            super().__init__(cfg, calib)
+    monkeypatch.setattr(zoom_picture, "Predictor", Recorder)
     d = KittiRawDrive(tiny_drive)
     assert zoom_picture.main([str(tiny_drive), "--frame", "1", "--out", str(tmp_path / "z.jpg")]) == 0
     img = cv2.imread(str(tmp_path / "z.jpg"))
@@ -275,5 +284,8 @@ def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys):
     assert zoom_picture.main([str(tiny_drive), "--frame", "1", "--finer", "--out", str(tmp_path / "f.jpg")]) == 0
     assert cv2.imread(str(tmp_path / "f.jpg")).shape == img.shape
     assert "instances gained pixels from the tiles and the mirror" in capsys.readouterr().out
+    plain, tiles, frame, finer = seen
+    assert plain == frame == zoom_picture.PredictorConfig() and tiles.zoom_tiles == 3 and not tiles.mirror
+    assert all(getattr(finer, k) == v for k, v in FINER.items())
     with pytest.raises(SystemExit):
         zoom_picture.main([str(tiny_drive), "--frame", "99", "--out", str(tmp_path / "y.jpg")])

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
-from xmod_core.predictor import Predictor, PredictorConfig  # noqa: E402
+from xmod_core.predictor import FINER, Predictor, PredictorConfig  # noqa: E402
 from xmod_ros import render  # noqa: E402
 
 
@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     drive = KittiRawDrive(a.drive)
     if not 0 <= a.frame < len(drive):
         ap.error(f"--frame {a.frame}: the drive has frames 0..{len(drive) - 1}")
-    finer = {"mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"} if a.finer else {}
+    finer = FINER | {"zoom_tiles": a.tiles} if a.finer else {"zoom_tiles": a.tiles}
     preds = [Predictor(PredictorConfig(mode=a.mode), drive.calib),
-             Predictor(PredictorConfig(mode=a.mode, zoom_tiles=a.tiles, **finer), drive.calib)]
+             Predictor(PredictorConfig(mode=a.mode, **finer), drive.calib)]
     for t in range(a.frame + 1):
         image, scan, stamp = drive.image(t), drive.scan(t), float(drive.timestamps[t])
         res = [p(image=image, points=scan, stamp=stamp) for p in preds]

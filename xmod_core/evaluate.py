@@ -332,9 +332,11 @@ def main(argv=None) -> int:
     ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
                     help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
     ap.add_argument("--zoom-ckpt-2d", default="",
-                    help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks); default: the frame's")
+                    help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks); "
+                         "default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="",
-                    help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks); default: the frame's")
+                    help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks); "
+                         "default: the frame's")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=PredictorConfig.mirror,
                     help="each student also sees the frame mirrored left-right; its new instances join "
                          "(default: the Predictor's)")
@@ -383,11 +385,12 @@ def main(argv=None) -> int:
                 "fusion_mask": a.fusion_mask,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
-                "hybrid_far": a.hybrid_far, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
-                "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model, "hybrid_extent": a.hybrid_extent,
-                "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel, "fragments": a.fragments,
-                "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles, "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar,
-                "zoom_min_score": a.zoom_min_score, "zoom_min_pixels": a.zoom_min_pixels}
+                "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,
+                "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel,
+                "fragments": a.fragments, "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
+                "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
+                "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
+                "mirror": a.mirror}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
                        predictor_overrides=over) if drives else {}
         res_real = evaluate_real(real, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_points,

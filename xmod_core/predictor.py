@@ -61,13 +61,16 @@ DEFAULT_3D = str(ASSETS / "student_lidar.pt")
 FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the same 3D student with masks at 1/2 of the input (docs/training.md)
 FINE_2D = str(ASSETS / "student_rgb_fine.pt")       # the same 2D student with masks at 1/2 of the input (docs/training.md)
 SHIPPED_FINE = {"rgb": FINE_2D, "lidar": FINE_3D}   # zoom_ckpt_* "fine"
+# the finer configuration (PredictorConfig fields; docs/inference.md): 3 tiles seen by the fine-mask students, and
+# the mirrored frame. The defaults are the faster configuration.
+FINER = {"zoom_tiles": 3, "mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"}
 MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_2D", "FINE_3D",
-           "MODES"]
+           "FINER", "MODES"]
 
 
 @dataclass

@@ -84,6 +84,24 @@ def zoom_view(features: np.ndarray, tile: Tile) -> np.ndarray:
     return np.repeat(np.repeat(win, 2, axis=-2), 2, axis=-1)
 
 
+def _join(region: torch.Tensor, view: torch.Tensor, scores: torch.Tensor, offset: int, max_claimed: float,
+          min_score: float, min_pixels: int, cut: torch.Tensor | None = None) -> None:
+    """Paint into `region` (a view of the merged ids, in place) the instances of `view` (same shape;
+    slot k + 1 scoring scores[k]) that score at least `min_score`, cover at least `min_pixels`, have
+    at most `max_claimed` of their pixels already claimed and are not `cut`: id offset + k + 1, only
+    where nothing claims a pixel yet."""
+    K = scores.shape[0]
+    area = torch.bincount(view.flatten(), minlength=K + 1).float()
+    claimed = torch.bincount(view.flatten(), (region > 0).flatten().float(), minlength=K + 1)
+    keep = (area >= max(min_pixels, 1)) & (claimed <= max_claimed * area)
+    if cut is not None:
+        keep &= ~cut
+    keep[1:] &= scores >= min_score
+    keep[0] = False
+    new = torch.where(keep[view], view + offset, 0).to(region.dtype)
+    region.copy_(torch.where((region == 0) & (new > 0), new, region))
+
+
 def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_claimed: float = 0.75,
                 min_score: float = 0.0, min_pixels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """ids (1 + T, H, W) instances of the full frame, then of each tile (0 = none, k = slot k - 1),
@@ -99,19 +117,13 @@ def merge_tiles(ids: torch.Tensor, scores: torch.Tensor, tiles: list[Tile], max_
     h, w = H // 2, W // 2
     for t, tile in enumerate(tiles, 1):
         small = ids[t, ::2, ::2].long()                                      # (h, w) on the grid
-        region = out[tile.row:tile.row + h, tile.col:tile.col + w]           # a view: painted in place
-        area = torch.bincount(small.flatten(), minlength=K + 1).float()
-        claimed = torch.bincount(small.flatten(), (region > 0).flatten().float(), minlength=K + 1)
         cut = torch.zeros(K + 1, dtype=torch.bool, device=ids.device)
         for inner, side in ((tile.row > 0, small[0]), (tile.row + h < H, small[-1]),
                             (tile.col > 0, small[:, 0]), (tile.col + w < W, small[:, -1])):
             if inner:
                 cut[side] = True
-        keep = (area >= max(min_pixels, 1)) & (claimed <= max_claimed * area) & ~cut
-        keep[1:] &= scores[t] >= min_score
-        keep[0] = False
-        new = torch.where(keep[small], small + t * K, 0).to(out.dtype)
-        region.copy_(torch.where((region == 0) & (new > 0), new, region))
+        _join(out[tile.row:tile.row + h, tile.col:tile.col + w], small, scores[t], t * K, max_claimed, min_score,
+              min_pixels, cut)
     return out, scores.reshape(-1)
 
 
@@ -122,12 +134,6 @@ def merge_mirror(ids: torch.Tensor, scores: torch.Tensor, mirror_ids: torch.Tens
     mirror_scores[k]. Returns the (H, W) ids and (N + K,) scores: the mirror's slot k gets id N + k + 1
     and joins, where nothing claims a pixel yet, if it scores at least `min_score`, covers at least
     `min_pixels` and at most `max_claimed` of its pixels are claimed (the tiles' rule, no cut sides)."""
-    N, K = scores.shape[0], mirror_scores.shape[0]
-    m = mirror_ids.long()
-    area = torch.bincount(m.flatten(), minlength=K + 1).float()
-    claimed = torch.bincount(m.flatten(), (ids > 0).flatten().float(), minlength=K + 1)
-    keep = (area >= max(min_pixels, 1)) & (claimed <= max_claimed * area)
-    keep[1:] &= mirror_scores >= min_score
-    keep[0] = False
-    new = torch.where(keep[m], m + N, 0).to(ids.dtype)
-    return torch.where((ids == 0) & (new > 0), new, ids), torch.cat([scores, mirror_scores])
+    out = ids.clone()
+    _join(out, mirror_ids.long(), mirror_scores, scores.shape[0], max_claimed, min_score, min_pixels)
+    return out, torch.cat([scores, mirror_scores])

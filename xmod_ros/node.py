@@ -143,10 +143,10 @@ PARAMETERS: dict[str, tuple] = {
                    "each tile costs one more student pass a frame); read at startup"),
     "zoom_min_score": (PredictorConfig.zoom_min_score, _D.PARAMETER_DOUBLE,
                        "zoom_tiles: smallest score of a tile's instance for it to join the frame's"),
-    "zoom_checkpoint_rgb": ("", _D.PARAMETER_STRING,
+    "zoom_checkpoint_rgb": (PredictorConfig.zoom_ckpt_2d, _D.PARAMETER_STRING,
                             "zoom_tiles: the tiles' own 2D student (empty: the frame's; fine: the shipped one with finer masks; "
                             "or a path); read at startup"),
-    "zoom_checkpoint_lidar": ("", _D.PARAMETER_STRING,
+    "zoom_checkpoint_lidar": (PredictorConfig.zoom_ckpt_3d, _D.PARAMETER_STRING,
                               "zoom_tiles: the tiles' own 3D student (empty: the frame's; fine: the shipped one with finer masks; "
                               "or a path); read at startup"),
     "mirror": (PredictorConfig.mirror, _D.PARAMETER_BOOL,
