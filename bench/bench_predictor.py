@@ -13,6 +13,8 @@ queueing, `model_wait` the device finishing).
     python bench/bench_predictor.py --threads 1 --zoom-tiles 3  # + the horizon band's zoomed tiles, side by side
     python bench/bench_predictor.py --threads 1 --zoom-tiles 3 --finer  # + tiles, the mirrored frame and fine-mask
                                                                         #   students for the tiles (the finer configuration)
+    python bench/bench_predictor.py --threads 1 --grid2 lidar   # + the 3D student at output stride 2 (slot grid
+                                                                #   at 1/2 of the input), side by side
 """
 import argparse
 import tempfile
@@ -46,6 +48,8 @@ def main():
                     "tiles of the horizon band (PredictorConfig.zoom_tiles), interleaved, and the ratio")
     ap.add_argument("--finer", action="store_true", help="also each mode's first variant in the finer configuration: "
                     "3 zoomed tiles seen by fine-mask students and the mirrored frame, interleaved, and the ratio")
+    ap.add_argument("--grid2", nargs="+", default=[], choices=("rgb", "lidar"), help="also each mode's first variant "
+                    "with these students at output stride 2 (a slot grid at 1/2 of the input), interleaved, and the ratio")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -57,13 +61,19 @@ def main():
     r = rng.uniform(3, 60, 120_000)
     scan = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el), rng.random(120_000)], 1).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
-        paths, fine = {}, {}
+        paths, fine, grid2 = {}, {}, {}
         fine_model = replace(cfg.model, fine_masks=True) if a.fine_masks or a.finer else None
+        grid2_model = replace(cfg.model, output_stride=2, recon_stride=1)
         for m in ("rgb", "lidar"):
             paths[m], fine[m] = Path(d) / f"{m}.pt", Path(d) / f"{m}_fine.pt"
             export_student(paths[m], "bench", m, cfg.model, DIOD(student_config(cfg.model, m)).state_dict(), {"step": 0})
             if fine_model is not None:
                 export_student(fine[m], "bench", m, fine_model, DIOD(student_config(fine_model, m)).state_dict(), {"step": 0})
+            grid2[m] = paths[m]
+            if m in a.grid2:
+                grid2[m] = Path(d) / f"{m}_grid2.pt"
+                export_student(grid2[m], "bench", m, grid2_model, DIOD(student_config(grid2_model, m)).state_dict(),
+                               {"step": 0})
         print(f"{a.config} model at {a.height}x{a.width}, device {a.device}, {cfg.model.num_slots} slots")
         # (tag, amp, CUDA graphs, parallel students); the variants of a mode run interleaved, frame by frame
         variants = ((("eager", False, False, True), ("graph", False, True, True), ("g+bf16", True, True, True))
@@ -72,7 +82,8 @@ def main():
         extras = ([("+fine", fine, {})] if a.fine_masks else []) + \
             ([(f"+zoom{a.zoom_tiles}", paths, {"zoom_tiles": a.zoom_tiles})] if a.zoom_tiles else []) + \
             ([("+finer", paths, FINER | {"zoom_ckpt_2d": str(fine["rgb"]), "zoom_ckpt_3d": str(fine["lidar"])})]
-             if a.finer else [])                      # random-weight fine-mask students in place of the shipped ones
+             if a.finer else []) + \
+            ([("+grid2", grid2, {})] if a.grid2 else [])  # random-weight fine-mask / stride-2 students
         for mode in ("rgb", "lidar", "fused"):
             runs = [(tag, Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]),
                                                     device=a.device, height=a.height, width=a.width, amp=amp,

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 
 from xmod_core.model import load_student
-from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, FINE_3D, Predictor, PredictorConfig
+from xmod_core.predictor import (DEFAULT_2D, DEFAULT_3D, FINE_2D, FINE_3D, GRID2_2D, GRID2_3D, Predictor,
+                                  PredictorConfig, student_path)
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "kitti_raw" / "2011_09_26" / "2011_09_26_drive_sfnd_sync"
 
 
 def test_shipped_students_load_and_are_small():
     total = 0
-    for path, modality in ((DEFAULT_2D, "rgb"), (DEFAULT_3D, "lidar"), (FINE_3D, "lidar")):
+    for path, modality in ((DEFAULT_2D, "rgb"), (DEFAULT_3D, "lidar"), (FINE_2D, "rgb"), (FINE_3D, "lidar"),
+                           (GRID2_2D, "rgb"), (GRID2_3D, "lidar")):
         assert Path(path).is_file(), f"shipped model missing: {path}"
         model, meta = load_student(path)
         assert meta["modality"] == modality and meta["meta"]["step"] > 0
@@ -51,3 +53,33 @@ def test_the_fine_mask_3d_student_is_the_shipped_one_with_a_head():
     p = Predictor(PredictorConfig(mode="lidar", ckpt_3d=FINE_3D, device="cpu"), d.calib)
     r = p(points=d.scan(0), stamp=0.0)
     assert r.point_labels.shape == (len(d.scan(0)),) and r.grid.shape == (96, 320)
+
+
+def test_shipped_students_by_name():
+    assert student_path(None, "rgb") == student_path("", "rgb") == DEFAULT_2D and student_path("", "lidar") == DEFAULT_3D
+    assert student_path("grid2", "rgb") == GRID2_2D and student_path("grid2", "lidar") == GRID2_3D
+    assert student_path("fine", "lidar") == FINE_3D and student_path("runs/x/student_rgb.pt", "rgb") == "runs/x/student_rgb.pt"
+
+
+def test_the_grid2_students_have_a_slot_grid_twice_as_fine():
+    """student_{rgb,lidar}_grid2.pt: output stride 2 (masks on a 48x160 grid at 96x320), the
+    architecture of the default students otherwise, run by name in fused mode on a real frame."""
+    import torch
+    for name, base_path in ((GRID2_2D, DEFAULT_2D), (GRID2_3D, DEFAULT_3D)):
+        g, _ = load_student(name)
+        b, _ = load_student(base_path)
+        assert g.cfg.output_stride == 2 and b.cfg.output_stride == 4
+        assert {k: v.shape for k, v in g.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+        x = torch.zeros(1, 1, g.cfg.in_channels, 96, 320)
+        with torch.no_grad():
+            assert g(x)["masks"].shape[-2:] == (48, 160) and b(x)["masks"].shape[-2:] == (24, 80)
+    if not REAL.is_dir():
+        pytest.skip(f"../shared/kitti_raw not found: {REAL} is absent")
+    from xmod_core.kitti import KittiRawDrive
+    d = KittiRawDrive(REAL)
+    p = Predictor(PredictorConfig(mode="fused", ckpt_2d="grid2", ckpt_3d="grid2", device="cpu"), d.calib)
+    assert all(m.cfg.output_stride == 2 for m in p.models.values())
+    for t in range(2):
+        r = p(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
+    assert r.labels.shape == (375, 1242) and r.grid.shape == (96, 320)
+    assert {m: s.shape for m, s in r.students.items()} == {"rgb": (96, 320), "lidar": (96, 320)}

@@ -227,6 +227,26 @@ def test_finer_grid_trains_on_targets_of_its_size(tiny_drive, tmp_path):
         tiny_cfg(tiny_drive, tmp_path / "bad", **{"model.output_stride": 2})
 
 
+def test_a_coarse_student_starts_a_finer_grid(tiny_drive, tmp_path):
+    """init_from takes a stride-4 student (recon_stride 2) into a stride-2 model with recon_stride 1:
+    the same weights (lr 0 keeps them), exported with the finer grid's config; with recon_stride 2
+    the decoder does not fit and the error says which recon_stride does."""
+    widths = [8, 8, 16, 16, 16]                   # layer2 widens (as the demo's): its shortcut is a conv at either stride
+    coarse = tmp_path / "coarse"
+    train(tiny_cfg(tiny_drive, coarse, **{"model.widths": widths, "model.recon_stride": 2, "optim.steps": 2}), progress=False)
+    fine = tmp_path / "fine"
+    over = {"model.widths": widths, "model.output_stride": 2, "data.mask_stride": 2, "model.recon_stride": 1, "optim.steps": 1, "optim.lr": 0.0}
+    train(tiny_cfg(tiny_drive, fine, init_from=str(coarse / "student_rgb.pt"), **over), progress=False)
+    from xmod_core.model import load_student
+    (a, _), (b, _) = load_student(coarse / "student_rgb.pt"), load_student(fine / "student_rgb.pt")
+    assert b.cfg.output_stride == 2 and a.cfg.output_stride == 4
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+    with pytest.raises(TrainingError, match="recon_stride R / 2"):
+        train(tiny_cfg(tiny_drive, tmp_path / "bad", init_from=str(coarse / "student_rgb.pt"),
+                       **{**over, "model.recon_stride": 2}), progress=False)
+
+
 def test_bad_ema_decay_and_mask_stride_are_named(tiny_drive, tmp_path):
     from xmod_core.data import AugmentConfig, ClipDataset, DataConfig
     with pytest.raises(ValueError, match="ema_decay must be within"):

@@ -60,24 +60,37 @@ DEFAULT_2D = str(ASSETS / "student_rgb.pt")
 DEFAULT_3D = str(ASSETS / "student_lidar.pt")
 FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the same 3D student with masks at 1/2 of the input (docs/training.md)
 FINE_2D = str(ASSETS / "student_rgb_fine.pt")       # the same 2D student with masks at 1/2 of the input (docs/training.md)
-SHIPPED_FINE = {"rgb": FINE_2D, "lidar": FINE_3D}   # zoom_ckpt_* "fine"
+GRID2_2D = str(ASSETS / "student_rgb_grid2.pt")     # the 2D student fine-tuned at output stride 2: a slot grid at 1/2 of
+GRID2_3D = str(ASSETS / "student_lidar_grid2.pt")   # the input (48x160 at 96x320); the same for the 3D one (training.md)
+SHIPPED = {"": {"rgb": DEFAULT_2D, "lidar": DEFAULT_3D}, "fine": {"rgb": FINE_2D, "lidar": FINE_3D},
+           "grid2": {"rgb": GRID2_2D, "lidar": GRID2_3D}}   # names a checkpoint setting may give instead of a path
 # the finer configuration (PredictorConfig fields; docs/inference.md): 3 tiles seen by the fine-mask students, and
 # the mirrored frame. The defaults are the faster configuration.
 FINER = {"zoom_tiles": 3, "mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"}
 MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
+
+
+def student_path(name: Optional[str], modality: str) -> str:
+    """The file of a student setting: empty or None the shipped default, a name of `SHIPPED` its shipped
+    student of `modality`, anything else a path."""
+    return SHIPPED.get(name or "", {}).get(modality, name)
+
+
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_2D", "FINE_3D",
-           "FINER", "MODES"]
+           "GRID2_2D", "GRID2_3D", "FINER", "MODES", "student_path"]
 
 
 @dataclass
 class PredictorConfig:
     mode: str = "fused"                 # rgb | lidar | fused
-    ckpt_2d: Optional[str] = None       # exported 2D student; None: the shipped demo model
-    ckpt_3d: Optional[str] = None       # exported 3D student; None: the shipped demo model
+    ckpt_2d: Optional[str] = None       # exported 2D student; None: the shipped demo model; "grid2": the shipped one
+                                        # at output stride 2 (a slot grid at 1/2 of the input); "fine": with the
+                                        # fine-mask head
+    ckpt_3d: Optional[str] = None       # exported 3D student; None, "grid2" or "fine" as ckpt_2d
     device: str = "auto"                # auto | cpu | cuda
     height: int = 96                    # processing resolution (multiples of 4)
     width: int = 320
@@ -176,9 +189,9 @@ class Predictor:
             torch.backends.cudnn.benchmark = True                   # one input size: pick the fastest kernels once
         self.models = {}
         if cfg.mode in ("rgb", "fused"):
-            self.models["rgb"] = self._load(cfg.ckpt_2d or DEFAULT_2D, "rgb")
+            self.models["rgb"] = self._load(student_path(cfg.ckpt_2d, "rgb"), "rgb")
         if cfg.mode in ("lidar", "fused"):
-            self.models["lidar"] = self._load(cfg.ckpt_3d or DEFAULT_3D, "lidar")
+            self.models["lidar"] = self._load(student_path(cfg.ckpt_3d, "lidar"), "lidar")
         if cfg.fusion_mask not in MASKS:
             raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
         if cfg.instances not in INSTANCES:
@@ -215,7 +228,7 @@ class Predictor:
         self.zoom_steps = {}
         for m in self.models:
             if zoom_paths[m] and cfg.zoom_tiles:
-                path = SHIPPED_FINE[m] if zoom_paths[m] == "fine" else zoom_paths[m]
+                path = student_path(zoom_paths[m], m)
                 zm = self._load(path, m)
                 if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
                     raise ValueError(f"zoom_ckpt for {m}: {path} has {zm.slots_init.shape[0]} slots, the frame's "

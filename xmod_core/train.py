@@ -200,8 +200,11 @@ def _train(cfg: TrainConfig, info, resume: bool, progress: bool, max_seconds: fl
                 if unexpected or len(new_head) != len(missing) or (new_head and len(new_head) != len(net.fine.state_dict())):
                     raise RuntimeError(f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}")
             except RuntimeError as e:
+                hint = ("; the decoder has log2(output_stride / recon_stride) upsamplings, so a student of output "
+                        "stride 4 and recon_stride R starts one of output stride 2 with recon_stride R / 2"
+                        if "decoder." in str(e) else "")
                 raise TrainingError(f"init_from {sources[modality]}: the {modality} student does not fit this "
-                                    f"model config: {str(e).splitlines()[0]}") from None
+                                    f"model config: {str(e).splitlines()[0]}{hint}") from None
     if cfg.optim.train_only:
         for m in stage.students.values():
             names = [n for n, _ in m.named_parameters()]

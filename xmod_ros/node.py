@@ -63,7 +63,7 @@ from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
 from xmod_core.baselines import EXTENTS
 from xmod_core.fusion import MASKS
 from xmod_core.instances import FRAGMENTS
-from xmod_core.predictor import DEFAULT_2D, DEFAULT_3D, INSTANCES, Predictor, PredictorConfig
+from xmod_core.predictor import INSTANCES, Predictor, PredictorConfig, student_path
 
 from . import convert, detections, render
 from .dds import use_large_message_profile
@@ -87,9 +87,11 @@ PARAMETERS: dict[str, tuple] = {
     "mode": ("fused", _D.PARAMETER_STRING,
              "rgb (camera only), lidar (LiDAR only) or fused (both, late fusion); read at startup"),
     "checkpoint_rgb": ("", _D.PARAMETER_STRING,
-                       "exported 2D student (student_rgb.pt); empty: the shipped demo model xmod_core/assets/student_rgb.pt"),
+                       "exported 2D student (student_rgb.pt); empty: the shipped demo model xmod_core/assets/student_rgb.pt; "
+                       "grid2: the shipped one with a slot grid at 1/2 of the input (student_rgb_grid2.pt)"),
     "checkpoint_lidar": ("", _D.PARAMETER_STRING,
-                         "exported 3D student (student_lidar.pt); empty: the shipped demo model xmod_core/assets/student_lidar.pt"),
+                         "exported 3D student (student_lidar.pt); empty: the shipped demo model xmod_core/assets/student_lidar.pt; "
+                         "grid2: the shipped one with a slot grid at 1/2 of the input (student_lidar_grid2.pt)"),
     "device": ("auto", _D.PARAMETER_STRING, "auto (CUDA when present, else CPU), cpu or cuda"),
     "amp": (False, _D.PARAMETER_BOOL, "bf16 autocast for the students on CUDA (ignored on the CPU): less memory, not faster at one frame"),
     "cuda_graphs": (True, _D.PARAMETER_BOOL, "replay the students' per-frame step as a CUDA graph (ignored on the CPU)"),
@@ -436,7 +438,7 @@ class XmodPipeline:
         return (f"{self.mode} mode on {self.predictor.device}; calibration: {self.calib_source} "
                 f"({self.calib.width}x{self.calib.height}); processing {p['width']}x{p['height']}; inputs: "
                 + ", ".join(t for t, use in ((p["image_topic"], self.uses_image), (p["cloud_topic"], self.uses_cloud)) if use)
-                + f"; sync: {self.sync_kind}; conversion: {convert.backends()}")
+                + f"; students: {', '.join(self.student_files)}; sync: {self.sync_kind}; conversion: {convert.backends()}")
 
     def _wait_for_camera_info(self, spin, node=None) -> None:
         """camera_info (+ TF or lidar_to_camera) -> self.calib. The subscriptions are made on
@@ -511,7 +513,8 @@ class XmodPipeline:
 
     def _load_predictor(self) -> None:
         p = self.p
-        ck2, ck3 = p["checkpoint_rgb"] or DEFAULT_2D, p["checkpoint_lidar"] or DEFAULT_3D
+        ck2, ck3 = student_path(p["checkpoint_rgb"], "rgb"), student_path(p["checkpoint_lidar"], "lidar")
+        self.student_files = [Path(ck).name for use, ck in ((self.uses_image, ck2), (self.mode != "rgb", ck3)) if use]
         for use, path, name in ((self.uses_image, ck2, "checkpoint_rgb"), (self.mode != "rgb", ck3, "checkpoint_lidar")):
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
