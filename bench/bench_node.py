@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_node.py [--part stages|e2e|all] [--modes rgb lidar fused]
                                              [--seconds 20] [--device cpu] [--drive DRIVE_DIR] [--parallel-students false true]
-                                             [--zoom-tiles 3 [--finer]]
+                                             [--zoom-tiles 3 [--finer]] [--students grid2]
 
 stages (in one process, no DDS): per frame of the real KITTI drive (or a synthetic frame), the
   node's work split into message conversion (Image/PointCloud2 -> numpy, non-finite filter),
@@ -71,8 +71,12 @@ def frames(drive: Path | None, n: int):
             "synthetic 1242x375 + 120k points")
 
 
-def students(tmp: Path):
+def students(tmp: Path, which: str = "default"):
+    """(2D checkpoint, 3D checkpoint, trained): the shipped defaults (or demo students), or the named shipped pair."""
     sys.path.insert(0, str(ROOT))
+    if which != "default":
+        from xmod_core.predictor import student_path
+        return Path(student_path(which, "rgb")), Path(student_path(which, "lidar")), True
     from xmod_ros.demo import demo_students
     return demo_students(tmp)
 
@@ -91,9 +95,9 @@ def bench_stages(args, tmp: Path) -> dict:
     except ImportError:
         ros = False
     data, calib, what = frames(Path(args.drive) if args.drive else DRIVE, args.frames)
-    rgb_ck, lidar_ck, trained = students(tmp)
+    rgb_ck, lidar_ck, trained = students(tmp, args.students)
     print(f"stages: {len(data)} frames of {what}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {args.device}; {'trained' if trained else 'untrained'} demo students at {args.height}x{args.width}; "
+          f"device {args.device}; {'trained' if trained else 'untrained'} {args.students} students at {args.height}x{args.width}; "
           f"load {os.getloadavg()[0]:.1f}")
     out = {}
     msgs = None
@@ -204,7 +208,7 @@ def bench_e2e(args, tmp: Path) -> dict:
     bag = tmp / "kitti_bag"
     if not bag.exists():
         from_kitti(drive, bag, progress=False)
-    rgb_ck, lidar_ck, _ = students(tmp)
+    rgb_ck, lidar_ck, _ = students(tmp, args.students)
     calib_dir = drive if (drive / "calib_cam_to_cam.txt").is_file() else drive.parent
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -218,7 +222,7 @@ def bench_e2e(args, tmp: Path) -> dict:
                              lambda m: status.append({kv.key: kv.value for kv in m.status[0].values}), 10)
     results = {}
     print(f"e2e: {args.seconds:g} s of {drive.name} at 10 Hz per mode, device {args.device}, {args.height}x{args.width}, "
-          f"zoom tiles {args.zoom_tiles}{' (finer)' if args.finer else ''}; "
+          f"zoom tiles {args.zoom_tiles}{' (finer)' if args.finer else ''}; students {args.students}; "
           f"load {os.getloadavg()[0]:.1f}")
     try:
         for mode, par in ((m, v) for m in args.modes for v in (args.parallel_students if m == "fused"
@@ -284,6 +288,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--zoom-tiles", type=int, default=0,
                    help="tiles of the horizon band also seen at twice the resolution (node parameter zoom_tiles)")
+    p.add_argument("--students", choices=("default", "grid2"), default="default",
+                   help="the shipped default students, or the grid2 pair (a slot grid at 1/2 of the input)")
     p.add_argument("--finer", action="store_true",
                    help="with --zoom-tiles: the finer configuration (mirror, the fine-mask students on the tiles)")
     p.add_argument("--fragments", choices=FRAGMENTS, default="largest",
