@@ -71,7 +71,6 @@ MODES = ("rgb", "lidar", "fused")
 INSTANCES = ("slots", "hybrid")
 
 
-
 def student_path(name: Optional[str], modality: str) -> str:
     """The file of a student setting: empty or None the shipped default, a name of `SHIPPED` its shipped
     student of `modality`, anything else a path."""
