@@ -59,6 +59,8 @@ def test_shipped_students_by_name():
     assert student_path(None, "rgb") == student_path("", "rgb") == DEFAULT_2D and student_path("", "lidar") == DEFAULT_3D
     assert student_path("grid2", "rgb") == GRID2_2D and student_path("grid2", "lidar") == GRID2_3D
     assert student_path("fine", "lidar") == FINE_3D and student_path("runs/x/student_rgb.pt", "rgb") == "runs/x/student_rgb.pt"
+    with pytest.raises(FileNotFoundError, match="rgb checkpoint not found: grid3 .*name: fine, grid2"):
+        Predictor(PredictorConfig(mode="rgb", ckpt_2d="grid3", device="cpu"), None)   # a misspelt name is a missing path
 
 
 def test_the_grid2_students_have_a_slot_grid_twice_as_fine():

@@ -333,10 +333,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hybrid-ground-feet", action=argparse.BooleanOptionalAction, default=PredictorConfig.hybrid_ground_feet,
                     help="hybrid: image hulls reach down to the ground plane (default: the Predictor's)")
     ap.add_argument("--zoom-ckpt-2d", default="",
-                    help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks); "
+                    help="the tiles' own 2D student: a path, or fine (the shipped one with finer masks) / grid2; "
                          "default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="",
-                    help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks); "
+                    help="the tiles' own 3D student: a path, or fine (the shipped one with finer masks) / grid2; "
                          "default: the frame's")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=PredictorConfig.mirror,
                     help="each student also sees the frame mirrored left-right; its new instances join "

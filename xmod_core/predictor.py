@@ -250,7 +250,8 @@ class Predictor:
 
     def _load(self, path: str, modality: str):
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{modality} checkpoint not found: {path}")
+            raise FileNotFoundError(f"{modality} checkpoint not found: {path} (a path, or a shipped student's name: "
+                                    f"{', '.join(k for k in SHIPPED if k)})")
         model, meta = load_student(path, self.device)
         if meta.get("modality") != modality:
             raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")

@@ -147,10 +147,10 @@ PARAMETERS: dict[str, tuple] = {
                        "zoom_tiles: smallest score of a tile's instance for it to join the frame's"),
     "zoom_checkpoint_rgb": (PredictorConfig.zoom_ckpt_2d, _D.PARAMETER_STRING,
                             "zoom_tiles: the tiles' own 2D student (empty: the frame's; fine: the shipped one with finer masks; "
-                            "or a path); read at startup"),
+                            "grid2; or a path); read at startup"),
     "zoom_checkpoint_lidar": (PredictorConfig.zoom_ckpt_3d, _D.PARAMETER_STRING,
                               "zoom_tiles: the tiles' own 3D student (empty: the frame's; fine: the shipped one with finer masks; "
-                              "or a path); read at startup"),
+                              "grid2; or a path); read at startup"),
     "mirror": (PredictorConfig.mirror, _D.PARAMETER_BOOL,
                "the students also see each frame mirrored left-right; its new instances join (one more student pass "
                "a frame); read at startup"),
@@ -517,7 +517,7 @@ class XmodPipeline:
         self.student_files = [Path(ck).name for use, ck in ((self.uses_image, ck2), (self.mode != "rgb", ck3)) if use]
         for use, path, name in ((self.uses_image, ck2, "checkpoint_rgb"), (self.mode != "rgb", ck3, "checkpoint_lidar")):
             if use and not Path(path).is_file():
-                raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH)")
+                raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH or :=grid2)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                               min_score=p["min_score"], fusion_iou=p["fusion_iou"],
