@@ -124,7 +124,18 @@ def test_ddp_two_gloo_processes_match_one_process(tiny_drive, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     over = {"optim.batch_size": 4, "optim.steps": 4}
     train(tiny_cfg(tiny_drive, one, **over), progress=False)
-    mp.spawn(_ddp_worker, args=(tiny_cfg(tiny_drive, two, **over), _free_port()), nprocs=2, join=True)
+    for attempt in (1, 2):
+        run = two / f"attempt{attempt}"
+        try:
+            mp.spawn(_ddp_worker, args=(tiny_cfg(tiny_drive, run, **over), _free_port()), nprocs=2, join=True)
+            break
+        except mp.ProcessExitedException as e:
+            # Once in CI a gloo rank died of SIGABRT ("terminate called without an active exception")
+            # inside torch's C++ runtime, not reproduced in 11 local runs (3 under load); a second death fails.
+            if attempt == 2 or e.signal_name is None:
+                raise
+            print(f"DDP worker died of {e.signal_name}; running the two processes once more")
+    two = run
     a, b = losses(one), losses(two)
     assert len(a) == len(b) == 4
     assert a == pytest.approx(b, rel=1e-4), (a, b)
