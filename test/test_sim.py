@@ -217,17 +217,47 @@ def test_object_density_drops_objects_only(capsys, tmp_path):
     assert "--object-density must be within (0, 1]" in capsys.readouterr().err
 
 
+def _parked_gaps(scene) -> np.ndarray:
+    """Per parked vehicle (still car or truck on a parking strip): the free kerb to its nearest
+    parked neighbour, centre distance minus both half lengths."""
+    from xmod_core.sim.scene import PARK_D
+    cars = [b for b in scene.objects if b.static and b.cls in ("car", "truck")]
+    xy = np.array([[b.x[0], b.y[0]] for b in cars]).reshape(-1, 2)
+    cars = [c for c, lat in zip(cars, scene.route.lateral(xy)) if abs(lat - PARK_D) < 0.5]
+    xy = np.array([[b.x[0], b.y[0]] for b in cars])
+    half = np.array([b.size[0] / 2 for b in cars])
+    gap = np.linalg.norm(xy[:, None] - xy[None], axis=-1) - half[:, None] - half[None]
+    np.fill_diagonal(gap, np.inf)
+    return gap.min(1)
+
+
+def test_tight_parking_lines_the_kerb_bumper_to_bumper():
+    """`parking="tight"`: rows of parked vehicles 0.3-1.2 m apart (every one has a neighbour that
+    close) and more of them than the `sparse` bays, where most stand metres apart; the CLI names a
+    wrong choice."""
+    tight, sparse = [], []
+    for seed in range(3):
+        tight.append(_parked_gaps(generate(sequence_rngs(seed, 0)[0], 20, parking="tight")))
+        sparse.append(_parked_gaps(generate(sequence_rngs(seed, 0)[0], 20)))
+    tight, sparse = np.concatenate(tight), np.concatenate(sparse)
+    close = lambda g: float(np.mean((g > 0.25) & (g < 1.25)))          # noqa: E731
+    assert close(tight) > 0.95 and close(sparse) < 0.3, (close(tight), close(sparse))
+    assert len(tight) > 1.5 * len(sparse)
+    with pytest.raises(ValueError, match="parking"):
+        generate(sequence_rngs(0, 0)[0], 5, parking="full")
+
+
 def test_clutter_and_density_reach_the_lidar_process(tmp_path):
     """With the LiDAR in a second process (the CLI's choice for one drive) the worker rebuilds the
-    same `street`, object-sparse scene as the camera's: identical scans and labels, and no point
-    labelled with an object the scene dropped."""
-    kw = dict(preview=False, clutter="street", object_density=0.5)
+    same `street`, object-sparse, tightly parked scene as the camera's: identical scans and labels,
+    and no point labelled with an object the scene dropped."""
+    kw = dict(preview=False, clutter="street", object_density=0.5, parking="tight")
     one = simulate_drive(tmp_path / "one", SEED, 0, 2, Rig.scaled(0.2), **kw)
     two = simulate_drive(tmp_path / "two", SEED, 0, 2, Rig.scaled(0.2), lidar_process=True, **kw)
     meta = json.loads((two / "sim.json").read_text())
-    assert (meta["clutter"], meta["object_density"]) == ("street", 0.5)
-    kept = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street", 0.5).objects}
-    dropped = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street").objects} - kept
+    assert (meta["clutter"], meta["object_density"], meta["parking"]) == ("street", 0.5, "tight")
+    kept = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street", 0.5, "tight").objects}
+    dropped = {b.instance for b in generate(sequence_rngs(SEED, 0)[0], 2, "street", 1.0, "tight").objects} - kept
     assert dropped
     for i in range(2):
         name = f"{i:010d}"

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .rig import AZIMUTH_STEP, FOLIAGE_DEPTH
-from .scene import CLUTTER
+from .scene import CLUTTER, PARKING
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="basic: buildings, walls, fences, hedges, trees, poles (the shipped models' drives); street: "
                         "also object-sized street furniture (bushes, young trees, signs, bollards, cabinets, benches, "
                         "kiosks, planters) as real streets hold (default: basic)")
+    p.add_argument("--parking", choices=PARKING, default="sparse",
+                   help="sparse: a parking bay every 6-9 m, half of them taken (the shipped models' drives); tight: rows "
+                        "of 3-8 parked vehicles 0.3-1.2 m apart, as city streets are lined (default: sparse)")
     p.add_argument("--object-density", type=float, default=1.0,
                    help="share of the objects kept, in (0, 1]; 1 (default) keeps the scenes as they are, 0.25 brings "
                         "them near KITTI's labelled objects per image (docs/data.md)")
@@ -41,14 +44,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _one(args: tuple) -> str:
-    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, density, az, foliage, position = args
+    out, seed, seq, frames, scale, shadows, preview, lidar_process, clutter, density, az, foliage, parking, position = args
     from tqdm import tqdm
 
     from .rig import Rig
     from .writer import simulate_drive
     with tqdm(total=frames, desc=f"drive {seq:04d}", position=position, leave=True, unit="frame") as bar:
         return str(simulate_drive(out, seed, seq, frames, Rig.scaled(scale, az, foliage), shadows, bar, preview, lidar_process,
-                                  clutter, density))
+                                  clutter, density, parking))
 
 
 def main(argv=None) -> int:
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
     # fewer drives than cores: split each drive's camera and LiDAR over two processes instead
     split = workers * 2 <= cores
     jobs = [(a.out, a.seed, a.first + i, a.frames, a.scale, a.shadows, not a.no_preview, split, a.clutter, a.object_density, a.azimuth_step,
-             a.foliage_depth, i)
+             a.foliage_depth, a.parking, i)
             for i in range(a.sequences)]
     t0 = time.perf_counter()
     if workers == 1:

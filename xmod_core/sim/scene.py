@@ -29,6 +29,10 @@ CLASS_IDS = {"car": 10, "truck": 18, "pedestrian": 30, "cyclist": 31, "road": 40
              "building": 50, "fence": 51, "vegetation": 70, "trunk": 71, "terrain": 72, "pole": 80,
              "traffic-sign": 81, "other-object": 99}
 CLUTTER = ("basic", "street")  # street: also object-sized street furniture (`street_furniture`)
+PARKING = ("sparse", "tight")  # tight: rows of parked vehicles bumper to bumper (`generate`)
+TIGHT_GAP = (0.3, 1.2)         # metres between neighbours in a tight row
+TIGHT_ROW = (3, 9)             # vehicles in a tight row (randint: 3 to 8) ...
+TIGHT_FREE = (4.0, 20.0)       # ... then this much free kerb
 OBJECT_CLASSES = ("car", "truck", "pedestrian", "cyclist")
 MOVING_SPEED = 0.25          # m/s, above this an object counts as moving
 
@@ -237,14 +241,20 @@ def street_furniture(rng: np.random.Generator, s_lo: float, s_hi: float, spacing
     return out
 
 
-def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", object_density: float = 1.0) -> Scene:
+def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", object_density: float = 1.0,
+             parking: str = "sparse") -> Scene:
     """A random scene of `frames` frames. `clutter`: `basic` (buildings, walls, fences, hedges,
     trees, poles: the scenes every shipped model was trained on) or `street` (also object-sized street
     furniture, drawn after everything else, so a seed's `basic` scene is unchanged).
     `object_density` in (0, 1]: each object of the scene is kept with this probability (drawn last;
-    1 keeps the scene as it was), for streets as sparse in objects as real ones (docs/data.md)."""
+    1 keeps the scene as it was), for streets as sparse in objects as real ones (docs/data.md).
+    `parking`: `sparse` (a parking bay every 6-9 m, half of them taken: the shipped models' drives) or
+    `tight` (rows of 3-8 vehicles 0.3-1.2 m apart, then 4-20 m of free kerb, as city streets are
+    lined; the rest of the scene is drawn the same way, so it differs from the seed's `sparse` scene)."""
     if clutter not in CLUTTER:
         raise ValueError(f"clutter must be one of {CLUTTER}, got {clutter!r}")
+    if parking not in PARKING:
+        raise ValueError(f"parking must be one of {PARKING}, got {parking!r}")
     if not 0.0 < object_density <= 1.0:
         raise ValueError(f"object_density must be within (0, 1], got {object_density}")
     T = frames
@@ -269,8 +279,9 @@ def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", obje
     ones = np.ones(T)
     next_id = [1]
 
-    def add_object(cls, s_t, d_t, yaw_off):
+    def add_object(cls, s_t, d_t, yaw_off, length=None):
         l, w, h = (rng.uniform(*r) for r in OBJECT_SIZES[cls])
+        l = l if length is None else length
         parts = {"car": lambda: _vehicle_parts("car", l, w, h), "truck": lambda: _vehicle_parts("truck", l, w, h),
                  "pedestrian": lambda: _pedestrian_parts(h), "cyclist": _cyclist_parts}[cls]()
         x, y, hd = route.pose(s_t * ones, d_t * ones)
@@ -278,6 +289,12 @@ def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", obje
                     x, y, hd + yaw_off * ones, instance=next_id[0], size=(l, w, h))
         next_id[0] += 1
         scene.bodies.append(body)
+
+    def along_kerb(s0, d, metres):
+        """Route length from s0 that moves `metres` along the line at lateral offset d (curves
+        stretch or shrink it)."""
+        (xa, xb), (ya, yb), _ = route.pose([s0, s0 + 0.5], [d, d])
+        return metres * 0.5 / max(float(np.hypot(xb - xa, yb - ya)), 0.1)
 
     def slots(lo, hi, gap):
         s, out = lo, []
@@ -288,6 +305,18 @@ def generate(rng: np.random.Generator, frames: int, clutter: str = "basic", obje
 
     # parked vehicles on both sides, still
     for side in (-1, 1):
+        if parking == "tight":
+            s_row = s_lo + rng.uniform(0.0, TIGHT_FREE[1])
+            while s_row < s_hi:
+                for _ in range(rng.integers(*TIGHT_ROW)):
+                    cls = "truck" if rng.random() < 0.15 else "car"
+                    length = rng.uniform(*OBJECT_SIZES[cls][0])
+                    d = side * PARK_D + rng.uniform(-0.2, 0.2)
+                    centre = s_row + along_kerb(s_row, d, length / 2)
+                    add_object(cls, centre, d, rng.choice([0, np.pi]) + rng.normal(0, 0.03), length)
+                    s_row = centre + along_kerb(centre, d, length / 2 + rng.uniform(*TIGHT_GAP))
+                s_row += rng.uniform(*TIGHT_FREE)
+            continue
         for s0 in slots(s_lo, s_hi, (6.0, 9.0)):
             if rng.random() < 0.5:
                 add_object("truck" if rng.random() < 0.15 else "car", s0, side * PARK_D + rng.uniform(-0.2, 0.2),

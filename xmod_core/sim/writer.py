@@ -47,11 +47,12 @@ def sequence_rngs(seed: int, sequence: int) -> tuple:
 _LIDAR_WORLD = None
 
 
-def _lidar_init(seed: int, sequence: int, frames: int, rig: Rig, clutter: str = "basic", density: float = 1.0) -> None:
+def _lidar_init(seed: int, sequence: int, frames: int, rig: Rig, clutter: str = "basic", density: float = 1.0,
+                parking: str = "sparse") -> None:
     global _LIDAR_WORLD
     from .engine import World
     rngs = sequence_rngs(seed, sequence)
-    _LIDAR_WORLD = World(generate(rngs[0], frames, clutter, density), rig, rngs[1:], visual=False, ray_threads=0)
+    _LIDAR_WORLD = World(generate(rngs[0], frames, clutter, density, parking), rig, rngs[1:], visual=False, ray_threads=0)
 
 
 def _lidar_frame(t: int):
@@ -63,14 +64,15 @@ class _LidarSource:
     """LiDAR sweeps of a drive, computed in the calling process or, with `process=True`, in a
     worker process one frame ahead, so that rendering and ray casting use both cores."""
 
-    def __init__(self, world, seed, sequence, frames, rig, process: bool, clutter: str = "basic", density: float = 1.0):
+    def __init__(self, world, seed, sequence, frames, rig, process: bool, clutter: str = "basic", density: float = 1.0,
+                 parking: str = "sparse"):
         self.world, self.frames, self.pending = world, frames, {}
         self.pool = None
         if process:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=_lidar_init,
-                                            initargs=(seed, sequence, frames, rig, clutter, density))
+                                            initargs=(seed, sequence, frames, rig, clutter, density, parking))
             for t in range(min(2, frames)):
                 self.pending[t] = self.pool.submit(_lidar_frame, t)
 
@@ -131,13 +133,14 @@ def _objects_json(scene: Scene, t: int, T_world_velo: np.ndarray, inst_img: np.n
 
 def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, shadows: bool = False,
                    progress=None, preview: bool = True, lidar_process: bool = False, clutter: str = "basic",
-                   object_density: float = 1.0) -> Path:
+                   object_density: float = 1.0, parking: str = "sparse") -> Path:
     """Simulate sequence `sequence` of `seed` and write it under `out`; returns the drive dir.
     `lidar_process`: cast the LiDAR in a second process while this one renders (2 cores, 1 drive);
-    `clutter`: `basic` or `street`, `object_density`: share of the objects kept (`scene.generate`)."""
+    `clutter`: `basic` or `street`, `object_density`: share of the objects kept, `parking`: `sparse` or
+    `tight` (`scene.generate`)."""
     from .engine import World                      # PyBullet is imported only here
     rngs = sequence_rngs(seed, sequence)
-    scene = generate(rngs[0], frames, clutter, object_density)
+    scene = generate(rngs[0], frames, clutter, object_density, parking)
     drive = drive_dir(out, seed, sequence)
     write_calibration(drive.parent, rig)
     dirs = {k: drive / k / "data" for k in ("image_02", "velodyne_points", "oxts", GT_INSTANCE_DIR, GT_LABEL_DIR, GT_OBJECT_DIR)}
@@ -150,7 +153,7 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
     velocities = {b.instance: np.stack([np.gradient(b.x, DT), np.gradient(b.y, DT)], -1) if frames > 1
                   else np.zeros((1, 2)) for b in scene.objects}
     world = World(scene, rig, rngs[1:], shadows=shadows, visual=True, ray_threads=1 if lidar_process else 0)
-    lidar = _LidarSource(world, seed, sequence, frames, rig, lidar_process, clutter, object_density)
+    lidar = _LidarSource(world, seed, sequence, frames, rig, lidar_process, clutter, object_density, parking)
     try:
         imu_poses = np.stack([world.imu_pose(t) for t in range(frames)])
         kitti.write_oxts(drive / "oxts", imu_poses, speeds=scene.ego_speed)
@@ -176,7 +179,7 @@ def simulate_drive(out: Path, seed: int, sequence: int, frames: int, rig: Rig, s
         lidar.close()
         world.close()
     meta = {"seed": seed, "sequence": sequence, "frames": frames, "width": rig.width, "height": rig.height,
-            "shadows": shadows, "azimuth_step": rig.azimuth_step, "foliage_depth": rig.foliage_depth, "clutter": clutter, "object_density": object_density, "classes": CLASS_IDS, "object_classes": list(OBJECT_CLASSES),
+            "shadows": shadows, "azimuth_step": rig.azimuth_step, "foliage_depth": rig.foliage_depth, "clutter": clutter, "object_density": object_density, "parking": parking, "classes": CLASS_IDS, "object_classes": list(OBJECT_CLASSES),
             "label_format": "uint32 per point: class id in the lower 16 bits, instance id in the upper 16",
             "moving_speed_threshold": MOVING_SPEED, "ego_motion": {"still_below_mps": STILL_SPEED, "turn_above_radps": TURN_RATE}}
     (drive / "sim.json").write_text(json.dumps(meta, indent=1))
