@@ -149,6 +149,7 @@ def test_real_label_evaluator_on_a_hand_made_frame(tmp_path):
     r3, r2 = res["obj/training"]["3d"]["LiDAR clustering"], res["obj/training"]["2d_box"]["LiDAR clustering"]
     assert (r3["tp"], r3["fp"], r3["fn"]) == (1, 1, 0)                                             # the wall; not the hidden one
     assert (r2["tp"], r2["fn"]) == (1, 0)
+    assert r3["per_frame"] == [[1, 1, 0]]                                                         # one frame's counts (real_veto)
     md = real_tables(res)
     assert "## obj/training: 3D" in md and "R 3k-10k px" in md
     assert r3["recall_by_size"]["3k-10k"] == (1.0, 1)                                            # the car's box: ~6,000 px

@@ -171,7 +171,8 @@ class _RealRow:
     def result(self, domain) -> dict:
         r = self.f1[domain].result()
         out = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"], "tp": r["tp"], "fp": r["fp"], "fn": r["fn"],
-               "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
+               "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None,
+               "per_frame": self.f1[domain].frames}                    # [tp, fp, fn] per frame (tools/real_veto.py)
         if domain == "3d":
             out |= {"fg_ari": float(np.mean(self.fg)) if self.fg else None} | self.ids.result()
         return out

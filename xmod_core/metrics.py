@@ -125,6 +125,7 @@ class F1Accumulator:
     size_edges: tuple = SIZE_BINS
     size_total: np.ndarray = field(default=None, repr=False)
     size_found: np.ndarray = field(default=None, repr=False)
+    frames: list = field(default_factory=list, repr=False)      # [tp, fp, fn] of each counted frame, in order
 
     def __post_init__(self):
         self.size_total = np.zeros(len(self.size_edges), np.int64)
@@ -154,6 +155,7 @@ class F1Accumulator:
         ignored_pred (P,) count neither way, moving (G,) splits the recall, size (G,) bins it
         (NaN: not binned). Returns the (g, p) hits."""
         match = greedy_match(iou, scores)
+        before = (self.tp, self.fp, self.fn)
         ignored_pred = np.zeros(len(match), bool) if ignored_pred is None else ignored_pred
         hit = np.zeros(len(ignored), bool)
         pairs = []
@@ -167,6 +169,7 @@ class F1Accumulator:
                 self.fp += 1
         counted = ~ignored
         self.fn += int((counted & ~hit).sum())
+        self.frames.append([self.tp - before[0], self.fp - before[1], self.fn - before[2]])
         if moving is not None:
             self.moving_total += int((counted & moving).sum())
             self.moving_found += int((counted & moving & hit).sum())
