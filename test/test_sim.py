@@ -247,6 +247,24 @@ def test_tight_parking_lines_the_kerb_bumper_to_bumper():
         generate(sequence_rngs(0, 0)[0], 5, parking="full")
 
 
+def test_cli_parking_reaches_the_drive(tmp_path, capsys):
+    """`--parking tight` through the CLI's worker jobs: the drive is the tight scene (its sim.json
+    says so, its objects are that scene's); a wrong choice is named."""
+    with pytest.raises(SystemExit):
+        sim_main(["--out", str(tmp_path), "--parking", "full"])
+    assert "--parking: invalid choice: 'full'" in capsys.readouterr().err
+    assert sim_main(["--out", str(tmp_path), "--frames", "1", "--scale", "0.2", "--no-preview", "--seed", "3",
+                     "--parking", "tight"]) == 0
+    drive = next(tmp_path.glob("*/*_drive_0000_sync"))
+    assert json.loads((drive / "sim.json").read_text())["parking"] == "tight"
+    objs = json.loads((drive / GT_OBJECT_DIR / "data" / "0000000000.json").read_text())["objects"]
+    sizes = lambda scene: {b.instance: np.round(b.size, 4).tolist() for b in scene.objects}   # noqa: E731
+    tight, sparse = sizes(generate(sequence_rngs(3, 0)[0], 1, parking="tight")), sizes(generate(sequence_rngs(3, 0)[0], 1))
+    written = {o["id"]: o["box_world"]["size"] for o in objs}
+    assert written and all(tight[i] == size for i, size in written.items())         # the tight scene's objects
+    assert any(sparse.get(i) != size for i, size in written.items())                # not the sparse scene's
+
+
 def test_clutter_and_density_reach_the_lidar_process(tmp_path):
     """With the LiDAR in a second process (the CLI's choice for one drive) the worker rebuilds the
     same `street`, object-sparse, tightly parked scene as the camera's: identical scans and labels,
