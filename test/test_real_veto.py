@@ -48,3 +48,27 @@ def test_verdicts_separate_a_loss_from_one_objects_noise(tmp_path, capsys):
     b.write_text(json.dumps(_result(everywhere)))
     assert real_veto.main([str(a), str(b)]) == 0
     assert "| src | 3d | student | 12 |" in capsys.readouterr().out
+
+
+def test_training_seeds_widen_the_interval_and_a_consistent_loss_stays_one(tmp_path, capsys):
+    strong, weak = [[4, 1, 1]] * 12, [[3, 2, 2]] * 12
+    one_each = real_veto.compare(_result(strong), _result(weak))[0]
+    assert one_each["verdict"] == "loss" and one_each["runs"] == [1, 1]
+    # the baseline reseeded scores like the candidate, the candidate reseeded like the baseline: no loss
+    crossed = real_veto.compare([_result(strong), _result(weak)], [_result(weak), _result(strong)])[0]
+    assert crossed["diff"] == 0 and crossed["lo90"] < 0 < crossed["hi90"] and crossed["verdict"] == "loss-free"
+    assert crossed["runs"] == [2, 2]
+    # both candidate seeds below both baseline seeds: still a loss, and the mean F1 per side
+    weaker = [[3, 3, 2]] * 12
+    both = real_veto.compare([_result(strong), _result(strong)], [_result(weak), _result(weaker)])[0]
+    assert both["verdict"] == "loss" and both["candidate"] == pytest.approx((0.6 + 6 / 11) / 2)
+    files = {}
+    for name, rows in (("b0", strong), ("b1", weak), ("c0", weak), ("c1", strong), ("short", strong[:5])):
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(_result(rows)))
+    assert real_veto.main([str(files["b0"]), str(files["c0"]), "--baseline-seeds", str(files["b1"]),
+                           "--candidate-seeds", str(files["c1"])]) == 0
+    out = capsys.readouterr().out
+    assert "mean F1 of 2 baseline and 2 candidate runs" in out and "| loss-free |" in out
+    assert real_veto.main([str(files["b0"]), str(files["c0"]), "--baseline-seeds", str(files["short"])]) == 2
+    assert "12 / 5 frames in the runs of one side" in capsys.readouterr().err
