@@ -196,3 +196,27 @@ def test_lifecycle_is_read_from_the_command_line_and_params_files(tmp_path):
                 assert lifecycle_requested(ctx) is want, args
         finally:
             ctx.try_shutdown()
+
+
+def test_the_lifecycle_probe_node_offers_no_service(monkeypatch):
+    """The short-lived probe that reads `lifecycle` starts no service (not even rclpy's
+    ~/get_type_description, whose teardown right after creation once crashed a refusing node)."""
+    import rclpy
+    from rclpy.node import Node
+
+    import xmod_ros.node as xnode
+    seen = []
+
+    class Recording(Node):
+        def destroy_node(self):
+            seen.append([s.srv_name for s in self.services])
+            return super().destroy_node()
+
+    monkeypatch.setattr(xnode, "Node", Recording)
+    ctx = rclpy.Context()
+    rclpy.init(args=["xmod_node", "--ros-args", "-p", "lifecycle:=true"], context=ctx)
+    try:
+        assert xnode.lifecycle_requested(ctx) is True
+    finally:
+        ctx.try_shutdown()
+    assert seen == [[]]

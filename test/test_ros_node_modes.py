@@ -167,13 +167,21 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
         cases["no_extrinsics"] = (base_params(assets, calibration_timeout=1.0),
                                   ["tf2_ros is not installed", "lidar_to_camera"])
     procs = {k: H.NodeProcess(p, assets["dir"] / f"refuse_{k}.log") for k, (p, _) in cases.items()}
-    for k, proc in procs.items():
+
+    def finish(k, proc):
         try:
-            rc = proc.proc.wait(90)
+            return proc.proc.wait(90), proc.output()
         except subprocess.TimeoutExpired:
             proc.stop()
             pytest.fail(f"{k}: still running\n{proc.output()}")
-        out = proc.output()
+
+    for k, proc in procs.items():
+        rc, out = finish(k, proc)
+        if rc < 0:
+            # killed by a signal inside the middleware (a SIGSEGV in rclpy's teardown, seen once
+            # with 12 nodes starting at once on 2 cores): once more alone; a second death fails
+            print(f"{k}: node died of signal {-rc}, started once more alone:\n{out[-2000:]}")
+            rc, out = finish(k, H.NodeProcess(cases[k][0], assets["dir"] / f"refuse_{k}_again.log"))
         assert rc == 2, (k, out)
         for text in cases[k][1]:
             assert text in out, (k, out)

@@ -903,9 +903,12 @@ def lifecycle_requested(context=None) -> bool:
     """The ``lifecycle`` parameter as given at startup (``-p lifecycle:=true`` or a params file).
     It decides the node's class, so it is read before the node exists, by a short-lived node of
     the same name (its overrides resolve the same way); a value of the wrong type is a
-    ParameterException (main: exit status 2)."""
+    ParameterException (main: exit status 2). The probe offers no service at all: destroying a node
+    a moment after creating it, with its ~/get_type_description service up, once ended in SIGSEGV
+    inside rclpy (12 nodes starting at once on 2 cores), and the exit status was lost."""
     default, ptype, text = PARAMETERS["lifecycle"]
-    probe = Node(NODE_NAME, context=context, start_parameter_services=False, enable_rosout=False)
+    probe = Node(NODE_NAME, context=context, start_parameter_services=False, enable_rosout=False,
+                 parameter_overrides=[Parameter("start_type_description_service", Parameter.Type.BOOL, False)])
     try:
         return bool(probe.declare_parameter("lifecycle", default, ParameterDescriptor(description=text, type=ptype)).value)
     finally:
