@@ -44,6 +44,28 @@ def test_uniform_and_weighted_soups_average_every_parameter(two):
     assert uni["stage"] == "3d_burn_in" and uni["modality"] == "lidar"
 
 
+def test_batchnorm_students_average_their_statistics_and_keep_the_first_counter(tmp_path):
+    """The paper configs use BatchNorm: its running statistics are averaged like the weights, its
+    integer step counter (different in every fine-tune) is taken from the first student."""
+    cfg = replace(TINY, norm="batch")
+    paths = []
+    for seed, steps in ((1, 7), (2, 300)):
+        torch.manual_seed(seed)
+        m = DIOD(student_config(cfg, "lidar"))
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.num_batches_tracked.fill_(steps)
+                mod.running_mean.uniform_(-1, 1)
+        paths.append(tmp_path / f"bn{seed}.pt")
+        export_student(paths[-1], "3d_burn_in", "lidar", cfg, m.state_dict(), {"step": steps, "seed": seed})
+    out = soup([str(p) for p in paths])["state_dict"]
+    wa, wb = weights(paths[0]), weights(paths[1])
+    counters = [k for k in wa if k.endswith("num_batches_tracked")]
+    assert counters and all(out[k].item() == 7 and out[k].dtype == torch.int64 for k in counters)
+    means = [k for k in wa if k.endswith("running_mean")]
+    assert means and all(torch.allclose(out[k], (wa[k] + wb[k]) / 2) for k in means)
+
+
 def test_a_soup_loads_as_a_student_and_a_soup_of_one_student_is_that_student(tmp_path, two):
     a, _ = two
     out = tmp_path / "soup.pt"

@@ -2,17 +2,17 @@
 
 Students fine-tuned from the same weights (the same recipe with another training seed, or another
 set of drives) stay close in weight space, and their weighted average is one student of the same
-size and speed whose errors are not those of any one of them. An ingredient that is the common
+size and speed (here above its ingredients on the validation drives, not on held-out ones). An ingredient that is the common
 starting point itself gives the WiSE-FT interpolation (Wortsman et al., CVPR 2022) between the
 init and its fine-tunes.
 
     python -m xmod_core.soup soup.pt a/student_lidar_ema.pt b/student_lidar_ema.pt [--weights 1 1]
 
 Only students of one modality and one architecture (the same `ModelConfig` after defaults) mix;
-the output is a `student_<modality>.pt` like the trainer's export (format `xmod-student-1`, meta
-naming each ingredient and its weight), written atomically. It refuses to overwrite an ingredient
+the output is written by the trainer's `export_student` (format `xmod-student-1`, atomically), its
+meta naming each ingredient, its weight, step and seed; BatchNorm's step counters are the first's. It refuses to overwrite an ingredient
 and, without `--force`, any existing file. Whether a soup is better than its ingredients is a
-measurement (docs/training.md, "Soups of 3D students").
+measurement (docs/training.md, "Soups of students").
 """
 from __future__ import annotations
 
@@ -22,28 +22,15 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, save_atomic
-from .config import ConfigError, from_dict, to_dict
-from .model import ModelConfig
-
-FORMAT = "xmod-student-1"
-
-
-def _ingredient(path: str) -> tuple[dict, ModelConfig]:
-    ck = load_checkpoint(path)
-    if ck.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an exported student (format {ck.get('format')!r}); "
-                              "soups mix the trainer's out_dir/student_<modality>.pt files")
-    try:
-        cfg = from_dict(ModelConfig, ck["model_config"])
-    except (ConfigError, KeyError) as e:
-        raise CheckpointError(f"{path}: bad model config: {e}") from None
-    return ck, cfg
+from .checkpoint import CheckpointError
+from .model import load_student
 
 
 def soup(paths: list[str], weights: list[float] | None = None) -> dict:
-    """Exported students at `paths` -> one exported student dict, its weights the average of theirs
-    weighted by `weights` (normalised to sum to one; uniform when None)."""
+    """Exported students at `paths` (read and checked by `load_student`) -> {stage, modality,
+    model_config, state_dict, meta}: the float weights and buffers the average of theirs weighted by
+    `weights` (normalised to sum to one; uniform when None); integer buffers (BatchNorm's
+    `num_batches_tracked`, which fine-tunes of one student never share) are the first student's."""
     if len(paths) < 2:
         raise ValueError(f"a soup needs at least two students, got {len(paths)}")
     w = torch.tensor([1.0] * len(paths) if weights is None else [float(x) for x in weights], dtype=torch.float64)
@@ -52,32 +39,23 @@ def soup(paths: list[str], weights: list[float] | None = None) -> dict:
     if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
     w = w / w.sum()
-    cks, cfgs = zip(*(_ingredient(p) for p in paths))
-    first, cfg0 = cks[0], cfgs[0]
-    for p, ck, cfg in zip(paths[1:], cks[1:], cfgs[1:]):
-        if ck["modality"] != first["modality"]:
-            raise CheckpointError(f"{p} holds a {ck['modality']} student, {paths[0]} a {first['modality']} one")
-        if cfg != cfg0:
-            diff = {k: (v, getattr(cfg, k)) for k, v in vars(cfg0).items() if getattr(cfg, k) != v}
+    students = [load_student(p) for p in paths]                                           # [(model, info)]
+    (first, info0) = students[0]
+    for p, (model, info) in zip(paths[1:], students[1:]):
+        if info["modality"] != info0["modality"]:
+            raise CheckpointError(f"{p} holds a {info['modality']} student, {paths[0]} a {info0['modality']} one")
+        if model.cfg != first.cfg:
+            diff = {k: (v, getattr(model.cfg, k)) for k, v in vars(first.cfg).items() if getattr(model.cfg, k) != v}
             raise CheckpointError(f"{p} has another architecture than {paths[0]}: {diff}")
-        if ck["state_dict"].keys() != first["state_dict"].keys():
-            raise CheckpointError(f"{p} and {paths[0]} hold different parameters")
-    state = {}
-    for name, t0 in first["state_dict"].items():
-        ts = [ck["state_dict"][name] for ck in cks]
-        if not t0.is_floating_point():                      # counters and the like: must agree, kept as they are
-            if any(not torch.equal(t, t0) for t in ts[1:]):
-                raise CheckpointError(f"non-float tensor {name!r} differs between the students; cannot average it")
-            state[name] = t0.clone()
-            continue
-        stacked = torch.stack([t.to(torch.float64) for t in ts])                        # (S, ...)
-        state[name] = torch.einsum("s,s...->...", w, stacked).to(t0.dtype)
-    stages = {ck.get("stage") for ck in cks}
-    meta = {"soup": [{"path": str(p), "weight": float(x), "stage": ck.get("stage"),
-                      "step": ck.get("meta", {}).get("step"), "seed": ck.get("meta", {}).get("seed")}
-                     for p, x, ck in zip(paths, w.tolist(), cks)]}
-    return {"format": FORMAT, "stage": stages.pop() if len(stages) == 1 else "soup", "modality": first["modality"],
-            "model_config": to_dict(cfg0), "state_dict": state, "meta": meta}
+    states = [m.state_dict() for m, _ in students]
+    state = {name: torch.einsum("s,s...->...", w, torch.stack([sd[name].double() for sd in states])).to(t0.dtype)
+             if t0.is_floating_point() else t0.clone() for name, t0 in states[0].items()}
+    stages = {info.get("stage") for _, info in students}
+    meta = {"soup": [{"path": str(p), "weight": float(x), "stage": info.get("stage"),
+                      "step": info.get("meta", {}).get("step"), "seed": info.get("meta", {}).get("seed")}
+                     for p, x, (_, info) in zip(paths, w.tolist(), students)]}
+    return {"stage": stages.pop() if len(stages) == 1 else "soup", "modality": info0["modality"],
+            "model_config": first.cfg, "state_dict": state, "meta": meta}
 
 
 def main(argv=None) -> int:
@@ -99,7 +77,8 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    save_atomic(ck, out)
+    from .train import export_student                    # the trainer's own export format
+    export_student(out, ck["stage"], ck["modality"], ck["model_config"], ck["state_dict"], ck["meta"])
     parts = ", ".join(f"{Path(m['path']).parent.name or m['path']} x{m['weight']:.3f}" for m in ck["meta"]["soup"])
     print(f"wrote {out}: {ck['modality']} student, soup of {len(a.students)} ({parts})")
     return 0
