@@ -53,3 +53,12 @@ def test_bad_input_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         label_recall.main(["motion_masks", str(tmp_path / "nowhere")])
     assert "no instance_02/" in capsys.readouterr().err
+
+
+def test_a_label_without_its_ground_truth_is_named(tmp_path):
+    gt = np.zeros((20, 30), np.int64)
+    gt[2:8, 2:8] = 1
+    d = _drive(tmp_path, 20, 30, gt, gt)
+    (d / "instance_02/data/0000000000.png").unlink()
+    with pytest.raises(FileNotFoundError, match="ground truth instance_02/data/0000000000.png"):
+        label_recall.label_recall([d], "motion_masks")
