@@ -5,6 +5,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -160,6 +161,35 @@ def test_point_drop_applies_to_the_given_share_of_clips(tiny_drive):
     per_frame = [[not torch.equal(s["lidar"][t], s["lidar_target"][t]) for t in range(2)] for s in map(ds.__getitem__, range(len(ds)))]
     assert all(len(set(f)) == 1 for f in per_frame)                  # one draw per clip: all frames or none
     assert {f[0] for f in per_frame} == {True, False}
+
+
+def test_min_target_cells_drops_only_the_small_targets(tiny_drive):
+    """data.min_target_cells: target instances under that many cells of the mask grid become
+    background, the others keep their masks (renumbered 1..G); 0 keeps every target."""
+    from xmod_core.data import ClipDataset, DataConfig, drop_small_ids
+    ids = np.array([[0, 1, 1, 1], [2, 0, 3, 3], [0, 0, 3, 3]])
+    assert np.array_equal(drop_small_ids(ids, 3), [[0, 1, 1, 1], [0, 0, 2, 2], [0, 0, 2, 2]])
+    assert np.array_equal(drop_small_ids(ids, 0), ids)
+    assert not drop_small_ids(ids, 5).any()
+    kw = dict(drives=[str(tiny_drive)], clip_len=2, height=32, width=96, workers=0)
+    plain = ClipDataset(DataConfig(**kw), None, ("lidar",))
+    sizes = [np.bincount(plain[i]["motion"][t].reshape(-1).numpy())[1:] for i in range(len(plain)) for t in range(2)]
+    sizes = np.concatenate([s[s > 0] for s in sizes])
+    cut = int(np.median(sizes)) + 1                                  # some targets fall under it, some not
+    assert (sizes < cut).any() and (sizes >= cut).any()
+    strict = ClipDataset(DataConfig(min_target_cells=cut, **kw), None, ("lidar",))
+    for i in range(len(plain)):
+        a, b = plain[i]["motion"].numpy(), strict[i]["motion"].numpy()
+        for t in range(2):
+            big = np.bincount(a[t].reshape(-1))
+            kept = np.isin(a[t], np.flatnonzero(big >= cut)) & (a[t] > 0)
+            assert np.array_equal(b[t] > 0, kept)                     # exactly the large targets' cells stay
+            assert b[t].max(initial=0) == len(np.unique(a[t][kept]))  # renumbered without gaps
+
+
+def test_min_target_cells_must_not_be_negative():
+    with pytest.raises(ValueError, match="min_target_cells"):
+        from_dict(TrainConfig, {"data": {"min_target_cells": -1}})
 
 
 def test_camera_appearance_augmentation(tiny_drive):

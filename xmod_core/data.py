@@ -50,6 +50,9 @@ class DataConfig:
                                   # that look like movers, merged under the motion masks; "": off. Frames
                                   # without a motion mask keep none (the miner could not tell movers there)
     mined_min_confidence: float = 0.0   # mined instances with a lower vote (mined.json) are left out
+    min_target_cells: int = 0     # target instances covering fewer cells of the mask grid (after crop and
+                                  # resize) become background, as the teacher's pseudo-labels under
+                                  # distill.min_size do; 0: every target kept (docs/training.md)
     preload: bool = False         # decode every frame (image, scan, motion mask) once into memory at the
                                   # start; augmentation still runs per clip (forked workers share the frames)
     device_cache: int = 0         # > 0: decode this many augmented passes over the clips once, hold them as
@@ -113,6 +116,16 @@ def compact_ids(ids: np.ndarray) -> np.ndarray:
     """Renumber instance ids to 1..G (0 stays background)."""
     u, inv = np.unique(ids, return_inverse=True)
     return (inv.reshape(ids.shape) + (0 if u[0] == 0 else 1)).astype(np.int64)
+
+
+def drop_small_ids(ids: np.ndarray, min_cells: int) -> np.ndarray:
+    """Compact ids (0 = background) with the instances of fewer than `min_cells` pixels set to 0
+    and the rest renumbered 1..G; `min_cells` <= 1 returns `ids` unchanged."""
+    if min_cells <= 1:
+        return ids
+    small = np.bincount(ids.reshape(-1), minlength=1) < min_cells                  # (G + 1,)
+    small[0] = True
+    return compact_ids(np.where(small[ids], 0, ids))
 
 
 def crop_calib(calib: CameraCalib, x0: int, y0: int, cw: int, ch: int, W: int, H: int) -> CameraCalib:
@@ -206,7 +219,7 @@ class ClipDataset(Dataset):
             s = cfg.mask_stride
             m = cv2.resize(m[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (W // s, H // s), interpolation=cv2.INTER_NEAREST)
             m = m[:, ::-1] if flip else m
-            motion.append(compact_ids(m.astype(np.int64)))
+            motion.append(drop_small_ids(compact_ids(m.astype(np.int64)), cfg.min_target_cells))
         out["motion"] = torch.from_numpy(np.stack(motion))
         out["motion_valid"] = torch.tensor(mvalid)
 

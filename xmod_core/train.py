@@ -79,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"data.mask_stride ({self.data.mask_stride}) must be {self.model.mask_stride} (model.output_stride "
                              f"{self.model.output_stride}, fine_masks {self.model.fine_masks}): the motion targets live on the "
                              "masks' grid")
+        if self.data.min_target_cells < 0:
+            raise ValueError(f"data.min_target_cells must be >= 0 (0: every target kept), got {self.data.min_target_cells}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
         if self.export_every < 0:
