@@ -184,6 +184,7 @@ def test_simulated_boxes_score_extent_not_shape():
     """The 2d_box domain matches boxes: a predicted filled square over a ring-shaped object misses in
     the mask domain (IoU 0.36) and hits in the box domain (IoU 1); a box half off does not."""
     from xmod_core.evaluate import _Row
+    from xmod_core.metrics import instance_boxes
     gt = np.zeros((40, 60), np.int64)
     gt[5:25, 5:25] = 1
     gt[7:23, 7:23] = 0                                                         # a ring: 144 of 400 pixels
@@ -192,7 +193,7 @@ def test_simulated_boxes_score_extent_not_shape():
     pred[5:25, 40:52] = 7                                                      # nothing there
     r = _Row()
     r.add("2d_full", gt, pred, {4: 0.9, 7: 0.8}, [], [1], {1: 144})
-    r.add_boxes(gt, pred, {4: 0.9, 7: 0.8}, [], [1], {1: 144})
+    r.add_boxes(instance_boxes(gt), instance_boxes(pred), {4: 0.9, 7: 0.8}, [], [1], {1: 144})
     mask, box = r.result("2d_full"), r.result("2d_box")
     assert (mask["f1"], mask["recall"]) == (0.0, 0.0)
     assert box["recall"] == 1.0 and box["precision"] == 0.5 and box["recall_moving"] == 1.0
@@ -200,5 +201,31 @@ def test_simulated_boxes_score_extent_not_shape():
     shifted = np.zeros_like(gt)
     shifted[5:25, 15:35] = 4                                                   # box IoU 10*20 / (2*400 - 200) = 1/3
     r2 = _Row()
-    r2.add_boxes(gt, shifted, {4: 0.9}, [], [], {1: 144})
+    r2.add_boxes(instance_boxes(gt), instance_boxes(shifted), {4: 0.9}, [], [], {1: 144})
     assert r2.result("2d_box")["f1"] == 0.0 and r2.result("2d_box")["recall_still"] == 0.0
+
+
+def test_kitti_convention_boxes_and_box_sources(sim_drive, students):
+    """--gt-boxes kitti scores against the image rectangles of the objects' 3D boxes: the motion
+    masks' boxes (visible parts) match fewer of them than of the boxes around the masks, or as
+    many; --box-source 3d gives the clustering row the projected boxes of its clusters; bad
+    conventions are named."""
+    from xmod_core.evaluate import _cluster_boxes
+    from xmod_core.clusters import cluster_objects
+    from xmod_core.image_boxes import frame_boxes
+    kw = dict(height=32, width=96, device="cpu", progress=False)
+    masks = evaluate([sim_drive], [], **kw)["2d_box"]
+    kitti = evaluate([sim_drive], [], gt_boxes="kitti", **kw)["2d_box"]
+    assert kitti["motion masks"]["recall"] <= masks["motion masks"]["recall"]
+    d = KittiRawDrive(sim_drive)
+    scan = d.scan(0)
+    cl = euclidean_clusters(scan)
+    img = clusters_to_image(scan, cl, d.calib, d.calib.height, d.calib.width)
+    ids, boxes = _cluster_boxes(scan, cl, img, d.calib, "3d")
+    want = frame_boxes(img, cluster_objects(scan, cl, min_points=1, depth_gate=0.0)[0], d.calib, "3d")
+    assert (ids == want[0]).all() and np.allclose(boxes, want[1])
+    mids, mboxes = _cluster_boxes(scan, cl, img, d.calib, "mask")
+    common = np.intersect1d(ids, mids)
+    assert len(common) and not np.allclose(boxes[np.isin(ids, common)], mboxes[np.isin(mids, common)])
+    with pytest.raises(ValueError, match="gt_boxes"):
+        evaluate([sim_drive], [], gt_boxes="hull", **kw)

@@ -153,6 +153,38 @@ def test_hybrid_ground_feet_reaches_the_hybrid_step(students, tiny_drive):
     assert lowest(out[True].grid) > lowest(out[False].grid)
 
 
+def test_box_source_gives_the_objects_projected_boxes(students, tiny_drive):
+    """PredictorConfig.box_source: mask boxes are the boxes around the labels; 3d boxes are the
+    image rectangles of the frame's 3D objects (instances without one keep their mask box), and
+    3d_ground ones reach further down, to the ground plane under a car standing 0.33 m above it
+    in the point cloud; an unknown source is named."""
+    from test_hybrid import box_surface
+    from xmod_core.image_boxes import box_corners, project_boxes
+    from xmod_core.metrics import instance_boxes
+    d = KittiRawDrive(tiny_drive)
+    box = box_surface(10.0, 14.0, -3.0, -1.2, -1.4, 0.0)
+    scan = np.concatenate([d.scan(0), np.c_[box, np.zeros(len(box))].astype(np.float32)])
+    out = {}
+    for src in ("mask", "3d", "3d_ground"):
+        p = predictor(students, tiny_drive, "lidar", instances="hybrid", hybrid_objectness=0.0, min_points=1,
+                      depth_gate_m=0, box_source=src)
+        out[src] = p(points=scan, stamp=0.0)
+    m = out["mask"]
+    ids, boxes = instance_boxes(m.labels)
+    assert (m.box_ids == ids).all() and np.allclose(m.boxes, boxes)
+    r = out["3d"]
+    assert r.objects and set(o.id for o in r.objects) <= set(r.box_ids.tolist())
+    o = r.objects[0]
+    want, ok = project_boxes(box_corners(o.center[None], o.size[None], np.array([o.yaw])), d.calib)
+    assert ok[0] and np.allclose(r.boxes[r.box_ids.tolist().index(o.id)], want[0])
+    car = lambda res: res.boxes[np.argmax(res.boxes[:, 2] - res.boxes[:, 0])]        # the widest: the car
+    assert car(out["3d_ground"])[3] > car(out["3d"])[3] + 1                            # bottom lower in the image
+    with pytest.raises(ValueError, match="box_source"):
+        predictor(students, tiny_drive, "lidar", box_source="hull")
+    assert predictor(students, tiny_drive, "lidar", instances="hybrid").box_source == "3d_ground"   # auto
+    assert predictor(students, tiny_drive, "lidar").box_source == "mask"
+
+
 def test_hybrid_movable_model_reaches_the_hybrid_step(students, tiny_drive, tmp_path):
     """PredictorConfig.hybrid_movable / movable_model: a model calling every shape movable keeps, at
     weight 1, every cluster (the students' agreement no longer counts); a missing file is named."""

@@ -64,6 +64,20 @@ def test_detections_2d_boxes_ids_scores_and_header():
     assert score == {"1": 0.25, "3": 0.9, "7": 0.0, "65535": 1.0}
 
 
+def test_detections_2d_from_given_boxes_equal_the_mask_boxes_and_take_projected_ones():
+    """The Predictor's boxes (pixel edges): those of the masks give the masks' detections, and a
+    box from a 3D object (fractional edges) keeps its edges."""
+    from xmod_core.metrics import instance_boxes
+    lab = _labels()
+    want = [_box(d) for d in detections.detections_2d(lab, {3: 0.9}).detections]
+    got = detections.detections_2d(lab, {3: 0.9}, None, instance_boxes(lab))
+    assert [_box(d) for d in got.detections] == want and [d.id for d in got.detections] == ["1", "3", "7", "65535"]
+    one = detections.detections_2d(lab, {4: 0.5}, None, (np.array([4]), np.array([[10.5, 2.0, 30.5, 12.0]])))
+    assert [d.id for d in one.detections] == ["4"]
+    assert _box(one.detections[0]) == (20.0, 6.5, 20.0, 10.0, 0.0)       # edges 10.5..30.5, 2..12
+    assert one.detections[0].results[0].hypothesis.score == 0.5
+
+
 def test_detections_2d_empty_and_bad_input():
     msg = detections.detections_2d(np.zeros((5, 6), np.uint16), {1: 0.5})
     assert list(msg.detections) == [] and msg.header.frame_id == ""

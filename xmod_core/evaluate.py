@@ -37,10 +37,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .baselines import EXTENTS, ClusterConfig, clusters_to_image, euclidean_clusters
+from .baselines import EXTENTS, ClusterConfig, clusters_to_image, euclidean_clusters, ground_plane
+from .clusters import cluster_objects
 from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import MASKS
+from .image_boxes import BOX_SOURCES, box_corners, frame_boxes, project_boxes, resolve_box_source
 from .instances import FRAGMENTS
 from .tiles import ZOOM_LIDAR
 from .kitti import KittiRawDrive
@@ -50,6 +52,7 @@ from .predictor import DEFAULT_2D, DEFAULT_3D, MODES, Predictor, PredictorConfig
 
 DOMAINS = ("2d_grid", "2d_full", "2d_box", "3d")
 REAL_DOMAINS = ("3d", "2d_box")
+GT_BOXES = ("masks", "kitti")
 METHODS = (*MODES, *(f"hybrid:{m}" for m in MODES))
 NAMES = {"rgb": "DIOD 2D (rgb)", "lidar": "DIOD-3D (lidar)", "fused": "fused"} | \
     {f"hybrid:{m}": f"hybrid ({m})" for m in MODES}
@@ -70,11 +73,12 @@ class _Row:
         self.all = {d: [] for d in DOMAINS}
         self.seconds, self.frames = 0.0, 0
 
-    def add_boxes(self, gt, pred, scores, ignore, moving, sizes):
-        """F1@50 of the boxes around the predicted instances against those around the ground-truth
-        masks (the simulator's counterpart of KITTI's 2D boxes; no ARI for boxes)."""
-        gids, gbox = instance_boxes(gt)
-        pids, pbox = instance_boxes(pred)
+    def add_boxes(self, gt_boxes, pred_boxes, scores, ignore, moving, sizes):
+        """F1@50 of the predicted instances' boxes (ids, boxes) against the ground truth's (ids,
+        boxes: around the masks or projected from the 3D boxes, `gt_boxes` of `evaluate`; the
+        simulator's counterpart of KITTI's 2D boxes; no ARI for boxes)."""
+        gids, gbox = gt_boxes
+        pids, pbox = pred_boxes
         s = box_area(pbox) if scores is None else np.array([scores.get(int(p), 0.0) for p in pids])
         self.f1["2d_box"].count(box_iou(gbox, pbox), s, np.isin(gids, list(ignore)), None, np.isin(gids, list(moving)),
                                 np.array([sizes.get(int(g), np.nan) for g in gids], np.float64))
@@ -100,11 +104,41 @@ def _small_ids(ids: np.ndarray, min_count: int) -> list:
     return [int(i) for i in np.flatnonzero((counts > 0) & (counts < min_count)) if i]
 
 
+def gt_object_boxes(objects: list, ids, calib) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's objects (objects/*.json) among `ids` as KITTI labels its 2D boxes: ids (P,)
+    ascending and the image rectangles (P, 4) of their 3D boxes (`box_velo`), clipped to the image."""
+    objs = sorted((o for o in objects if o["id"] in set(ids)), key=lambda o: o["id"])
+    if not objs:
+        return np.zeros(0, np.int64), np.zeros((0, 4))
+    b = [o["box_velo"] for o in objs]
+    box, ok = project_boxes(box_corners(np.array([x["center"] for x in b]), np.array([x["size"] for x in b]),
+                                        np.array([x["yaw"] for x in b])), calib)
+    return np.array([o["id"] for o in objs], np.int64)[ok], box[ok]
+
+
+def _cluster_boxes(scan, cl, labels, calib, source):
+    """Boxes of the clustering baseline's instances by `source` (image_boxes.BOX_SOURCES); its
+    ground plane for 3d_ground is the clusters' own (ground removal)."""
+    source = resolve_box_source(source, "clusters")
+    if source == "mask":
+        return instance_boxes(labels)
+    objs, _ = cluster_objects(scan, cl, min_points=1, depth_gate=0.0)
+    view = project_scan(scan, calib).point_pixel >= 0
+    plane = ground_plane(scan[view], ClusterConfig()) if source == "3d_ground" else None
+    return frame_boxes(labels, objs, calib, source, plane)
+
+
 def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, device="auto",
              min_area=0.001, min_points=10, progress=True, predictor_overrides=None, baselines=True,
-             names=None) -> dict:
+             names=None, gt_boxes="masks") -> dict:
     """Scores of the requested modes (and, with `baselines`, of the motion masks and LiDAR
-    clustering) per domain: {domain: {row name: metrics}}. `names` renames the modes' rows."""
+    clustering) per domain: {domain: {row name: metrics}}. `names` renames the modes' rows.
+    `gt_boxes`: the ground-truth boxes of domain 2d_box, around the objects' masks (masks) or the
+    image rectangles of their 3D boxes (kitti, as KITTI's labels are made); the predicted boxes
+    follow `predictor_overrides["box_source"]` (the clustering row's too)."""
+    if gt_boxes not in GT_BOXES:
+        raise ValueError(f"gt_boxes must be one of {GT_BOXES}, got {gt_boxes!r}")
+    box_source = (predictor_overrides or {}).get("box_source", PredictorConfig.box_source)
     names = NAMES | (names or {})
     rows: dict[str, _Row] = {}
     row = lambda name: rows.setdefault(name, _Row())
@@ -132,17 +166,19 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                    "3d": gt_pts[in_view]}
             area = np.bincount(gt.reshape(-1))
             sizes = {int(i): int(area[i]) for i in np.flatnonzero(area[1:]) + 1}       # pixels at camera resolution
+            gbox = instance_boxes(gt) if gt_boxes == "masks" else gt_object_boxes(objs, np.flatnonzero(area[1:]) + 1, calib)
             ignore = {"2d_full": _small_ids(gts["2d_full"], max(4, min_area * gt.size)),
                       "2d_grid": _small_ids(gts["2d_grid"], max(4, min_area * gts["2d_grid"].size)),
                       "3d": _small_ids(gts["3d"], min_points)}
 
-            def score(name, labels_full, point_labels, scores, seconds):
+            def score(name, labels_full, point_labels, scores, seconds, boxes=None):
                 r = row(name)
                 r.seconds, r.frames = r.seconds + seconds, r.frames + 1
                 grid = cv2.resize(labels_full.astype(np.uint16), grid_hw[::-1], interpolation=cv2.INTER_NEAREST)
                 for dom, pred in (("2d_full", labels_full), ("2d_grid", grid), ("3d", point_labels[in_view])):
                     r.add(dom, gts[dom], pred.astype(np.int64), scores, ignore[dom], moving, sizes)
-                r.add_boxes(gt, labels_full, scores, ignore["2d_full"], moving, sizes)
+                r.add_boxes(gbox, instance_boxes(labels_full) if boxes is None else boxes, scores, ignore["2d_full"],
+                            moving, sizes)
 
             if baselines:
                 # baseline 1: the motion masks
@@ -154,11 +190,13 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
                 # baseline 2: LiDAR Euclidean clustering
                 t0 = time.perf_counter()
                 cl = euclidean_clusters(scan, ClusterConfig())
-                score("LiDAR clustering", clusters_to_image(scan, cl, calib, *gt.shape), cl, None, time.perf_counter() - t0)
+                cl_img = clusters_to_image(scan, cl, calib, *gt.shape)
+                score("LiDAR clustering", cl_img, cl, None, time.perf_counter() - t0,
+                      _cluster_boxes(scan, cl, cl_img, calib, box_source))
             for m, p in preds.items():
                 t0 = time.perf_counter()
                 res = p(image=image if p.cfg.mode != "lidar" else None, points=scan, stamp=float(stamps[t]))
-                score(names[m], res.labels, res.point_labels, res.scores, time.perf_counter() - t0)
+                score(names[m], res.labels, res.point_labels, res.scores, time.perf_counter() - t0, (res.box_ids, res.boxes))
     return {dom: {name: r.result(dom) for name, r in rows.items()} for dom in DOMAINS}
 
 
@@ -195,7 +233,9 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
                   progress=True, predictor_overrides=None, baselines=True, dont_care_share=0.5) -> dict:
     """Scores against real KITTI labels: {source name: {domain: {row name: metrics}}} with domains
     `3d` (LiDAR points in view) and `2d_box`. Methods needing a camera are skipped for sources
-    without images; a method's Predictor restarts its sequence at every frame of the object layout."""
+    without images; a method's Predictor restarts its sequence at every frame of the object layout.
+    The predicted boxes follow `predictor_overrides["box_source"]` (the clustering row's too)."""
+    box_source = (predictor_overrides or {}).get("box_source", PredictorConfig.box_source)
     out = {}
     for src in sources:
         rows: dict[str, _RealRow] = {}
@@ -226,7 +266,7 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
             box_px = box_area(gt_boxes)                                                              # (B,) size in pixels
             sizes = dict(zip(track.tolist(), box_px.tolist()))
 
-            def score(name, point_labels, labels, scores, seconds):
+            def score(name, point_labels, labels, scores, seconds, boxes=None):
                 r = rows.setdefault(name, _RealRow())
                 r.seconds, r.frames = r.seconds + seconds, r.frames + 1
                 pl = np.asarray(point_labels, np.int64)[in_view]
@@ -238,7 +278,7 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
                 v = fg_ari(np.where(np.isin(gt, ignore), 0, gt), pl)
                 if v is not None:
                     r.fg.append(v)
-                pids, pbox = instance_boxes(labels)
+                pids, pbox = instance_boxes(labels) if boxes is None else boxes
                 area = box_area(pbox)
                 in_dc = box_intersection(pbox, dc).max(1, initial=0) / np.maximum(area, 1) > dont_care_share
                 s = np.array([scores.get(int(p), 0.0) for p in pids]) if scores is not None else area
@@ -247,11 +287,13 @@ def evaluate_real(sources, methods, ckpt_2d=None, ckpt_3d=None, height=96, width
             if baselines:
                 t0 = time.perf_counter()
                 cl = euclidean_clusters(fr.scan, ClusterConfig())
-                score("LiDAR clustering", cl, clusters_to_image(fr.scan, cl, fr.calib, H, W), None, time.perf_counter() - t0)
+                cl_img = clusters_to_image(fr.scan, cl, fr.calib, H, W)
+                score("LiDAR clustering", cl, cl_img, None, time.perf_counter() - t0,
+                      _cluster_boxes(fr.scan, cl, cl_img, fr.calib, box_source))
             for m, p in preds.items():
                 t0 = time.perf_counter()
                 res = p(image=fr.image if p.cfg.mode != "lidar" else None, points=fr.scan, stamp=fr.stamp)
-                score(NAMES[m], res.point_labels, res.labels, res.scores, time.perf_counter() - t0)
+                score(NAMES[m], res.point_labels, res.labels, res.scores, time.perf_counter() - t0, (res.box_ids, res.boxes))
         out[src.name] = {dom: {name: r.result(dom) for name, r in rows.items()} for dom in REAL_DOMAINS}
     return out
 
@@ -260,7 +302,7 @@ def tables(results: dict, title: str = "") -> str:
     cols = [("fg_ari", "FG-ARI"), ("all_ari", "all-ARI"), ("f1", "F1@50"), ("precision", "P"), ("recall", "R"),
             ("recall_still", "R still"), ("recall_moving", "R moving"), *_size_cols(results), ("fps", "frames/s")]
     names = {"2d_grid": "2D, 1/4 grid of the input", "2d_full": "2D, full camera resolution",
-             "2d_box": "2D boxes around the masks, full camera resolution (box F1@50; no ARI)", "3d": "3D, LiDAR points in view"}
+             "2d_box": "2D boxes, full camera resolution (box F1@50; no ARI)", "3d": "3D, LiDAR points in view"}
     out = [f"# {title}".rstrip()] if title else []
     for dom, rows in results.items():
         out += [f"\n## {names[dom]}\n", "| method | " + " | ".join(c[1] for c in cols) + " |",
@@ -371,6 +413,13 @@ def main(argv=None) -> int:
                     help="a tile's instance joins if it scores at least this much (default: the Predictor's)")
     ap.add_argument("--zoom-min-pixels", type=int, default=PredictorConfig.zoom_min_pixels,
                     help="a tile's instance joins if it covers this many processing pixels (default: the Predictor's)")
+    ap.add_argument("--box-source", choices=(*BOX_SOURCES, "auto"), default=PredictorConfig.box_source,
+                    help="predicted 2D boxes: around the instance's pixels (mask), the image rectangle of its 3D box "
+                         "(3d) or of that box down to the ground plane (3d_ground); auto: 3d_ground for LiDAR clusters "
+                         "(hybrid, clustering), mask for slot instances (default: the Predictor's)")
+    ap.add_argument("--gt-boxes", choices=GT_BOXES, default="masks",
+                    help="simulated drives' ground-truth 2D boxes: around the visible masks, or the image rectangles "
+                         "of the objects' 3D boxes as KITTI's labels are made (kitti)")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     a = ap.parse_args(argv)
     try:
@@ -392,15 +441,17 @@ def main(argv=None) -> int:
                 "fragments": a.fragments, "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
                 "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
                 "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
-                "mirror": a.mirror}
+                "mirror": a.mirror, "box_source": a.box_source}
         res = evaluate(drives, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_area, a.min_points,
-                       predictor_overrides=over) if drives else {}
+                       predictor_overrides=over, gt_boxes=a.gt_boxes) if drives else {}
         res_real = evaluate_real(real, methods, a.ckpt_2d, a.ckpt_3d, a.height, a.width, a.device, a.min_points,
                                  predictor_overrides=over) if real else {}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = tables(res, f"Evaluation of {len(drives)} simulated drive(s)") if drives else ""
+    text = tables(res, f"Evaluation of {len(drives)} simulated drive(s); 2D boxes: predicted from {a.box_source}, "
+                       f"ground truth from {'the masks' if a.gt_boxes == 'masks' else 'the 3D boxes (kitti)'}") \
+        if drives else ""
     text += real_tables(res_real) if real else ""
     text += f"\n({time.perf_counter() - t0:.0f} s)\n"
     print(text)

@@ -41,12 +41,13 @@ import cv2
 import numpy as np
 import torch
 
-from .baselines import ClusterConfig
+from .baselines import ClusterConfig, ground_plane
 from .clusters import Object3D, cluster_objects
 from .data import mirror_x
 from .frontview import grid_labels_to_points, project_scan
 from .fusion import MASKS, late_fusion
 from .graphs import StudentStep
+from .image_boxes import frame_boxes, resolve_box_source
 from .hybrid import HybridConfig, hybrid_instances
 from .movable import MovableModel
 from .instances import FRAGMENTS, slots_to_instances
@@ -148,6 +149,11 @@ class PredictorConfig:
     mirror: bool = False                # each student also sees the frame mirrored left-right (in the same batch);
                                         # its instances join where the frame has none, by the tiles' zoom_claimed and
                                         # zoom_min_score and the frame's min_pixels. Costs one more image per student
+    box_source: str = "auto"            # an instance's 2D box (FrameResult.boxes, the node's detections): around its
+                                        # pixels (mask), the image rectangle of its 3D box (3d; KITTI's boxes come from
+                                        # 3D boxes) or the same down to the ground plane (3d_ground); `image_boxes`.
+                                        # auto: 3d_ground for hybrid instances, mask for slots (chosen on validation
+                                        # drives against boxes made as KITTI's are; docs/evaluation.md)
     hybrid_fragments: str = "keep"      # hybrid: fragments of the students' instances (validation seed 77, point F1@50
                                         # lidar / fused: keep 0.370 / 0.383, largest 0.357 / 0.378)
 
@@ -163,6 +169,9 @@ class FrameResult:
     grid: Optional[np.ndarray] = None           # (h, w) the labels on the processing grid
     students: dict = field(default_factory=dict)  # {modality: (h, w) its student's instances on the grid, before
                                                 # fusion and tracking (slot k -> k + 1)}
+    box_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # (P,) ascending
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))          # (P, 4) left, top, right, bottom:
+                                                # pixel edges at camera resolution (`PredictorConfig.box_source`)
 
 
 def pick_device(name: str) -> torch.device:
@@ -195,6 +204,7 @@ class Predictor:
             raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
+        self.box_source = resolve_box_source(cfg.box_source, cfg.instances)
         self.hybrid = HybridConfig(objectness=cfg.hybrid_objectness, agreement=cfg.hybrid_agreement,
                                    ground_feet=cfg.hybrid_ground_feet, far=cfg.hybrid_far, movable=cfg.hybrid_movable,
                                    hold=cfg.hybrid_hold,
@@ -400,5 +410,10 @@ class Predictor:
             objects, point_labels = cluster_objects(points, point_labels, scores, cfg.min_points, cfg.depth_gate_m)
             point_labels = point_labels.astype(np.uint16)
             timings["clusters"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        plane = ground_plane(points[fv.point_pixel >= 0], self.hybrid.clusters) \
+            if self.box_source == "3d_ground" and objects else None
+        box_ids, boxes = frame_boxes(labels, objects, self.calib, self.box_source, plane)
+        timings["boxes"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(labels, point_labels, objects, scores, timings, new_seq, grid, students)
+        return FrameResult(labels, point_labels, objects, scores, timings, new_seq, grid, students, box_ids, boxes)

@@ -67,16 +67,22 @@ def mask_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int64), np.stack([lo[0, ids], lo[1, ids], hi[0, ids], hi[1, ids]], 1)
 
 
-def detections_2d(labels: np.ndarray, scores: dict | None, header=None) -> Detection2DArray:
+def detections_2d(labels: np.ndarray, scores: dict | None, header=None, boxes=None) -> Detection2DArray:
     """(H, W) instance ids (uint16, 0 = background) -> Detection2DArray, one Detection2D per id > 0
     present, ascending by id. Boxes in pixel coordinates with pixel (column c, row r) at (c, r): a
     mask spanning columns c0..c1 and rows r0..r1 gives ``bbox.center.position`` =
     ((c0 + c1) / 2, (r0 + r1) / 2), ``size_x`` = c1 - c0 + 1, ``size_y`` = r1 - r0 + 1 (the box's
-    edges lie on the outer pixel edges), ``theta`` = 0. ``scores``: {instance id: score}, 0.0 for
-    ids missing from it. ``header`` (std_msgs/Header, the image's) goes on the array and on each
-    detection."""
+    edges lie on the outer pixel edges), ``theta`` = 0. ``boxes``: (ids (P,), boxes (P, 4) left,
+    top, right, bottom in pixel edges; ``FrameResult.box_ids, boxes``) replaces the mask boxes by
+    these (each pixel-edge box (l, t, r, b) as the mask of columns l..r - 1 would be). ``scores``:
+    {instance id: score}, 0.0 for ids missing from it. ``header`` (std_msgs/Header, the image's)
+    goes on the array and on each detection."""
     _require()
-    ids, boxes = mask_boxes(labels)
+    if boxes is None:
+        ids, boxes = mask_boxes(labels)
+    else:                                                  # pixel edges -> first and last pixel
+        ids, edges = np.asarray(boxes[0], np.int64), np.asarray(boxes[1], np.float64).reshape(-1, 4)
+        boxes = edges - np.array([0.0, 0.0, 1.0, 1.0])
     scores = scores or {}
     out = Detection2DArray()
     if header is not None:

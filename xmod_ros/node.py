@@ -116,6 +116,10 @@ PARAMETERS: dict[str, tuple] = {
     "instances": ("slots", _D.PARAMETER_STRING,
                   "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
                   "split and merged by their instances (needs the cloud in every mode); read at startup"),
+    "box_source": (PredictorConfig.box_source, _D.PARAMETER_STRING,
+                   "~/detections' boxes: around an instance's pixels (mask), the image rectangle of its 3D box (3d) or "
+                   "of that box down to the ground plane (3d_ground); auto: 3d_ground for hybrid instances, mask for "
+                   "slots"),
     "hybrid_objectness": (PredictorConfig.hybrid_objectness, _D.PARAMETER_DOUBLE,
                           "hybrid: agreement of a LiDAR cluster with the students' instances for it to be kept"),
     "hybrid_agreement": (PredictorConfig.hybrid_agreement, _D.PARAMETER_STRING,
@@ -533,7 +537,7 @@ class XmodPipeline:
                               hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"],
                               zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"],
                               zoom_ckpt_2d=p["zoom_checkpoint_rgb"], zoom_ckpt_3d=p["zoom_checkpoint_lidar"],
-                              mirror=p["mirror"])
+                              mirror=p["mirror"], box_source=p["box_source"])
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
@@ -676,7 +680,7 @@ class XmodPipeline:
             over = render.overlay(rgb, res.labels, self.p["overlay_alpha"])
             self.pub_overlay.publish(convert.numpy_to_image(over, "rgb8", cam_header))
         if self.pub_det2d is not None and self.pub_det2d.get_subscription_count():
-            self.pub_det2d.publish(detections.detections_2d(res.labels, res.scores, cam_header))
+            self.pub_det2d.publish(detections.detections_2d(res.labels, res.scores, cam_header, (res.box_ids, res.boxes)))
         if frame.cloud is None or res.point_labels is None:
             return
         lidar_header = Header(stamp=frame.cloud.header.stamp, frame_id=lidar_frame)
