@@ -103,3 +103,20 @@ def test_auto_box_source_per_kind_of_instance():
     assert resolve_box_source("3d", "slots") == "3d" and resolve_box_source("mask", "hybrid") == "mask"
     with pytest.raises(ValueError, match="box_source"):
         resolve_box_source("hull", "slots")
+
+
+@pytest.mark.parametrize("grid_hw,out_hw", [((24, 80), (375, 1242)), ((48, 160), (375, 1242)), ((24, 80), (188, 621)),
+                                            ((8, 12), (8, 12)), ((7, 9), (50, 31))])
+def test_upsampled_boxes_equal_the_boxes_of_the_upscaled_image(grid_hw, out_hw):
+    from xmod_core.image_boxes import upsampled_boxes
+    import cv2
+    rng = np.random.default_rng(sum(grid_hw))
+    grid = (rng.integers(0, 6, grid_hw) * (rng.random(grid_hw) < 0.3)).astype(np.uint16)
+    grid[0, 0], grid[-1, -1] = 7, 8                                            # ids touching the corners
+    up = cv2.resize(grid, out_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    ids, boxes = upsampled_boxes(grid, *out_hw)
+    want_ids, want = instance_boxes(up)
+    assert (ids == want_ids).all() and np.array_equal(boxes, want)
+    assert np.array_equal(frame_boxes(up, [], CALIB, "mask", grid=grid)[1], want)
+    with pytest.raises(ValueError, match="upscale"):
+        upsampled_boxes(grid, grid_hw[0] - 1, grid_hw[1])

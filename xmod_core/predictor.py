@@ -413,7 +413,7 @@ class Predictor:
         t = time.perf_counter()
         plane = ground_plane(points[fv.point_pixel >= 0], self.hybrid.clusters) \
             if self.box_source == "3d_ground" and objects else None
-        box_ids, boxes = frame_boxes(labels, objects, self.calib, self.box_source, plane)
+        box_ids, boxes = frame_boxes(labels, objects, self.calib, self.box_source, plane, grid)
         timings["boxes"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(labels, point_labels, objects, scores, timings, new_seq, grid, students, box_ids, boxes)
