@@ -19,6 +19,7 @@ bench: setup
 	$(PY) bench/bench_fusion.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_hybrid.py --part speed
+	$(PY) bench/bench_boxes.py --part speed
 	$(PY) bench/bench_node.py
 
 # The GPU training run (docs/gpu.md); on a machine whose python3 has CUDA it needs no `make setup`.

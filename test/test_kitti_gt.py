@@ -123,6 +123,28 @@ def test_real_tracking_labels_hold_their_points():
     assert (idx > 0).mean() < 0.1                                              # objects are a small part of a scan
 
 
+@pytest.mark.skipif(not (SHARED / "kitti_object").is_dir(), reason="../shared/kitti_object is absent")
+def test_real_object_2d_boxes_are_their_3d_boxes_projected():
+    """KITTI's 2D boxes follow from its 3D boxes (annotated in the point clouds): read with their
+    calibration, each labelled 3D box's image rectangle overlaps the labelled 2D box, occluded
+    objects included (the convention `evaluate --gt-boxes kitti` and `box_source` rest on)."""
+    from xmod_core.metrics import box_iou
+    src = find_gt_sources([str(SHARED / "kitti_object")])[0]
+    ious = []
+    for i in range(len(src)):
+        fr = src.frame(i)
+        for lb in (lb for lb in fr.labels if lb.type != "DontCare"):
+            (h, w, l), (x, y, z), c, s = lb.dims, lb.location, np.cos(lb.rotation_y), np.sin(lb.rotation_y)
+            u = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * l / 2                  # along the heading
+            v = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * w / 2
+            corners = np.stack([x + c * u + s * v, y - np.repeat([0.0, h], 4), z - s * u + c * v], 1)
+            uvw = corners @ fr.calib.P_rect[:, :3].T + fr.calib.P_rect[:, 3]
+            uv = uvw[:, :2] / uvw[:, 2:]
+            rect = np.clip([[*uv.min(0), *uv.max(0)]], 0, [fr.calib.width, fr.calib.height] * 2)
+            ious.append(box_iou(np.array([lb.bbox]), rect)[0, 0])
+    assert len(ious) >= 40 and np.median(ious) > 0.9 and np.mean(np.array(ious) > 0.5) > 0.9
+
+
 def test_real_label_evaluator_on_a_hand_made_frame(tmp_path):
     """A car of points and a clutter wall: clustering finds both (the wall a false positive), a
     cluster inside a DontCare region is no false positive, the 2D box of the car is a hit."""

@@ -9,8 +9,10 @@ computed by the same code on the same frames:
    projected into the image for the 2D metrics.
 
 Prints one table per domain (2D at the paper's resolution, the 1/4 grid of the input; 2D at full
-camera resolution; the boxes around the 2D masks at full resolution, as KITTI's 2D labels are
-scored; 3D on the LiDAR points in the camera's view) with FG-ARI, all-ARI, F1@50, P, R,
+camera resolution; 2D boxes at full resolution, as KITTI's 2D labels are scored, the ground
+truth's around the objects' masks or, with `--gt-boxes kitti`, the image rectangles of their 3D
+boxes as KITTI's labels are made, the predictions' by `--box-source`; 3D on the LiDAR points in
+the camera's view) with FG-ARI, all-ARI, F1@50, P, R,
 recall on still and on moving objects, frames/s; writes them as JSON and Markdown to --out.
 Ground-truth objects under --min-area (share of the image; --min-points in 3D) are ignored.
 
