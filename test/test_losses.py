@@ -128,3 +128,61 @@ def test_coarse_reconstruction_compares_with_cell_averages():
     assert float(recon_loss(recon, target, valid)) == 0.0
     recon[:, 0, 0, 0] += 1
     assert float(recon_loss(recon, target, valid)) == 1.0
+
+
+def _big_and_small(small_found: bool, slot_on_small: int = 1):
+    """One frame of 32x64 cells: a big object (half the grid) and a 2-cell one; slot 0 is the big
+    object, slot `slot_on_small` the small one when `small_found` (else it covers nothing), last =
+    background."""
+    t = torch.zeros(1, 32, 64, dtype=torch.long)
+    t[0, :16] = 1
+    t[0, 24, 3:5] = 2
+    m = torch.full((1, 4, 32, 64), 1e-4)
+    m[0, 0][t[0] == 1] = 1
+    if small_found:
+        m[0, slot_on_small][t[0] == 2] = 1
+    m[0, 3][m[0, :3].amax(0) < 0.5] = 1
+    return m / m.sum(1, keepdim=True), t
+
+
+def test_dice_makes_a_missed_small_object_cost_as_much_as_a_big_one():
+    """Without the dice term a slot that ignores a 2-cell object of 2,048 costs almost nothing;
+    with it, a third of the dice weight (one of the two matched pairs fails; dice smoothed by 1)."""
+    found, t = _big_and_small(True)
+    missed, _ = _big_and_small(False)
+    for w, lo, hi in ((0.0, 0.0, 0.05), (1.0, 0.25, 0.6)):
+        cfg = LossConfig(w_dice=w, fg_average="pixels")
+        gap = float(motion_losses(missed, t, cfg=cfg)["total"]) - float(motion_losses(found, t, cfg=cfg)["total"])
+        assert lo <= gap <= hi, (w, gap)
+    assert "dice" not in motion_losses(found, t)                          # off by default: the paper's loss
+    assert float(motion_losses(found, t, cfg=LossConfig(w_dice=1.0))["dice"]) < 0.03
+
+
+def test_dice_in_the_matching_cost_picks_the_slot_that_overlaps_the_small_object():
+    """The small object (2 cells): slot 1 holds 0.05 of it and nothing else, slot 2 holds 0.9 of it
+    and 0.1 of 60 background cells. The BCE cost prefers slot 1 (missing costs less than the
+    spill), the dice cost slot 2; with w_dice the matching follows the summed cost."""
+    t = torch.zeros(1, 16, 16, dtype=torch.long)
+    t[0, :8] = 1
+    t[0, 12, 3:5] = 2
+    m = torch.zeros(1, 4, 16, 16)
+    m[0, 0][t[0] == 1] = 1.0
+    small, spill = t[0] == 2, torch.zeros(16, 16, dtype=torch.bool)
+    spill[9:11, :] = True
+    spill[11, :12] = True                                                 # 44 cells
+    spill[13, :16] = True                                                 # + 16 = 60 cells
+    m[0, 1][small], m[0, 2][small], m[0, 3][small] = 0.05, 0.9, 0.05
+    m[0, 2][spill], m[0, 3][spill] = 0.1, 0.9
+    m[0, 3][(t[0] == 0) & ~spill] = 1.0
+    assert torch.allclose(m.sum(1), torch.ones(1, 16, 16))
+    dice = lambda p, y: 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    y = small.float()
+    d1, d2 = float(dice(m[0, 1], y)), float(dice(m[0, 2], y))
+    assert d2 < d1 - 0.02
+    plain = LossConfig(burn_in_weighting=False)
+    bce_only = motion_losses(m, t, cfg=plain)
+    with_dice = motion_losses(m, t, cfg=LossConfig(burn_in_weighting=False, w_dice=1.0))
+    assert abs(float(with_dice["dice"]) - d2 / 2) < 1e-3                 # slot 2 matched (the big pair's dice ~0)
+    assert float(bce_only["bce"]) < float(with_dice["bce"]) - 1e-4        # BCE matching took slot 1
+    with pytest.raises(ValueError, match="w_dice"):
+        LossConfig(w_dice=-1.0)

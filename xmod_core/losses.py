@@ -12,6 +12,11 @@ ids `targets` (B, T, h, w) (0 = background, 1..G per frame), with F = B*T frames
   confidence) scales only the object-pixel term, as in DIOD: it pushes a slot to cover its whole
   object without rewarding it for the background (`object_weight: all` scales the whole BCE, the
   earlier departure, kept for the ablation).
+- **Dice** (`w_dice`, beyond the paper; 0 = off, the paper's loss): 1 - dice(slot, instance) of
+  each matched pair, averaged over the pairs of a frame, and `w_dice` x the same dice in the
+  matching cost, as DETR / Mask2Former match and train masks. The BCE is a mean over all N pixels,
+  so a slot that ignores an object of A pixels costs it about A/N x 14; the dice term costs every
+  ignored object the same, whatever its size. Unweighted by the object weights.
 - **Foreground NLL**: -log(foreground) on the union of the instances, averaged over all pixels
   of the frame as in the paper (`fg_average: objects` averages over the object pixels instead).
 - **Regulariser**: the mean foreground, so that what the targets do not claim stays background.
@@ -48,12 +53,15 @@ class LossConfig:
     object_weight: str = "positive"     # "positive": the weight scales the object-pixel term (DIOD); "all": the whole BCE
     fg_average: str = "pixels"          # foreground NLL averaged over all pixels (paper) or over the "objects"' pixels
     clip_reduction: str = "sum"         # motion terms summed over a clip's frames (paper) or "mean" over frames
+    w_dice: float = 0.0                 # per-pair dice term, in the loss and the matching cost (0: the paper's loss)
 
     def __post_init__(self):
         for key, allowed in (("object_weight", ("positive", "all")), ("fg_average", ("pixels", "objects")),
                              ("clip_reduction", ("sum", "mean"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"loss.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.w_dice < 0:
+            raise ValueError(f"loss.w_dice must be >= 0, got {self.w_dice}")
 
     def w_recon(self, modality: str) -> float:
         return {"rgb": self.w_recon_rgb, "lidar": self.w_recon_lidar}[modality]
@@ -79,6 +87,12 @@ def bce_cost(probs: torch.Tensor, onehot: torch.Tensor, log1mp: torch.Tensor | N
     logit_u = torch.log(p[..., union]) - log1mp[..., union]                    # (F, K, U)
     cross = torch.bmm(logit_u, onehot[..., union].transpose(1, 2))             # (F, K, G)
     return -(cross + log1mp.sum(-1, keepdim=True)) / N
+
+
+def dice_cost(probs: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """1 - dice between every slot and every target: (F, K, N), (F, G, N) -> (F, K, G) (smoothed by 1)."""
+    inter = torch.bmm(probs, onehot.transpose(1, 2))                           # (F, K, G)
+    return 1 - (2 * inter + 1) / (probs.sum(-1)[:, :, None] + onehot.sum(-1)[:, None, :] + 1)
 
 
 def hungarian(cost: torch.Tensor, present: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +138,9 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
         present = onehot.amax(-1) > 0                                          # (F, G) ids need not be consecutive
         probs = masks[:, :-1]                                                  # object slots (F, K-1, N)
         with torch.no_grad():
-            cost = bce_cost(probs.detach().float(), onehot)
+            cost = cfg.w_bce * bce_cost(probs.detach().float(), onehot)
+            if cfg.w_dice:
+                cost = cost + cfg.w_dice * dice_cost(probs.detach().float(), onehot)
         f, k, g = (torch.as_tensor(a, device=masks.device) for a in hungarian(cost, present))
         pred, tgt = probs[f, k], onehot[f, g]                                  # (M, N) matched pairs only
         if object_weights is not None:
@@ -139,16 +155,21 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
             bce = -(weight[:, None] * pos + neg).mean(-1)                      # (M,)
         else:
             bce = -weight * (pos + neg).mean(-1)
-        per_frame = torch.zeros(Fn, device=masks.device).index_add_(0, f, bce)
-        n_match = torch.zeros(Fn, device=masks.device).index_add_(0, f, torch.ones_like(bce))
-        out["bce"] = reduce(per_frame / n_match.clamp(min=1))
+        n_match = torch.zeros(Fn, device=masks.device).index_add_(0, f, torch.ones_like(bce)).clamp(min=1)
+        pair_mean = lambda v: reduce(torch.zeros(Fn, device=masks.device).index_add_(0, f, v) / n_match)   # (M,) -> scalar
+        out["bce"] = pair_mean(bce)
+        if cfg.w_dice:
+            out["dice"] = pair_mean(1 - (2 * (p * tgt).sum(-1) + 1) / (p.sum(-1) + tgt.sum(-1) + 1))
         union = (onehot.amax(1) > 0).float()                                   # (F, N)
         denom = union.sum(-1).clamp(min=1) if cfg.fg_average == "objects" else union.shape[-1]
         out["fg_nll"] = reduce(-(torch.log(fg.clamp(min=EPS)) * union).sum(-1) / denom)
     else:
         out["bce"] = out["fg_nll"] = masks.sum() * 0
+        if cfg.w_dice:
+            out["dice"] = masks.sum() * 0
     out["reg"] = reduce(fg.mean(-1) * valid)
-    out["total"] = cfg.w_bce * out["bce"] + cfg.w_fg * out["fg_nll"] + cfg.w_reg * out["reg"]
+    out["total"] = cfg.w_bce * out["bce"] + cfg.w_fg * out["fg_nll"] + cfg.w_reg * out["reg"] \
+        + (cfg.w_dice * out["dice"] if cfg.w_dice else 0)
     return out
 
 
