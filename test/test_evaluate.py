@@ -121,6 +121,9 @@ def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypat
     assert seen["fragments"] == "largest" and seen["hybrid_fragments"] == "keep"           # the Predictor's defaults
     E.main(["--data", str(sim_drive), "--fragments", "keep", "--hybrid-fragments", "largest", "--out", str(tmp_path / "o")])
     assert seen["fragments"] == "keep" and seen["hybrid_fragments"] == "largest"
+    assert seen["min_score"] is None                                                          # each student's own
+    E.main(["--data", str(sim_drive), "--min-score", "0.7", "--out", str(tmp_path / "o")])
+    assert seen["min_score"] == 0.7
     assert seen["zoom_tiles"] == 0 and seen["zoom_claimed"] == 0.75 and seen["zoom_min_score"] == 0.7   # off; defaults
     E.main(["--data", str(sim_drive), "--zoom-tiles", "3", "--zoom-claimed", "0.5", "--zoom-min-score", "0.6",
             "--zoom-min-pixels", "30", "--zoom-lidar", "upsample", "--out", str(tmp_path / "o")])

@@ -628,3 +628,31 @@ def test_students_with_fine_masks_run_in_every_mode(tiny_drive, tmp_path):
     want = cv2.resize(ids[0].numpy().astype(np.uint16), (d.calib.width, d.calib.height), interpolation=cv2.INTER_NEAREST)
     assert same_partition(r.labels, want)
     assert not torch.equal(ids, cids)
+
+
+def test_a_students_own_min_score_applies_unless_the_config_names_one(students, tiny_drive, tmp_path):
+    """A threshold named in a student's file (`stamp_min_score`) drops its unsure instances when the
+    config leaves min_score to the students (None); an explicit min_score applies to both."""
+    from xmod_core.checkpoint import CheckpointError, load_checkpoint, save_atomic
+    from xmod_core.model import load_student
+    from xmod_core.train import stamp_min_score
+    sure = tmp_path / "lidar_sure.pt"
+    stamp_min_score(students["lidar"], sure, 0.99)                       # untrained slots never score that high
+    assert load_student(sure)[1]["min_score"] == 0.99 and "min_score" not in load_student(students["lidar"])[1]
+    with pytest.raises(FileExistsError, match="new path"):
+        stamp_min_score(students["lidar"], sure, 0.3)                     # nothing already written is replaced
+    assert load_student(sure)[1]["min_score"] == 0.99
+    d = KittiRawDrive(tiny_drive)
+    paths = {"rgb": students["rgb"], "lidar": sure}
+    own = predictor(paths, tiny_drive, "fused")
+    assert own.min_scores == {"rgb": 0.5, "lidar": 0.99}                 # the file's, else the default
+    lidar_own = predictor(paths, tiny_drive, "lidar")
+    assert (lidar_own(points=d.scan(0), stamp=0.0).labels == 0).all()    # every instance under 0.99: dropped
+    keep = predictor(paths, tiny_drive, "lidar", min_score=0.0)
+    assert keep.min_scores == {"lidar": 0.0} and (keep(points=d.scan(0), stamp=0.0).labels > 0).any()
+    assert predictor(paths, tiny_drive, "lidar", instances="hybrid").min_scores == {"lidar": 0.0}   # hybrid_min_score
+    bad = load_checkpoint(sure)
+    bad["min_score"] = 1.5
+    save_atomic(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="min_score must be a float within"):
+        load_student(tmp_path / "bad.pt")

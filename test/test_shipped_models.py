@@ -75,12 +75,16 @@ def test_the_grid2_students_have_a_slot_grid_twice_as_fine():
         x = torch.zeros(1, 1, g.cfg.in_channels, 96, 320)
         with torch.no_grad():
             assert g(x)["masks"].shape[-2:] == (48, 160) and b(x)["masks"].shape[-2:] == (24, 80)
+    # the grid2 3D student (trained with a dice term) names its validation-chosen threshold; the others none
+    assert load_student(GRID2_3D)[1].get("min_score") == 0.6
+    assert all("min_score" not in load_student(n)[1] for n in (GRID2_2D, DEFAULT_2D, DEFAULT_3D))
     if not REAL.is_dir():
         pytest.skip(f"../shared/kitti_raw not found: {REAL} is absent")
     from xmod_core.kitti import KittiRawDrive
     d = KittiRawDrive(REAL)
     p = Predictor(PredictorConfig(mode="fused", ckpt_2d="grid2", ckpt_3d="grid2", device="cpu"), d.calib)
     assert all(m.cfg.output_stride == 2 for m in p.models.values())
+    assert p.min_scores == {"rgb": 0.5, "lidar": 0.6}
     for t in range(2):
         r = p(image=d.image(t), points=d.scan(t), stamp=0.1 * t)
     assert r.labels.shape == (375, 1242) and r.grid.shape == (96, 320)

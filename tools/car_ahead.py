@@ -102,12 +102,13 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", action="store_true", help="the students also see each frame mirrored left-right")
     ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine / grid2; default: the frame's")
+    ap.add_argument("--min-score", type=float, help="both students' instance threshold (default: each student's own)")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
-                         "zoom_ckpt_3d": a.zoom_ckpt_3d})
+                         "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

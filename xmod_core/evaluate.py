@@ -401,6 +401,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hybrid-movable", type=float, default=PredictorConfig.hybrid_movable,
                     help="hybrid: weight of the movers' shape in the objectness (default: the Predictor's)")
     ap.add_argument("--movable-model", default="", help="hybrid: the movable model file (default: the shipped one)")
+    ap.add_argument("--min-score", type=float, default=PredictorConfig.min_score,
+                    help="students' instances: the least mean attention of a slot over its pixels, for both students "
+                         "(default: each student's own, named in its file, else 0.5)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -440,7 +443,7 @@ def main(argv=None) -> int:
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,
                 "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel,
-                "fragments": a.fragments, "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
+                "min_score": a.min_score, "fragments": a.fragments, "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
                 "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
                 "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
                 "mirror": a.mirror, "box_source": a.box_source}

@@ -285,7 +285,8 @@ class DIOD(nn.Module):
 
 def load_student(path, device="cpu") -> tuple[DIOD, dict]:
     """A student exported by the trainer (`student_<modality>.pt`): the model in eval mode on
-    `device` and its metadata (modality, stage, provenance). Loaded with weights_only=True."""
+    `device` and its metadata (modality, stage, provenance, and `min_score` where the file names the
+    instance threshold chosen for this student on validation). Loaded with weights_only=True."""
     from .checkpoint import CheckpointError, load_checkpoint
     from .config import ConfigError, from_dict
     ck = load_checkpoint(path, map_location=device)
@@ -301,4 +302,7 @@ def load_student(path, device="cpu") -> tuple[DIOD, dict]:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the stored model config: {str(e).splitlines()[0]}") from None
-    return model.to(device).eval(), {k: ck[k] for k in ("modality", "stage", "meta") if k in ck}
+    score = ck.get("min_score")
+    if score is not None and not (isinstance(score, float) and 0.0 <= score < 1.0):
+        raise CheckpointError(f"{path}: min_score must be a float within [0, 1), got {score!r}")
+    return model.to(device).eval(), {k: ck[k] for k in ("modality", "stage", "meta", "min_score") if k in ck}

@@ -78,10 +78,11 @@ def student_path(name: Optional[str], modality: str) -> str:
     return SHIPPED.get(name or "", {}).get(modality, name)
 
 
+DEFAULT_MIN_SCORE = 0.5                     # the instance threshold of a student whose file names none
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_2D", "FINE_3D",
-           "GRID2_2D", "GRID2_3D", "FINER", "MODES", "student_path"]
+           "GRID2_2D", "GRID2_3D", "FINER", "MODES", "DEFAULT_MIN_SCORE", "student_path"]
 
 
 @dataclass
@@ -98,8 +99,10 @@ class PredictorConfig:
     fragments: str = "largest"          # largest: a slot keeps only its largest connected component, as pseudo-labels
                                         # are connected (validation seed 77, shipped students: F1@50 2D 0.249 -> 0.254,
                                         # 3D 0.290 -> 0.302); keep: every pixel its slot wins (the paper's argmax)
-    min_score: float = 0.5              # instances whose slot holds less of their pixels' attention are dropped
-                                        # (chosen on held-out drives, seed 300: 2D F1@50 0.188 -> 0.208)
+    min_score: Optional[float] = None   # instances whose slot holds less of their pixels' attention are dropped;
+                                        # None: each student's own threshold, named in its file where it was chosen
+                                        # on validation for it (the grid2 3D student: 0.6), else 0.5 (chosen on
+                                        # held-out drives, seed 300: 2D F1@50 0.188 -> 0.208); a value: both students
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
     keep_single: bool = False           # also keep confident single-modality objects
     single_score: float = 0.9           # ... from this score on
@@ -195,7 +198,7 @@ class Predictor:
         self.amp = cfg.amp and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True                   # one input size: pick the fastest kernels once
-        self.models = {}
+        self.models, self.own_min_score = {}, {}
         if cfg.mode in ("rgb", "fused"):
             self.models["rgb"] = self._load(student_path(cfg.ckpt_2d, "rgb"), "rgb")
         if cfg.mode in ("lidar", "fused"):
@@ -220,18 +223,21 @@ class Predictor:
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
         for name in ("min_score", "hybrid_min_score"):
-            if not 0.0 <= getattr(cfg, name) < 1.0:
-                raise ValueError(f"{name} must be within [0, 1), got {getattr(cfg, name)}")
+            if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) < 1.0:
+                raise ValueError(f"{name} must be within [0, 1) (or None for min_score), got {getattr(cfg, name)}")
         if not 0.0 < cfg.track_iou <= 1.0:
             raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
         for name in ("fragments", "hybrid_fragments"):
             if getattr(cfg, name) not in FRAGMENTS:
                 raise ValueError(f"{name} must be one of {FRAGMENTS}, got {getattr(cfg, name)!r}")
         slots = cfg.instances == "slots"
-        post = partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
-                       min_score=cfg.min_score if slots else cfg.hybrid_min_score,
-                       fragments=cfg.fragments if slots else cfg.hybrid_fragments)
-        self.steps = {m: StudentStep(model, post, self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
+        # each student's instance threshold: the config's, else the one its file names, else the default
+        self.min_scores = {m: (cfg.min_score if cfg.min_score is not None else self.own_min_score.get(m, DEFAULT_MIN_SCORE))
+                           if slots else cfg.hybrid_min_score for m in self.models}
+        post = {m: partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
+                           min_score=self.min_scores[m], fragments=cfg.fragments if slots else cfg.hybrid_fragments)
+                for m in self.models}
+        self.steps = {m: StudentStep(model, post[m], self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
         # the tiles' own students, where asked (same number of slots: the merge numbers instances by slot)
         zoom_paths = {"rgb": cfg.zoom_ckpt_2d, "lidar": cfg.zoom_ckpt_3d}
         self.zoom_steps = {}
@@ -242,7 +248,7 @@ class Predictor:
                 if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
                     raise ValueError(f"zoom_ckpt for {m}: {path} has {zm.slots_init.shape[0]} slots, the frame's "
                                      f"student {self.models[m].slots_init.shape[0]}; the tiles' student needs as many")
-                self.zoom_steps[m] = StudentStep(zm, post, self.amp, cfg.cuda_graphs)
+                self.zoom_steps[m] = StudentStep(zm, post[m], self.amp, cfg.cuda_graphs)
         # on CUDA the students' kernels are queued asynchronously anyway; on the CPU a second thread
         # runs the 2D student beside the 3D one (PyTorch releases the GIL inside its operators)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="xmod-rgb") \
@@ -265,6 +271,8 @@ class Predictor:
         model, meta = load_student(path, self.device)
         if meta.get("modality") != modality:
             raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")
+        if "min_score" in meta:
+            self.own_min_score.setdefault(modality, meta["min_score"])     # (a tiles' student's is not used)
         return model
 
     def cpu_threads(self, requested: int = 0) -> int:

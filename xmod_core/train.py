@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from . import distributed as dist
 from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
-from .config import ConfigError, config_hash, load_config, to_dict
+from .config import ConfigError, config_hash, from_dict, load_config, to_dict
 from .data import AugmentConfig, ClipDataset, DataConfig, DeviceClipCache
 from .distill import DistillConfig
 from .losses import LossConfig
@@ -133,10 +133,34 @@ def colour_ids(ids: torch.Tensor) -> torch.Tensor:
     return lut[ids.long() % 256].permute(2, 0, 1)
 
 
-def export_student(path: Path, stage_name: str, modality: str, model_cfg: ModelConfig, state: dict, meta: dict):
-    """A self-describing student file for inference: architecture, weights, provenance."""
-    save_atomic({"format": "xmod-student-1", "stage": stage_name, "modality": modality,
-                 "model_config": to_dict(student_config(model_cfg, modality)), "state_dict": state, "meta": meta}, path)
+def export_student(path: Path, stage_name: str, modality: str, model_cfg: ModelConfig, state: dict, meta: dict,
+                   min_score: float | None = None):
+    """A self-describing student file for inference: architecture, weights, provenance and, where
+    given, the instance threshold chosen for it on validation (`min_score`: the Predictor's default
+    for this student)."""
+    ck = {"format": "xmod-student-1", "stage": stage_name, "modality": modality,
+          "model_config": to_dict(student_config(model_cfg, modality)), "state_dict": state, "meta": meta}
+    if min_score is not None:
+        if not 0.0 <= min_score < 1.0:
+            raise ValueError(f"min_score must be within [0, 1), got {min_score}")
+        ck["min_score"] = float(min_score)
+    save_atomic(ck, path)
+
+
+def stamp_min_score(src: str | Path, dst: str | Path, min_score: float | None) -> Path:
+    """A copy of the exported student `src` at `dst` naming `min_score` as its instance threshold
+    (None: naming none, the Predictor's 0.5 applies). `dst` must not exist yet and differ from `src`:
+    nothing already written is replaced."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists: write the stamped student to a new path")
+    ck = load_checkpoint(src)
+    if ck.get("format") != "xmod-student-1":
+        raise CheckpointError(f"{src} is not an exported student (format {ck.get('format')!r})")
+    ck.pop("min_score", None)
+    export_student(dst, ck["stage"], ck["modality"], from_dict(ModelConfig, ck["model_config"]), ck["state_dict"],
+                   ck["meta"], min_score)
+    return dst
 
 
 def load_student_weights(path: str, modality: str) -> dict:

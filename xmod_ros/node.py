@@ -110,8 +110,9 @@ PARAMETERS: dict[str, tuple] = {
     "min_pixels": (20, _D.PARAMETER_INTEGER, "smallest instance, in pixels of the processing grid"),
     "fragments": ("largest", _D.PARAMETER_STRING,
                   "largest: a slot keeps only its largest connected component; keep: every pixel it wins (the paper's)"),
-    "min_score": (0.5, _D.PARAMETER_DOUBLE,
-                  "smallest instance score (mean slot attention over its pixels); unsure instances are dropped"),
+    "min_score": (-1.0, _D.PARAMETER_DOUBLE,
+                  "smallest instance score (mean slot attention over its pixels); unsure instances are dropped; "
+                  "negative: each student's own (named in its file, else 0.5)"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "instances": ("slots", _D.PARAMETER_STRING,
                   "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
@@ -524,7 +525,7 @@ class XmodPipeline:
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH or :=grid2)")
         cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                               width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
-                              min_score=p["min_score"], fusion_iou=p["fusion_iou"],
+                              min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
                               keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                               state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                               cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
