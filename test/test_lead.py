@@ -124,12 +124,12 @@ def test_car_ahead_tool_counts_the_frames_with_a_lead_and_writes_overlays(tiny_d
 def test_car_ahead_size_flags_reach_the_students(tiny_drive, tmp_path, monkeypatch):
     """`--height/--width` set the processing size of every method's Predictor (the default is the
     students' training size, 96x320), `--zoom-tiles` its zoomed tiles (default none), `--mirror`
-    the mirrored view (default off)."""
+    the mirrored view (default off), `--min-score` both students' threshold (default each one's own)."""
     seen = []
 
     class Recorder(car_ahead.Predictor):
         def __init__(self, cfg, calib):
-            seen.append((cfg.height, cfg.width, cfg.zoom_tiles, cfg.mirror))
+            seen.append((cfg.height, cfg.width, cfg.zoom_tiles, cfg.mirror, cfg.min_score))
             super().__init__(cfg, calib)
 
     monkeypatch.setattr(car_ahead, "Predictor", Recorder)
@@ -138,4 +138,6 @@ def test_car_ahead_size_flags_reach_the_students(tiny_drive, tmp_path, monkeypat
     assert car_ahead.main(args) == 0
     assert car_ahead.main(args + ["--zoom-tiles", "2"]) == 0
     assert car_ahead.main(args + ["--mirror"]) == 0
-    assert seen == [(64, 192, 0, False), (96, 320, 0, False), (96, 320, 2, False), (96, 320, 0, True)]
+    assert car_ahead.main(args + ["--min-score", "0.7"]) == 0
+    assert seen == [(64, 192, 0, False, None), (96, 320, 0, False, None), (96, 320, 2, False, None),
+                    (96, 320, 0, True, None), (96, 320, 0, False, 0.7)]

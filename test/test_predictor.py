@@ -651,8 +651,31 @@ def test_a_students_own_min_score_applies_unless_the_config_names_one(students, 
     keep = predictor(paths, tiny_drive, "lidar", min_score=0.0)
     assert keep.min_scores == {"lidar": 0.0} and (keep(points=d.scan(0), stamp=0.0).labels > 0).any()
     assert predictor(paths, tiny_drive, "lidar", instances="hybrid").min_scores == {"lidar": 0.0}   # hybrid_min_score
+    with pytest.raises(ValueError, match="min_score must be within"):
+        stamp_min_score(students["lidar"], tmp_path / "too_high.pt", 1.0)
+    assert not (tmp_path / "too_high.pt").exists()
+    save_atomic({"format": "xmod-train-1"}, tmp_path / "not_a_student.pt")
+    with pytest.raises(CheckpointError, match="not an exported student"):
+        stamp_min_score(tmp_path / "not_a_student.pt", tmp_path / "x.pt", 0.6)
     bad = load_checkpoint(sure)
     bad["min_score"] = 1.5
     save_atomic(bad, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="min_score must be a float within"):
         load_student(tmp_path / "bad.pt")
+
+
+def test_student_min_score_tool_writes_a_stamped_copy_and_refuses_an_existing_path(students, tmp_path, capsys):
+    import importlib.util
+    from xmod_core.model import load_student
+    spec = importlib.util.spec_from_file_location("student_min_score",
+                                                  Path(__file__).parents[1] / "tools/student_min_score.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "stamped.pt"
+    assert tool.main([str(students["lidar"]), str(out), "--min-score", "0.6"]) == 0
+    assert load_student(out)[1]["min_score"] == 0.6
+    with pytest.raises(SystemExit):
+        tool.main([str(students["lidar"]), str(out), "--min-score", "0.3"])
+    assert "exists" in capsys.readouterr().err and load_student(out)[1]["min_score"] == 0.6
+    assert tool.main([str(out), str(tmp_path / "plain.pt"), "--min-score", "-1"]) == 0   # negative: names none
+    assert "min_score" not in load_student(tmp_path / "plain.pt")[1]

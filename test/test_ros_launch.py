@@ -120,6 +120,19 @@ def test_config_holds_the_declared_defaults():
     assert unset == {"lidar_to_camera"} and "lidar_to_camera" in (ROOT / "config" / "xmod.yaml").read_text()
 
 
+def test_node_parameters_make_the_predictor_config():
+    """The declared defaults give the Predictor's defaults where the two name the same setting (a
+    negative min_score: each student's own threshold, None); a set min_score applies as given."""
+    from xmod_core.predictor import PredictorConfig
+    from xmod_ros.node import predictor_config
+    p = {k: d for k, (d, _, _) in PARAMETERS.items()}
+    cfg = predictor_config(p, "fused", "a.pt", "b.pt")
+    assert cfg.min_score is None and cfg.min_score == PredictorConfig.min_score
+    assert (cfg.mode, cfg.ckpt_2d, cfg.ckpt_3d) == ("fused", "a.pt", "b.pt")
+    assert predictor_config(p | {"min_score": 0.7}, "lidar", "a.pt", "b.pt").min_score == 0.7
+    assert predictor_config(p | {"min_score": 0.0}, "lidar", "a.pt", "b.pt").min_score == 0.0
+
+
 def test_parameters_are_documented_and_console_scripts_registered():
     doc = (ROOT / "docs" / "node.md").read_text()
     for k in PARAMETERS:

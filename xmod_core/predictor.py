@@ -198,11 +198,11 @@ class Predictor:
         self.amp = cfg.amp and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True                   # one input size: pick the fastest kernels once
-        self.models, self.own_min_score = {}, {}
+        self.models, metas = {}, {}
         if cfg.mode in ("rgb", "fused"):
-            self.models["rgb"] = self._load(student_path(cfg.ckpt_2d, "rgb"), "rgb")
+            self.models["rgb"], metas["rgb"] = self._load(student_path(cfg.ckpt_2d, "rgb"), "rgb")
         if cfg.mode in ("lidar", "fused"):
-            self.models["lidar"] = self._load(student_path(cfg.ckpt_3d, "lidar"), "lidar")
+            self.models["lidar"], metas["lidar"] = self._load(student_path(cfg.ckpt_3d, "lidar"), "lidar")
         if cfg.fusion_mask not in MASKS:
             raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
         if cfg.instances not in INSTANCES:
@@ -232,7 +232,7 @@ class Predictor:
                 raise ValueError(f"{name} must be one of {FRAGMENTS}, got {getattr(cfg, name)!r}")
         slots = cfg.instances == "slots"
         # each student's instance threshold: the config's, else the one its file names, else the default
-        self.min_scores = {m: (cfg.min_score if cfg.min_score is not None else self.own_min_score.get(m, DEFAULT_MIN_SCORE))
+        self.min_scores = {m: (cfg.min_score if cfg.min_score is not None else metas[m].get("min_score", DEFAULT_MIN_SCORE))
                            if slots else cfg.hybrid_min_score for m in self.models}
         post = {m: partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
                            min_score=self.min_scores[m], fragments=cfg.fragments if slots else cfg.hybrid_fragments)
@@ -244,7 +244,7 @@ class Predictor:
         for m in self.models:
             if zoom_paths[m] and cfg.zoom_tiles:
                 path = student_path(zoom_paths[m], m)
-                zm = self._load(path, m)
+                zm, _ = self._load(path, m)                 # (the frame student's threshold applies to it)
                 if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
                     raise ValueError(f"zoom_ckpt for {m}: {path} has {zm.slots_init.shape[0]} slots, the frame's "
                                      f"student {self.models[m].slots_init.shape[0]}; the tiles' student needs as many")
@@ -265,15 +265,14 @@ class Predictor:
         self.reset()
 
     def _load(self, path: str, modality: str):
+        """The `modality` student at `path` and its file's metadata (`load_student`)."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"{modality} checkpoint not found: {path} (a path, or a shipped student's name: "
                                     f"{', '.join(k for k in SHIPPED if k)})")
         model, meta = load_student(path, self.device)
         if meta.get("modality") != modality:
             raise ValueError(f"{path} holds a {meta.get('modality')} student, expected {modality}")
-        if "min_score" in meta:
-            self.own_min_score.setdefault(modality, meta["min_score"])     # (a tiles' student's is not used)
-        return model
+        return model, meta
 
     def cpu_threads(self, requested: int = 0) -> int:
         """The torch CPU threads to run this predictor with: `requested` when > 0; otherwise one

@@ -210,6 +210,27 @@ class Frame:
     received: float          # time.monotonic() at queueing
 
 
+def predictor_config(p: dict, mode: str, ck2: str, ck3: str) -> PredictorConfig:
+    """The Predictor's settings from the node's parameters `p` (a negative `min_score`: each
+    student's own threshold, None) and the students' checkpoint paths."""
+    return PredictorConfig(mode=mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
+                           width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
+                           min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
+                           keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
+                           state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
+                           cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
+                           instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
+                           hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
+                           hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
+                           hybrid_far=p["hybrid_far"],
+                           hybrid_extent=p["hybrid_extent"], hybrid_hold=p["hybrid_hold"],
+                           hybrid_split_voxel=p["hybrid_split_voxel"],
+                           hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"],
+                           zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"],
+                           zoom_ckpt_2d=p["zoom_checkpoint_rgb"], zoom_ckpt_3d=p["zoom_checkpoint_lidar"],
+                           mirror=p["mirror"], box_source=p["box_source"])
+
+
 def stamp_seconds(stamp) -> float:
     return int(stamp.sec) + int(stamp.nanosec) * 1e-9
 
@@ -523,22 +544,7 @@ class XmodPipeline:
         for use, path, name in ((self.uses_image, ck2, "checkpoint_rgb"), (self.mode != "rgb", ck3, "checkpoint_lidar")):
             if use and not Path(path).is_file():
                 raise StartupError(f"{name}: checkpoint {path} not found (train one and export it, or set {name}:=PATH or :=grid2)")
-        cfg = PredictorConfig(mode=self.mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
-                              width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
-                              min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
-                              keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
-                              state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
-                              cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
-                              instances=p["instances"], hybrid_objectness=p["hybrid_objectness"],
-                              hybrid_agreement=p["hybrid_agreement"], hybrid_min_score=p["hybrid_min_score"],
-                              hybrid_fragments=p["hybrid_fragments"], hybrid_ground_feet=p["hybrid_ground_feet"],
-                              hybrid_far=p["hybrid_far"],
-                              hybrid_extent=p["hybrid_extent"], hybrid_hold=p["hybrid_hold"],
-                              hybrid_split_voxel=p["hybrid_split_voxel"],
-                              hybrid_movable=p["hybrid_movable"], movable_model=p["movable_model"],
-                              zoom_tiles=p["zoom_tiles"], zoom_min_score=p["zoom_min_score"],
-                              zoom_ckpt_2d=p["zoom_checkpoint_rgb"], zoom_ckpt_3d=p["zoom_checkpoint_lidar"],
-                              mirror=p["mirror"], box_source=p["box_source"])
+        cfg = predictor_config(p, self.mode, ck2, ck3)
         try:
             self.predictor = Predictor(cfg, self.calib)
             import torch
