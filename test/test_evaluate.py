@@ -115,9 +115,13 @@ def test_evaluator_needs_ground_truth(tmp_path):
 def test_cli_passes_the_fragments_settings_to_the_predictor(sim_drive, monkeypatch, tmp_path):
     import xmod_core.evaluate as E
     seen = {}
-    monkeypatch.setattr(E, "evaluate", lambda *a, predictor_overrides=None, **kw: seen.update(predictor_overrides) or {})
+    monkeypatch.setattr(E, "evaluate", lambda *a, predictor_overrides=None, baselines=True, **kw:
+                        seen.update(predictor_overrides, baselines=baselines) or {})
     monkeypatch.setattr(E, "tables", lambda *a, **kw: "")
     E.main(["--data", str(sim_drive), "--out", str(tmp_path / "o")])
+    assert seen["baselines"] is True
+    E.main(["--data", str(sim_drive), "--no-baselines", "--out", str(tmp_path / "o")])
+    assert seen["baselines"] is False                                                         # the modes only
     assert seen["fragments"] == "largest" and seen["hybrid_fragments"] == "keep"           # the Predictor's defaults
     E.main(["--data", str(sim_drive), "--fragments", "keep", "--hybrid-fragments", "largest", "--out", str(tmp_path / "o")])
     assert seen["fragments"] == "keep" and seen["hybrid_fragments"] == "largest"
