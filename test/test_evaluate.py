@@ -236,3 +236,19 @@ def test_kitti_convention_boxes_and_box_sources(sim_drive, students):
     assert len(common) and not np.allclose(boxes[np.isin(ids, common)], mboxes[np.isin(mids, common)])
     with pytest.raises(ValueError, match="gt_boxes"):
         evaluate([sim_drive], [], gt_boxes="hull", **kw)
+
+
+def test_ground_points_tool_drops_only_ground_and_scores_both(sim_drive, students, capsys):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import ground_points as G
+    labels = np.array([0, 3, 3, 3, 5, 5])
+    ground = np.array([True, True, False, False, True, False])
+    assert G.drop_ground(labels, ground).tolist() == [0, 0, 3, 3, 0, 5]
+    with pytest.raises(ValueError, match="differ in shape"):
+        G.drop_ground(labels, ground[:3])
+    r = G.measure([sim_drive], str(students / "lidar.pt"), height=32, width=96)
+    assert 0 <= r["background"] <= 1 and 0 <= r["ground_of_background"] <= 1
+    assert set(r) >= {"as_is", "no_ground"} and all(0 <= r[k]["f1"] <= 1 for k in ("as_is", "no_ground"))
+    assert G.main([str(sim_drive) + "/nothing*"]) == 2 and "no drive matches" in capsys.readouterr().err
