@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--zoom-tiles", type=int, default=0,
                    help="tiles of the horizon band also seen at twice the resolution (node parameter zoom_tiles)")
-    p.add_argument("--students", choices=("default", "grid2"), default="default",
+    p.add_argument("--students", choices=("default", "grid2", "stride4"), default="default",
                    help="the shipped default students, or the grid2 pair (a slot grid at 1/2 of the input)")
     p.add_argument("--finer", action="store_true",
                    help="with --zoom-tiles: the finer configuration (mirror, the fine-mask students on the tiles)")

@@ -62,7 +62,7 @@ def test_lidar_mode_with_camera_info_and_extrinsics(assets, probe):
     from xmod_core.kitti import load_calib
     calib = load_calib(assets["calib"])
     probe.clear()
-    node = H.NodeProcess(base_params(assets, mode="lidar", calibration_timeout=60.0, checkpoint_lidar="grid2",
+    node = H.NodeProcess(base_params(assets, mode="lidar", calibration_timeout=60.0, checkpoint_lidar="stride4",
                                      lidar_to_camera=list(calib.T_velo_to_cam.reshape(-1))), assets["dir"] / "lidar.log")
     try:
         info = camera_info_msg(calib, 0, CAM)
@@ -76,7 +76,7 @@ def test_lidar_mode_with_camera_info_and_extrinsics(assets, probe):
         inst = outputs_at(probe, "instances", s)[-1]
         assert inst.header.frame_id == CAM and (inst.width, inst.height) == (H.TINY_W, H.TINY_H)
         assert "parameter lidar_to_camera" in node.output()
-        assert "students: student_lidar_grid2.pt;" in node.output()      # a shipped student by name
+        assert "students: student_lidar_stride4.pt;" in node.output()    # a shipped student by name
     finally:
         assert node.stop() == 0, node.output()
 

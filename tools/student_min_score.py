@@ -9,6 +9,7 @@ still applies to both students.
 
     .venv/bin/python tools/student_min_score.py runs/s17/dice003_s1/snapshots/student_lidar_ema_800.pt \
         xmod_core/assets/student_lidar_grid2.pt --min-score 0.6
+        # how the shipped 3D student was made; student_lidar_grid2.pt is student_lidar.pt since 2026-12-03
 """
 from __future__ import annotations
 

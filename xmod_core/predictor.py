@@ -58,13 +58,15 @@ from .tracking import IdTracker
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_2D = str(ASSETS / "student_rgb.pt")
-DEFAULT_3D = str(ASSETS / "student_lidar.pt")
-FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the same 3D student with masks at 1/2 of the input (docs/training.md)
-FINE_2D = str(ASSETS / "student_rgb_fine.pt")       # the same 2D student with masks at 1/2 of the input (docs/training.md)
+DEFAULT_3D = str(ASSETS / "student_lidar.pt")       # since 2026-12-03 the 3D student at output stride 2 (grid2, below)
+STRIDE4_3D = str(ASSETS / "student_lidar_stride4.pt")   # the default 3D student before: output stride 4 (24x80 slots)
+FINE_3D = str(ASSETS / "student_lidar_fine.pt")     # the stride-4 3D student with masks at 1/2 of the input (docs/training.md)
+FINE_2D = str(ASSETS / "student_rgb_fine.pt")       # the 2D student with masks at 1/2 of the input (docs/training.md)
 GRID2_2D = str(ASSETS / "student_rgb_grid2.pt")     # the 2D student fine-tuned at output stride 2: a slot grid at 1/2 of
-GRID2_3D = str(ASSETS / "student_lidar_grid2.pt")   # the input (48x160 at 96x320); the same for the 3D one (training.md)
+GRID2_3D = DEFAULT_3D                               # the input (48x160 at 96x320); the default 3D student is one (training.md)
 SHIPPED = {"": {"rgb": DEFAULT_2D, "lidar": DEFAULT_3D}, "fine": {"rgb": FINE_2D, "lidar": FINE_3D},
-           "grid2": {"rgb": GRID2_2D, "lidar": GRID2_3D}}   # names a checkpoint setting may give instead of a path
+           "grid2": {"rgb": GRID2_2D, "lidar": GRID2_3D},
+           "stride4": {"rgb": DEFAULT_2D, "lidar": STRIDE4_3D}}   # names a checkpoint setting may give instead of a path
 # the finer configuration (PredictorConfig fields; docs/inference.md): 3 tiles seen by the fine-mask students, and
 # the mirrored frame. The defaults are the faster configuration.
 FINER = {"zoom_tiles": 3, "mirror": True, "zoom_ckpt_2d": "fine", "zoom_ckpt_3d": "fine"}
@@ -82,7 +84,7 @@ DEFAULT_MIN_SCORE = 0.5                     # the instance threshold of a studen
 DEFAULT_THREADS = torch.get_num_threads()   # PyTorch's CPU threads in this process before anyone set them
 
 __all__ = ["Predictor", "PredictorConfig", "FrameResult", "Object3D", "DEFAULT_2D", "DEFAULT_3D", "FINE_2D", "FINE_3D",
-           "GRID2_2D", "GRID2_3D", "FINER", "MODES", "DEFAULT_MIN_SCORE", "student_path"]
+           "GRID2_2D", "GRID2_3D", "STRIDE4_3D", "FINER", "MODES", "DEFAULT_MIN_SCORE", "student_path"]
 
 
 @dataclass

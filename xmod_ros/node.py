@@ -90,8 +90,9 @@ PARAMETERS: dict[str, tuple] = {
                        "exported 2D student (student_rgb.pt); empty: the shipped demo model xmod_core/assets/student_rgb.pt; "
                        "grid2: the shipped one with a slot grid at 1/2 of the input (student_rgb_grid2.pt)"),
     "checkpoint_lidar": ("", _D.PARAMETER_STRING,
-                         "exported 3D student (student_lidar.pt); empty: the shipped demo model xmod_core/assets/student_lidar.pt; "
-                         "grid2: the shipped one with a slot grid at 1/2 of the input (student_lidar_grid2.pt)"),
+                         "exported 3D student (student_lidar.pt); empty: the shipped demo model xmod_core/assets/student_lidar.pt "
+                         "(a slot grid at 1/2 of the input; grid2 names it too); stride4: the shipped one at 1/4, "
+                         "the default until 2026-12-03 (student_lidar_stride4.pt)"),
     "device": ("auto", _D.PARAMETER_STRING, "auto (CUDA when present, else CPU), cpu or cuda"),
     "amp": (False, _D.PARAMETER_BOOL, "bf16 autocast for the students on CUDA (ignored on the CPU): less memory, not faster at one frame"),
     "cuda_graphs": (True, _D.PARAMETER_BOOL, "replay the students' per-frame step as a CUDA graph (ignored on the CPU)"),
