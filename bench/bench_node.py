@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_node.py [--part stages|e2e|all] [--modes rgb lidar fused]
                                              [--seconds 20] [--device cpu] [--drive DRIVE_DIR] [--parallel-students false true]
-                                             [--zoom-tiles 3 [--finer]] [--students grid2]
+                                             [--zoom-tiles 3 [--finer]] [--students grid2|stride4]
 
 stages (in one process, no DDS): per frame of the real KITTI drive (or a synthetic frame), the
   node's work split into message conversion (Image/PointCloud2 -> numpy, non-finite filter),
@@ -289,7 +289,8 @@ def main(argv=None) -> int:
     p.add_argument("--zoom-tiles", type=int, default=0,
                    help="tiles of the horizon band also seen at twice the resolution (node parameter zoom_tiles)")
     p.add_argument("--students", choices=("default", "grid2", "stride4"), default="default",
-                   help="the shipped default students, or the grid2 pair (a slot grid at 1/2 of the input)")
+                   help="the shipped default students, the grid2 pair (both with a slot grid at 1/2 of the input), or "
+                        "stride4 (the default 2D student with the stride-4 3D one, the default until 2026-12-03)")
     p.add_argument("--finer", action="store_true",
                    help="with --zoom-tiles: the finer configuration (mirror, the fine-mask students on the tiles)")
     p.add_argument("--fragments", choices=FRAGMENTS, default="largest",

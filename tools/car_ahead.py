@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["rgb", "lidar", "fused", "hybrid:lidar", "hybrid:fused"],
                     choices=list(METHODS))
     ap.add_argument("--ckpt-2d", help="exported 2D student, or a shipped one by name (grid2, fine); default: the shipped one")
-    ap.add_argument("--ckpt-3d", help="exported 3D student, or grid2 / fine as --ckpt-2d")
+    ap.add_argument("--ckpt-3d", help="exported 3D student, or a shipped one by name (grid2 = the default, stride4, fine)")
     ap.add_argument("--out", type=Path, help="overlays per method and frame, and a contact sheet per method")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--height", type=int, default=96, help="the students' processing height")

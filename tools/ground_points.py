@@ -2,7 +2,7 @@
 """How many of the points a LiDAR student calls an object lie on the ground, and what dropping them
 would do to its point F1@50 (simulated drives: their per-point labels say which points are objects).
 
-    .venv/bin/python tools/ground_points.py 'data/basic/sim7[7-9]/*/*_sync' 'data/basic/sim80/*/*_sync' [--ckpt-3d grid2]
+    .venv/bin/python tools/ground_points.py 'data/basic/sim7[7-9]/*/*_sync' 'data/basic/sim80/*/*_sync' [--ckpt-3d stride4]
 
 A slot instance's points are those whose pixel its front-view mask covers, so the mask's cells over
 the road around a car bring road points with it. Per set: the share of predicted instance points
@@ -68,7 +68,7 @@ def measure(drives, ckpt_3d=None, height=96, width=320, min_points=10, device="c
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", nargs="+", help="simulated drive folders or glob patterns (pooled)")
-    ap.add_argument("--ckpt-3d", default=None, help="exported 3D student, or grid2 / fine (default: the shipped one)")
+    ap.add_argument("--ckpt-3d", default=None, help="exported 3D student, or a shipped one by name: stride4, fine (default: the shipped one)")
     ap.add_argument("--min-points", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)

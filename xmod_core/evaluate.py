@@ -357,7 +357,8 @@ def main(argv=None) -> int:
                     help="simulated drive folders, KITTI object or tracking folders, or glob patterns (with ground truth)")
     ap.add_argument("--ckpt-2d", default=DEFAULT_2D, help="exported 2D student, or a shipped one by name: grid2 (slot "
                     "grid at 1/2 of the input), fine (fine-mask head)")
-    ap.add_argument("--ckpt-3d", default=DEFAULT_3D, help="exported 3D student, or grid2 / fine as --ckpt-2d")
+    ap.add_argument("--ckpt-3d", default=DEFAULT_3D, help="exported 3D student, or a shipped one by name: grid2 (the default one), "
+                    "stride4 (slot grid at 1/4 of the input), fine (stride4 with the fine-mask head)")
     ap.add_argument("--mode", default=["all"], nargs="+", choices=[*METHODS, "all"],
                     help="methods (all: every one); hybrid:MODE = LiDAR clusters the students of MODE call objects")
     ap.add_argument("--height", type=int, default=96, help="processing (input) height of the students")

@@ -93,7 +93,8 @@ class PredictorConfig:
     ckpt_2d: Optional[str] = None       # exported 2D student; None: the shipped demo model; "grid2": the shipped one
                                         # at output stride 2 (a slot grid at 1/2 of the input); "fine": with the
                                         # fine-mask head
-    ckpt_3d: Optional[str] = None       # exported 3D student; None, "grid2" or "fine" as ckpt_2d
+    ckpt_3d: Optional[str] = None       # exported 3D student; None (the shipped one, at output stride 2 = "grid2"),
+                                        # "stride4" (the stride-4 one, the default until 2026-12-03) or "fine"
     device: str = "auto"                # auto | cpu | cuda
     height: int = 96                    # processing resolution (multiples of 4)
     width: int = 320

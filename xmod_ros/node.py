@@ -156,7 +156,7 @@ PARAMETERS: dict[str, tuple] = {
                             "grid2; or a path); read at startup"),
     "zoom_checkpoint_lidar": (PredictorConfig.zoom_ckpt_3d, _D.PARAMETER_STRING,
                               "zoom_tiles: the tiles' own 3D student (empty: the frame's; fine: the shipped one with finer masks; "
-                              "grid2; or a path); read at startup"),
+                              "grid2 (the default one); stride4; or a path); read at startup"),
     "mirror": (PredictorConfig.mirror, _D.PARAMETER_BOOL,
                "the students also see each frame mirrored left-right; its new instances join (one more student pass "
                "a frame); read at startup"),
