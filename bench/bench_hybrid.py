@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xmod_core.baselines import EXTENTS, ClusterConfig, euclidean_clusters  # noqa: E402
 from xmod_core.data import find_drives  # noqa: E402
+from xmod_core.evaluate import sim_point_ids  # noqa: E402
 from xmod_core.frontview import grid_labels_to_points, project_scan  # noqa: E402
 from xmod_core.hybrid import HybridConfig, hybrid_instances  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
@@ -51,7 +52,7 @@ def cache_frames(drives, modes, min_points: int, min_score: float, ckpt_2d=None,
         for t in range(len(drive)):
             fid = drive.frame_ids[t]
             image, scan = drive.image(t), drive.scan(t)
-            gt = (np.fromfile(drive.drive_dir / "velodyne_labels/data" / f"{fid}.label", np.uint32) >> 16).astype(np.int64)
+            gt = sim_point_ids(drive.drive_dir, fid)
             in_view = project_scan(scan, drive.calib).point_pixel >= 0
             g = gt[in_view]
             cnt = np.bincount(g)

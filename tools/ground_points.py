@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xmod_core.baselines import ClusterConfig, ground_mask  # noqa: E402
-from xmod_core.evaluate import _small_ids  # noqa: E402
+from xmod_core.evaluate import _small_ids, sim_point_ids  # noqa: E402
 from xmod_core.frontview import project_scan  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
 from xmod_core.metrics import F1Accumulator  # noqa: E402
@@ -49,7 +49,7 @@ def measure(drives, ckpt_3d=None, height=96, width=320, min_points=10, device="c
                          drive.calib)
         for t in range(len(drive)):
             fid, scan = drive.frame_ids[t], drive.scan(t)
-            gt = (np.fromfile(drive.drive_dir / "velodyne_labels/data" / f"{fid}.label", np.uint32) >> 16).astype(np.int64)
+            gt = sim_point_ids(drive.drive_dir, fid)
             objs = json.loads((drive.drive_dir / "objects/data" / f"{fid}.json").read_text())["objects"]
             moving = [o["id"] for o in objs if o["moving"]]
             res = pred(points=scan, stamp=float(drive.timestamps[t]))

@@ -101,6 +101,12 @@ class _Row:
                 "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
 
 
+def sim_point_ids(drive_dir: Path, fid: str) -> np.ndarray:
+    """The simulator's instance id of every LiDAR point of frame `fid` (N,) int64, 0 = no object
+    (velodyne_labels/: the id in the upper 16 bits of each uint32 label)."""
+    return (np.fromfile(Path(drive_dir) / "velodyne_labels/data" / f"{fid}.label", np.uint32) >> 16).astype(np.int64)
+
+
 def _small_ids(ids: np.ndarray, min_count: int) -> list:
     counts = np.bincount(ids.reshape(-1).astype(np.int64))
     return [int(i) for i in np.flatnonzero((counts > 0) & (counts < min_count)) if i]
@@ -159,7 +165,7 @@ def evaluate(drives, modes, ckpt_2d=None, ckpt_3d=None, height=96, width=320, de
             fid = drive.frame_ids[t]
             image, scan = drive.image(t), drive.scan(t)
             gt = cv2.imread(str(drive.drive_dir / "instance_02/data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
-            gt_pts = (np.fromfile(drive.drive_dir / "velodyne_labels/data" / f"{fid}.label", np.uint32) >> 16).astype(np.int64)
+            gt_pts = sim_point_ids(drive.drive_dir, fid)
             objs = json.loads((drive.drive_dir / "objects/data" / f"{fid}.json").read_text())["objects"]
             moving = [o["id"] for o in objs if o["moving"]]
             fv_full = project_scan(scan, calib)
