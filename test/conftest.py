@@ -56,3 +56,37 @@ def make_tiny_drive(root: Path, frames: int = TINY_FRAMES, seed: int = 0, unknow
 @pytest.fixture(scope="session")
 def tiny_drive(tmp_path_factory) -> Path:
     return make_tiny_drive(tmp_path_factory.mktemp("tiny"))
+
+
+def free_port() -> int:
+    """A free TCP port on localhost (a process group's rendezvous)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_ranks(fn, make_args, nprocs: int = 2, timeout_s: float = 240.0) -> int:
+    """Run `fn(rank, *make_args(attempt))` in `nprocs` processes (torch.multiprocessing) and wait for
+    them, at most `timeout_s` (a failed test then, not a hung suite). A gloo rank has died of a
+    signal inside torch's C++ runtime at exit in CI ("terminate called without an active
+    exception", SIGABRT; not reproduced locally), so a death by signal runs the ranks once more with
+    fresh arguments (attempt 2: new port, new folders); a second death, an exception or a timeout
+    fails. Returns the attempt that finished."""
+    import time
+
+    import torch.multiprocessing as mp
+    for attempt in (1, 2):
+        ctx = mp.spawn(fn, args=make_args(attempt), nprocs=nprocs, join=False)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ctx.join(timeout=5):
+                if time.monotonic() > deadline:
+                    for p in ctx.processes:
+                        p.terminate()
+                    pytest.fail(f"{nprocs} ranks did not finish in {timeout_s:g} s")
+            return attempt
+        except mp.ProcessExitedException as e:
+            if attempt == 2 or e.signal_name is None:
+                raise
+            print(f"a rank died of {e.signal_name}; running the {nprocs} ranks once more")

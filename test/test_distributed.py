@@ -4,24 +4,17 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from conftest import free_port, spawn_ranks
 from xmod_core import distributed as D
 
 WORLD = 2
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -95,7 +88,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 def test_two_process_gloo(tmp_path):
-    mp.spawn(_worker, args=(WORLD, free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_ranks(_worker, lambda attempt: (WORLD, free_port(), str(tmp_path)), WORLD)
     for rank in range(WORLD):
         r = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert r["rank"] == rank and r["world"] == WORLD and r["local"] == rank
@@ -137,15 +130,13 @@ def test_two_process_pipeline_keeps_ranks_together(tiny_drive, tmp_path):
     only once rank 0 has exported the students that stage starts from (it used to start early and
     either miss them or hang on a process group created again)."""
     from test_distill import write_tiny_pipeline
-    pipe, _ = write_tiny_pipeline(tmp_path, tiny_drive)
-    ctx = mp.spawn(_pipeline_worker, args=(WORLD, free_port(), str(pipe), str(tmp_path)), nprocs=WORLD, join=False)
-    import time
-    deadline = time.monotonic() + 240
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.terminate()
-            pytest.fail("the two-process pipeline did not finish in 240 s (ranks out of step)")
+
+    def make_args(attempt):                      # each attempt in its own folder: no stage resumes another's run
+        root = tmp_path / f"attempt{attempt}"
+        root.mkdir()
+        pipe, _ = write_tiny_pipeline(root, tiny_drive)
+        return WORLD, free_port(), str(pipe), str(root)
+    root = tmp_path / f"attempt{spawn_ranks(_pipeline_worker, make_args, WORLD)}"   # fails after 240 s (ranks out of step)
     for rank in range(WORLD):
-        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == ["2d_burn_in", "2d_ts"]
-    assert (tmp_path / "runs/2d_ts/student_rgb.pt").is_file()
+        assert json.loads((root / f"rank{rank}.json").read_text()) == ["2d_burn_in", "2d_ts"]
+    assert (root / "runs/2d_ts/student_rgb.pt").is_file()

@@ -2,15 +2,13 @@
 the same global batch), config errors, corrupt or foreign checkpoints, exported students."""
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from conftest import make_tiny_drive
+from conftest import free_port, make_tiny_drive, spawn_ranks
 from xmod_core.checkpoint import CheckpointError, load_checkpoint
 from xmod_core.config import ConfigError, from_dict, load_config
 from xmod_core.train import TrainConfig, TrainingError, main, train
@@ -108,12 +106,6 @@ def test_init_from_checks_the_architecture(tiny_drive, tmp_path):
               progress=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, cfg: TrainConfig, port: int):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -125,18 +117,8 @@ def test_ddp_two_gloo_processes_match_one_process(tiny_drive, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     over = {"optim.batch_size": 4, "optim.steps": 4}
     train(tiny_cfg(tiny_drive, one, **over), progress=False)
-    for attempt in (1, 2):
-        run = two / f"attempt{attempt}"
-        try:
-            mp.spawn(_ddp_worker, args=(tiny_cfg(tiny_drive, run, **over), _free_port()), nprocs=2, join=True)
-            break
-        except mp.ProcessExitedException as e:
-            # Once in CI a gloo rank died of SIGABRT ("terminate called without an active exception")
-            # inside torch's C++ runtime, not reproduced in 11 local runs (3 under load); a second death fails.
-            if attempt == 2 or e.signal_name is None:
-                raise
-            print(f"DDP worker died of {e.signal_name}; running the two processes once more")
-    two = run
+    attempt = spawn_ranks(_ddp_worker, lambda n: (tiny_cfg(tiny_drive, two / f"attempt{n}", **over), free_port()))
+    two = two / f"attempt{attempt}"
     a, b = losses(one), losses(two)
     assert len(a) == len(b) == 4
     assert a == pytest.approx(b, rel=1e-4), (a, b)
