@@ -38,6 +38,14 @@ SETTINGS = [
     ("3D masks, fusion IoU 0.3", {"fusion_mask": "lidar", "fusion_iou": 0.3}),
     ("3D masks, min_score 0.4", {"fusion_mask": "lidar", "min_score": 0.4}),
     ("3D masks, min_score 0.3", {"fusion_mask": "lidar", "min_score": 0.3}),
+    ("foreground agreement 0.5", {"fusion_agreement": "foreground", "fusion_foreground": 0.5}),
+    ("foreground agreement 0.6", {"fusion_agreement": "foreground", "fusion_foreground": 0.6}),
+    ("foreground agreement 0.7", {"fusion_agreement": "foreground", "fusion_foreground": 0.7}),
+    ("foreground agreement 0.8", {"fusion_agreement": "foreground", "fusion_foreground": 0.8}),
+    ("either agreement 0.5", {"fusion_agreement": "either", "fusion_foreground": 0.5}),
+    ("either agreement 0.6", {"fusion_agreement": "either", "fusion_foreground": 0.6}),
+    ("either agreement 0.7", {"fusion_agreement": "either", "fusion_foreground": 0.7}),
+    ("either agreement 0.8", {"fusion_agreement": "either", "fusion_foreground": 0.8}),
 ]
 
 

@@ -13,7 +13,7 @@ import torch
 
 from xmod_core.clusters import cluster_objects
 from xmod_core.frontview import project_scan
-from xmod_core.fusion import ID_OFFSET_3D, late_fusion
+from xmod_core.fusion import ID_OFFSET_3D, either_fusion, foreground_fusion, late_fusion
 from xmod_core.instances import slots_to_instances
 from xmod_core.kitti import KittiRawDrive
 from xmod_core.model import DIOD, ModelConfig
@@ -470,10 +470,11 @@ def test_student_step_on_the_cpu_is_the_eager_step_with_graphs_ignored():
     with torch.no_grad():
         state, ref_state = None, None
         for t in range(2):
-            ids, conf, state = step(x[t], state)
+            ids, conf, fg, state = step(x[t], state)
             out, ref_state = model.step(x[t], ref_state, decode=False)
             ref_ids, ref_conf = post(out["masks"])
             assert torch.equal(ids, ref_ids) and torch.allclose(conf, ref_conf)
+            assert torch.equal(fg, 1 - out["masks"][:, -1])                 # foreground: all but the background slot
 
 
 def test_student_step_falls_back_to_eager_when_graph_capture_fails():
@@ -491,9 +492,9 @@ def test_student_step_falls_back_to_eager_when_graph_capture_fails():
     step._capture = no_capture                                # ... on a driver that cannot capture
     x = torch.rand(2, 1, 3, 32, 64)
     with torch.no_grad():
-        _, _, state = step(x[0], None)
+        _, _, _, state = step(x[0], None)
         with pytest.warns(RuntimeWarning, match="run eagerly"):
-            ids, _, _ = step(x[1], state)
+            ids, _, _, _ = step(x[1], state)
         ref, _ = model.step(x[1], state, decode=False)
     assert torch.equal(ids, partial(slots_to_instances, size=(32, 64))(ref["masks"])[0]) and not step.graphs
 
@@ -579,6 +580,100 @@ def test_hybrid_hold_carries_the_previous_frame_and_restarts_with_the_sequence(s
     assert (p(points=scan, stamp=5.0).point_labels == 0).all()                  # a gap: a new sequence forgets it
 
 
+def test_foreground_fusion_keeps_each_attended_3d_instance_on_its_own():
+    """A 3D instance is kept, under its own id, when the 2D student's foreground attention averages
+    the threshold over it; one 2D slot over two 3D instances does not merge them (late fusion
+    with 3D masks gives both its one id)."""
+    b = np.zeros((8, 12), int)
+    b[1:4, 1:4], b[1:4, 5:8], b[5:7, 9:12] = 1, 2, 3       # two cars side by side, one more to the right
+    fg = np.full((8, 12), 0.1)
+    fg[1:4, 1:8] = 0.9                                     # the camera sees the two cars as foreground ...
+    fg[5:7, 9:12] = 0.45                                   # ... and is unsure of the third
+    s3 = np.array([0.7, 0.8, 0.99])
+    fused, scores = foreground_fusion(b, s3, fg, 0.5)
+    assert isinstance(fused, np.ndarray)
+    np.testing.assert_array_equal(fused, np.where(b == 3, 0, b))
+    assert scores == pytest.approx({1: (0.7 + 0.9) / 2, 2: (0.8 + 0.9) / 2})
+    assert set(foreground_fusion(b, s3, fg, 0.4)[1]) == {1, 2, 3}
+    a = np.zeros((8, 12), int)
+    a[1:4, 1:8] = 1                                        # one 2D slot over both cars
+    merged, _ = late_fusion(a, np.array([0.9]), b, s3, mask="lidar")
+    assert (merged[1:4, 1:4] == merged[1:4, 5:8][0, 0]).all()
+    # the attention on a coarser grid (the 2D student's) is resized to the ids' grid
+    coarse = torch.nn.functional.avg_pool2d(torch.as_tensor(fg)[None, None], 2)[0, 0]
+    f2, _ = foreground_fusion(torch.as_tensor(b), s3, coarse, 0.5)
+    assert torch.is_tensor(f2) and set(np.unique(f2.numpy())) == {0, 1, 2}
+    with pytest.raises(ValueError, match="foreground_2d must be"):
+        foreground_fusion(b, s3, fg[None], 0.5)
+
+
+def test_either_fusion_adds_attended_3d_singles_to_late_fusion():
+    """`either`: late fusion's agreed objects stay as they are (two 3D parts of one 2D object merge
+    into it), and a 3D instance no 2D instance agrees with joins as an object of its own only where
+    the 2D student's foreground attention averages the threshold over it."""
+    a = np.zeros((10, 12), int)
+    b = np.zeros((10, 12), int)
+    a[0:4, 0:6] = 1                                         # one 2D object ...
+    b[0:4, 0:3], b[0:4, 3:6] = 1, 2                         # ... in two 3D parts
+    b[6:9, 0:3] = 3                                         # a far car the 2D student gives no slot, attended to
+    b[6:9, 8:11] = 4                                        # a 3D fragment the camera sees as background
+    fg = np.full((10, 12), 0.2)
+    fg[0:4, 0:6], fg[6:9, 0:3] = 0.9, 0.8
+    s2, s3 = np.array([0.7]), np.array([0.6, 0.8, 0.9, 0.95])
+    fused, scores = either_fusion(a, s2, b, s3, fg, 0.7)
+    late, late_scores = late_fusion(a, s2, b, s3, mask="lidar")
+    assert ((fused == 1) == (late == 1)).all() and ((fused == 1) == ((b == 1) | (b == 2))).all()
+    assert ((fused == ID_OFFSET_3D + 3) == (b == 3)).all() and not (fused[b == 4]).any()
+    assert scores == pytest.approx(late_scores | {ID_OFFSET_3D + 3: (0.9 + 0.8) / 2})
+    assert set(np.unique(either_fusion(a, s2, b, s3, fg, 0.1)[0])) == {0, 1, ID_OFFSET_3D + 3, ID_OFFSET_3D + 4}
+    with pytest.raises(ValueError, match="keep_3d must hold one value per 3D slot"):
+        late_fusion(a, s2, b, s3, keep_3d=np.ones(2))
+
+
+def test_fusion_agreement_picks_the_fusion_and_passes_the_frames_foreground(students, tiny_drive, monkeypatch):
+    """fusion_agreement: auto (the default) fuses slot instances by `either` and hybrid instances by
+    iou (late fusion); either / foreground fuse with the 2D student's foreground attention of the
+    frame (the StudentStep's third output, on its slot grid) and fusion_foreground."""
+    import xmod_core.predictor as pred
+    seen = []
+
+    def spy(name, fn):
+        def f(*args):
+            seen.append((name, args))
+            return fn(*args)
+        monkeypatch.setattr(pred, fn.__name__, f)
+    spy("late", late_fusion)
+    spy("either", either_fusion)
+    spy("foreground", foreground_fusion)
+    d = KittiRawDrive(tiny_drive)
+
+    def run(**kw):
+        seen.clear()
+        p = predictor(students, tiny_drive, "fused", **kw)
+        out = {}
+        step = p.steps["rgb"]
+        p.steps["rgb"] = lambda x, state: out.setdefault("rgb", step(x, state))
+        r = p(image=d.image(0), points=d.scan(0), stamp=0.0)
+        return [name for name, _ in seen], seen, out, r
+    names, calls, out, _ = run()
+    assert PredictorConfig.fusion_agreement == "auto" and names[0] == "either"       # either calls late fusion inside
+    fg, thr = calls[0][1][4], calls[0][1][5]
+    assert thr == PredictorConfig.fusion_foreground and torch.equal(fg, out["rgb"][2][0])   # the frame's (image 0)
+    assert fg.ndim == 2 and fg.shape != out["rgb"][0].shape[-2:]              # on the slot grid, not the ids' grid
+    assert run(fusion_agreement="iou")[0] == ["late"]
+    assert run(instances="hybrid", min_points=1)[0] == ["late"]               # auto: hybrid instances by iou
+    assert run(instances="hybrid", min_points=1, fusion_agreement="either")[0][0] == "either"
+    names, calls, _, _ = run(fusion_agreement="foreground", fusion_foreground=0.3)
+    assert names == ["foreground"] and calls[0][1][3] == 0.3
+    # foreground at threshold 0 keeps every 3D instance as it is
+    _, _, _, r = run(fusion_agreement="foreground", fusion_foreground=0.0, min_score=0.0)
+    assert len(np.unique(r.grid)) > 2 and same_partition(r.grid, r.students["lidar"])
+    with pytest.raises(ValueError, match="fusion_agreement must be one of auto, iou"):
+        predictor(students, tiny_drive, "fused", fusion_agreement="mean")
+    with pytest.raises(ValueError, match="fusion_foreground must be within"):
+        predictor(students, tiny_drive, "fused", fusion_agreement="foreground", fusion_foreground=1.5)
+
+
 def test_fusion_mask_reaches_late_fusion(students, tiny_drive, monkeypatch):
     """PredictorConfig.fusion_mask (default lidar, chosen on validation) is the mask fused mode asks of late fusion."""
     import xmod_core.predictor as pred
@@ -590,7 +685,7 @@ def test_fusion_mask_reaches_late_fusion(students, tiny_drive, monkeypatch):
     monkeypatch.setattr(pred, "late_fusion", spy)
     d = KittiRawDrive(tiny_drive)
     for mask in (None, "union", "rgb"):
-        p = predictor(students, tiny_drive, "fused", **({} if mask is None else {"fusion_mask": mask}))
+        p = predictor(students, tiny_drive, "fused", fusion_agreement="iou", **({} if mask is None else {"fusion_mask": mask}))
         p(image=d.image(0), points=d.scan(0), stamp=0.0)
     assert seen == ["lidar", "union", "rgb"]
 

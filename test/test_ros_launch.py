@@ -131,6 +131,11 @@ def test_node_parameters_make_the_predictor_config():
     assert (cfg.mode, cfg.ckpt_2d, cfg.ckpt_3d) == ("fused", "a.pt", "b.pt")
     assert predictor_config(p | {"min_score": 0.7}, "lidar", "a.pt", "b.pt").min_score == 0.7
     assert predictor_config(p | {"min_score": 0.0}, "lidar", "a.pt", "b.pt").min_score == 0.0
+    assert (cfg.fusion_agreement, cfg.fusion_foreground) == (PredictorConfig.fusion_agreement,
+                                                            PredictorConfig.fusion_foreground)
+    other = predictor_config(p | {"fusion_agreement": "iou" if cfg.fusion_agreement == "foreground" else "foreground",
+                                  "fusion_foreground": 0.65}, "fused", "a.pt", "b.pt")
+    assert other.fusion_agreement != cfg.fusion_agreement and other.fusion_foreground == 0.65
 
 
 def test_parameters_are_documented_and_console_scripts_registered():

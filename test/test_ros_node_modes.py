@@ -160,6 +160,8 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                                ["lidar checkpoint not found: /nope/zoom_lidar.pt"]),
         "bad_fusion_mask": (base_params(assets, calibration=str(assets["calib"]), fusion_mask="both"),
                             ["fusion_mask must be one of union, lidar, rgb"]),
+        "bad_fusion_agreement": (base_params(assets, calibration=str(assets["calib"]), fusion_agreement="mean"),
+                                 ["fusion_agreement must be one of auto, iou, foreground, either"]),
     }
     try:
         import tf2_ros  # noqa: F401

@@ -206,7 +206,7 @@ def test_predictor_adds_the_mirrored_frame_to_the_batch(students, tiny_drive, mo
         calls.clear()
         r = p(image=d.image(0), points=d.scan(0), stamp=0.0)
         for m in ("rgb", "lidar"):
-            x, ids, conf, _ = seen[m]
+            x, ids, conf, _, _ = seen[m]
             assert x.shape[0] == tiles + 2 and p.states[m].slots.shape[0] == tiles + 2
             want = x[0].flip(-1) if m == "rgb" else torch.from_numpy(mirror_x(x[0].numpy(), x[0].numpy()[3] > 0))
             torch.testing.assert_close(x[-1], want)

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xmod_core.evaluate import METHODS, method_config  # noqa: E402
+from xmod_core.fusion import AGREEMENTS  # noqa: E402
 from xmod_core.frontview import project_scan  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
 from xmod_core.lead import LeadConfig, best_iou, lead_object  # noqa: E402
@@ -103,12 +104,17 @@ def main(argv=None) -> int:
     ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--min-score", type=float, help="both students' instance threshold (default: each student's own)")
+    ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
+                    help="fused: what makes both students agree on an object (default: the Predictor's)")
+    ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
+                    help="--fusion-agreement foreground: the mean 2D foreground attention a 3D instance needs")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
-                         "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score})
+                         "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score,
+                         "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

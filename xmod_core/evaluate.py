@@ -43,7 +43,7 @@ from .baselines import EXTENTS, ClusterConfig, clusters_to_image, euclidean_clus
 from .clusters import cluster_objects
 from .data import MOTION_DIR, find_drives, unknown_frames
 from .frontview import grid_labels_to_points, project_scan
-from .fusion import MASKS
+from .fusion import AGREEMENTS, MASKS
 from .image_boxes import BOX_SOURCES, box_corners, frame_boxes, project_boxes, resolve_box_source
 from .instances import FRAGMENTS
 from .tiles import ZOOM_LIDAR
@@ -372,6 +372,12 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--min-area", type=float, default=0.001, help="ignore ground-truth objects under this share of the image")
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
+    ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
+                    help="late fusion: iou (a 2D instance overlaps a 3D one; the paper's), foreground (a 3D instance "
+                         "the 2D student attends to as foreground), either, or auto (either for slot instances, iou "
+                         "for hybrid ones; the default)")
+    ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
+                    help="--fusion-agreement foreground: the mean 2D foreground attention a 3D instance needs")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
                     help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
@@ -448,7 +454,7 @@ def main(argv=None) -> int:
         methods = list(METHODS) if "all" in a.mode else list(dict.fromkeys(a.mode))
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
-                "fusion_mask": a.fusion_mask,
+                "fusion_mask": a.fusion_mask, "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,

@@ -21,8 +21,9 @@ from .model import DIOD, State
 
 class StudentStep:
     def __init__(self, model: DIOD, post: Callable, amp: bool = False, graphs: bool = False):
-        """post: masks (B, K, h, w) -> (ids, scores), queued on the device as well. `amp` (bf16
-        autocast) and `graphs` apply on CUDA only."""
+        """post: masks (B, K, h, w) -> (ids, scores), queued on the device as well. A step also
+        returns the foreground attention (B, h, w) = 1 - the background slot's (what late fusion's
+        `foreground` agreement reads). `amp` (bf16 autocast) and `graphs` apply on CUDA only."""
         cuda = next(model.parameters()).is_cuda
         self.model, self.post = model, post
         self.amp, self.graphs = amp and cuda, graphs and cuda                    # both for CUDA only
@@ -32,7 +33,7 @@ class StudentStep:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out, state = self.model.step(x, state, decode=False)                # masks only
         ids, conf = self.post(out["masks"])
-        return ids, conf, state
+        return ids, conf, 1 - out["masks"][:, -1].float(), state
 
     def _capture(self, x: torch.Tensor, state: State) -> None:
         self.x, self.hidden, self.slots = x.clone(), [h.clone() for h in state.hidden], state.slots.clone()
@@ -48,7 +49,7 @@ class StudentStep:
 
     def __call__(self, x: torch.Tensor, state: State | None):
         """x (B, C, H, W) on the model's device, state from the previous frame or None ->
-        ids, scores, next state (nothing synchronised with the host)."""
+        ids, scores, foreground attention, next state (nothing synchronised with the host)."""
         if not self.graphs or state is None:
             return self._run(x, state)
         if self.graph is None or x.shape != self.x.shape or state.slots.shape != self.slots.shape:
@@ -63,5 +64,5 @@ class StudentStep:
             buf.copy_(h)
         self.slots.copy_(state.slots)
         self.graph.replay()
-        ids, conf, nxt = self.out                                               # the graph's buffers: copy them out
-        return ids.clone(), conf.clone(), State([h.clone() for h in nxt.hidden], nxt.slots.clone())
+        ids, conf, fg, nxt = self.out                                           # the graph's buffers: copy them out
+        return ids.clone(), conf.clone(), fg.clone(), State([h.clone() for h in nxt.hidden], nxt.slots.clone())

@@ -45,7 +45,7 @@ from .baselines import ClusterConfig, ground_plane
 from .clusters import Object3D, cluster_objects
 from .data import mirror_x
 from .frontview import grid_labels_to_points, project_scan
-from .fusion import MASKS, late_fusion
+from .fusion import AGREEMENTS, MASKS, either_fusion, foreground_fusion, late_fusion
 from .graphs import StudentStep
 from .image_boxes import frame_boxes, resolve_box_source
 from .hybrid import HybridConfig, hybrid_instances
@@ -106,6 +106,13 @@ class PredictorConfig:
                                         # None: each student's own threshold, named in its file where it was chosen
                                         # on validation for it (the grid2 3D student: 0.6), else 0.5 (chosen on
                                         # held-out drives, seed 300: 2D F1@50 0.188 -> 0.208); a value: both students
+    fusion_agreement: str = "auto"      # late fusion: iou (a 2D instance overlaps a 3D one by fusion_iou; the paper's) |
+                                        # either (iou's objects, plus each 3D instance no 2D one agrees with where the
+                                        # 2D student's foreground attention averages fusion_foreground) | foreground
+                                        # (only the latter test, every 3D instance its own object) | auto: either
+                                        # for slot instances, iou for hybrid ones (validation: fused 0.424 -> 0.446;
+                                        # hybrid (fused) 0.627 -> 0.623; docs/evaluation.md)
+    fusion_foreground: float = 0.7      # ... the mean 2D foreground attention a 3D instance needs (validation drives)
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
     keep_single: bool = False           # also keep confident single-modality objects
     single_score: float = 0.9           # ... from this score on
@@ -208,6 +215,13 @@ class Predictor:
             self.models["lidar"], metas["lidar"] = self._load(student_path(cfg.ckpt_3d, "lidar"), "lidar")
         if cfg.fusion_mask not in MASKS:
             raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
+        if cfg.fusion_agreement not in ("auto", *AGREEMENTS):
+            raise ValueError(f"fusion_agreement must be one of auto, {', '.join(AGREEMENTS)}, got {cfg.fusion_agreement!r}")
+        # auto: slot instances fuse by `either`, hybrid instances by iou (each chosen on validation drives)
+        self.agreement = cfg.fusion_agreement if cfg.fusion_agreement != "auto" else \
+            ("either" if cfg.instances == "slots" else "iou")
+        if not 0.0 <= cfg.fusion_foreground <= 1.0:
+            raise ValueError(f"fusion_foreground must be within [0, 1], got {cfg.fusion_foreground}")
         if cfg.instances not in INSTANCES:
             raise ValueError(f"instances must be one of {INSTANCES}, got {cfg.instances!r}")
         self.box_source = resolve_box_source(cfg.box_source, cfg.instances)
@@ -304,17 +318,18 @@ class Predictor:
 
     def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queue one student step and its instance extraction on the device (no synchronisation);
-        x (B, C, H, W) is the frame, its tiles and its mirror. With a tiles' own student the tiles go
+        x (B, C, H, W) is the frame, its tiles and its mirror. Returns the instance ids and scores of
+        each image of x and the frame's foreground attention (h, w) on the student's slot grid. With a tiles' own student the tiles go
         through it (own state) and the rest through the frame's; the maps come back in x's order.
         Runs on the worker thread too, where `__call__`'s no_grad does not reach: hence its own."""
         with torch.no_grad():
             if modality not in self.zoom_steps:
-                ids, conf, self.states[modality] = self.steps[modality](x, self.states[modality])
-                return ids, conf
+                ids, conf, fg, self.states[modality] = self.steps[modality](x, self.states[modality])
+                return ids, conf, fg[0]
             T, z = len(self.tiles), modality + ":zoom"                    # the tiles' own student: x[1:1 + T]
-            ids, conf, self.states[modality] = self.steps[modality](torch.cat([x[:1], x[1 + T:]]), self.states[modality])
-            zids, zconf, self.states[z] = self.zoom_steps[modality](x[1:1 + T], self.states.get(z))
-        return torch.cat([ids[:1], zids.to(ids.dtype), ids[1:]]), torch.cat([conf[:1], zconf, conf[1:]])
+            ids, conf, fg, self.states[modality] = self.steps[modality](torch.cat([x[:1], x[1 + T:]]), self.states[modality])
+            zids, zconf, _, self.states[z] = self.zoom_steps[modality](x[1:1 + T], self.states.get(z))
+        return torch.cat([ids[:1], zids.to(ids.dtype), ids[1:]]), torch.cat([conf[:1], zconf, conf[1:]]), fg[0]
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray | None = None, points: np.ndarray | None = None,
@@ -378,6 +393,8 @@ class Predictor:
             raise
         t = time.perf_counter()
         pending = {m: v.result() if isinstance(v, Future) else v for m, v in pending.items()}
+        foreground = {m: fg for m, (_, _, fg) in pending.items()}           # the frame's, on each slot grid
+        pending = {m: (ids, conf) for m, (ids, conf, _) in pending.items()}
         mirrored = {}
         if cfg.mirror:                                                        # the mirrored frame's, flipped back
             mirrored = {m: (ids[-1].flip(-1), conf[-1]) for m, (ids, conf) in pending.items()}
@@ -392,7 +409,12 @@ class Predictor:
         inst = {m: (ids, conf.cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
         timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
         t = time.perf_counter()
-        if cfg.mode == "fused":
+        if cfg.mode == "fused" and self.agreement == "foreground":
+            grid, scores = foreground_fusion(*inst["lidar"], foreground["rgb"], cfg.fusion_foreground)
+        elif cfg.mode == "fused" and self.agreement == "either":
+            grid, scores = either_fusion(*inst["rgb"], *inst["lidar"], foreground["rgb"], cfg.fusion_foreground,
+                                         cfg.fusion_iou, cfg.fusion_mask, cfg.keep_single, cfg.single_score)
+        elif cfg.mode == "fused":
             grid, scores = late_fusion(*inst["rgb"], *inst["lidar"], cfg.fusion_iou, cfg.keep_single, cfg.single_score,
                                        cfg.fusion_mask)
         else:

@@ -61,7 +61,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from xmod_core.kitti import CameraCalib, KittiFormatError, load_calib
 from xmod_core.baselines import EXTENTS
-from xmod_core.fusion import MASKS
+from xmod_core.fusion import AGREEMENTS, MASKS
 from xmod_core.instances import FRAGMENTS
 from xmod_core.predictor import INSTANCES, Predictor, PredictorConfig, student_path
 
@@ -103,6 +103,12 @@ PARAMETERS: dict[str, tuple] = {
     "width": (320, _D.PARAMETER_INTEGER, "processing width in pixels (multiple of 4)"),
     "sync_slop": (0.05, _D.PARAMETER_DOUBLE, "approximate-time pairing of image and cloud: largest stamp difference, s"),
     "sync_queue_size": (5, _D.PARAMETER_INTEGER, "approximate-time pairing: messages kept per input"),
+    "fusion_agreement": (PredictorConfig.fusion_agreement, _D.PARAMETER_STRING,
+                         "late fusion: iou (a 2D instance overlaps a 3D one by fusion_iou; the paper's), either (also "
+                         "each 3D instance the 2D student attends to as foreground, fusion_foreground on average), "
+                         "foreground (that test only) or auto (either for slot instances, iou for hybrid ones)"),
+    "fusion_foreground": (PredictorConfig.fusion_foreground, _D.PARAMETER_DOUBLE,
+                          "late fusion by foreground: the mean 2D foreground attention a 3D instance needs"),
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
     "fusion_mask": (PredictorConfig.fusion_mask, _D.PARAMETER_STRING,
                     "late fusion: an agreed object's pixels: lidar (its 3D partners'), union (both masks, the paper's) "
@@ -217,6 +223,7 @@ def predictor_config(p: dict, mode: str, ck2: str, ck3: str) -> PredictorConfig:
     return PredictorConfig(mode=mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                            width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                            min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
+                           fusion_agreement=p["fusion_agreement"], fusion_foreground=p["fusion_foreground"],
                            keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                            state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                            cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
@@ -357,6 +364,9 @@ class XmodPipeline:
                 raise StartupError(f"parameter {name} must be one of {', '.join(FRAGMENTS)}, got {p[name]!r}")
         if p["fusion_mask"] not in MASKS:
             raise StartupError(f"parameter fusion_mask must be one of {', '.join(MASKS)}, got {p['fusion_mask']!r}")
+        if p["fusion_agreement"] not in ("auto", *AGREEMENTS):
+            raise StartupError(f"parameter fusion_agreement must be one of auto, {', '.join(AGREEMENTS)}, "
+                               f"got {p['fusion_agreement']!r}")
         if p["hybrid_extent"] not in EXTENTS:
             raise StartupError(f"parameter hybrid_extent must be one of {', '.join(EXTENTS)}, got {p['hybrid_extent']!r}")
         self.p, self.mode = p, p["mode"]
