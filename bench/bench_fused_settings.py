@@ -46,6 +46,9 @@ SETTINGS = [
     ("either agreement 0.6", {"fusion_agreement": "either", "fusion_foreground": 0.6}),
     ("either agreement 0.7", {"fusion_agreement": "either", "fusion_foreground": 0.7}),
     ("either agreement 0.8", {"fusion_agreement": "either", "fusion_foreground": 0.8}),
+    ("separate agreement 0.6", {"fusion_agreement": "separate", "fusion_foreground": 0.6}),
+    ("separate agreement 0.7", {"fusion_agreement": "separate", "fusion_foreground": 0.7}),
+    ("separate agreement 0.8", {"fusion_agreement": "separate", "fusion_foreground": 0.8}),
 ]
 
 

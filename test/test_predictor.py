@@ -13,7 +13,7 @@ import torch
 
 from xmod_core.clusters import cluster_objects
 from xmod_core.frontview import project_scan
-from xmod_core.fusion import ID_OFFSET_3D, either_fusion, foreground_fusion, late_fusion
+from xmod_core.fusion import ID_OFFSET_3D, either_fusion, foreground_fusion, late_fusion, separate_fusion
 from xmod_core.instances import slots_to_instances
 from xmod_core.kitti import KittiRawDrive
 from xmod_core.model import DIOD, ModelConfig
@@ -630,10 +630,30 @@ def test_either_fusion_adds_attended_3d_singles_to_late_fusion():
         late_fusion(a, s2, b, s3, keep_3d=np.ones(2))
 
 
+def test_separate_fusion_keeps_agreed_and_attended_3d_instances_apart():
+    """`separate`: a 3D instance is kept, under its own id, when a 2D instance overlaps it by late
+    fusion's IoU test or the 2D foreground averages the threshold over it; two 3D parts under one
+    2D instance stay two objects."""
+    a = np.zeros((10, 12), int)
+    b = np.zeros((10, 12), int)
+    a[0:4, 0:6] = 1
+    b[0:4, 0:3], b[0:4, 3:6] = 1, 2                         # two 3D instances under one 2D instance
+    b[6:9, 0:3] = 3                                         # no 2D instance, attended to
+    b[6:9, 8:11] = 4                                        # no 2D instance, background to the camera
+    fg = np.full((10, 12), 0.2)
+    fg[6:9, 0:3] = 0.8                                      # (the agreed pair's attention is low: kept anyway)
+    s3 = np.array([0.6, 0.8, 0.9, 0.95])
+    fused, scores = separate_fusion(a, np.array([0.7]), b, s3, fg, 0.7)
+    np.testing.assert_array_equal(fused, np.where(b == 4, 0, b))
+    assert set(scores) == {1, 2, 3} and scores[3] == pytest.approx((0.9 + 0.8) / 2)
+    fused, _ = separate_fusion(a, np.array([0.7]), b, s3, fg, 0.7, iou_threshold=0.9)     # no 2D agreement left
+    np.testing.assert_array_equal(fused, np.where(b == 3, 3, 0))
+
+
 def test_fusion_agreement_picks_the_fusion_and_passes_the_frames_foreground(students, tiny_drive, monkeypatch):
-    """fusion_agreement: auto (the default) fuses slot instances by `either` and hybrid instances by
-    iou (late fusion); either / foreground fuse with the 2D student's foreground attention of the
-    frame (the StudentStep's third output, on its slot grid) and fusion_foreground."""
+    """fusion_agreement: auto (the default) fuses slot instances by `separate` and hybrid instances
+    by iou (late fusion); separate / either / foreground fuse with the 2D student's foreground
+    attention of the frame (the StudentStep's third output, on its slot grid) and fusion_foreground."""
     import xmod_core.predictor as pred
     seen = []
 
@@ -645,6 +665,7 @@ def test_fusion_agreement_picks_the_fusion_and_passes_the_frames_foreground(stud
     spy("late", late_fusion)
     spy("either", either_fusion)
     spy("foreground", foreground_fusion)
+    spy("separate", separate_fusion)
     d = KittiRawDrive(tiny_drive)
 
     def run(**kw):
@@ -656,15 +677,18 @@ def test_fusion_agreement_picks_the_fusion_and_passes_the_frames_foreground(stud
         r = p(image=d.image(0), points=d.scan(0), stamp=0.0)
         return [name for name, _ in seen], seen, out, r
     names, calls, out, _ = run()
-    assert PredictorConfig.fusion_agreement == "auto" and names[0] == "either"       # either calls late fusion inside
+    assert PredictorConfig.fusion_agreement == "auto" and names == ["separate"]
     fg, thr = calls[0][1][4], calls[0][1][5]
     assert thr == PredictorConfig.fusion_foreground and torch.equal(fg, out["rgb"][2][0])   # the frame's (image 0)
     assert fg.ndim == 2 and fg.shape != out["rgb"][0].shape[-2:]              # on the slot grid, not the ids' grid
     assert run(fusion_agreement="iou")[0] == ["late"]
     assert run(instances="hybrid", min_points=1)[0] == ["late"]               # auto: hybrid instances by iou
     assert run(instances="hybrid", min_points=1, fusion_agreement="either")[0][0] == "either"
+    assert run(fusion_agreement="either")[0][0] == "either"
     names, calls, _, _ = run(fusion_agreement="foreground", fusion_foreground=0.3)
     assert names == ["foreground"] and calls[0][1][3] == 0.3
+    names, calls, out, _ = run(fusion_agreement="separate", fusion_foreground=0.4, fusion_iou=0.2)
+    assert names[0] == "separate" and calls[0][1][5:] == (0.4, 0.2) and torch.equal(calls[0][1][4], out["rgb"][2][0])
     # foreground at threshold 0 keeps every 3D instance as it is
     _, _, _, r = run(fusion_agreement="foreground", fusion_foreground=0.0, min_score=0.0)
     assert len(np.unique(r.grid)) > 2 and same_partition(r.grid, r.students["lidar"])

@@ -161,7 +161,7 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
         "bad_fusion_mask": (base_params(assets, calibration=str(assets["calib"]), fusion_mask="both"),
                             ["fusion_mask must be one of union, lidar, rgb"]),
         "bad_fusion_agreement": (base_params(assets, calibration=str(assets["calib"]), fusion_agreement="mean"),
-                                 ["fusion_agreement must be one of auto, iou, foreground, either"]),
+                                 ["fusion_agreement must be one of auto, iou, foreground, either, separate"]),
     }
     try:
         import tf2_ros  # noqa: F401

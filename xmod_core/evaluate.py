@@ -374,8 +374,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-points", type=int, default=10, help="ignore ground-truth objects with fewer LiDAR points (3D)")
     ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
                     help="late fusion: iou (a 2D instance overlaps a 3D one; the paper's), foreground (a 3D instance "
-                         "the 2D student attends to as foreground), either, or auto (either for slot instances, iou "
-                         "for hybrid ones; the default)")
+                         "the 2D student attends to as foreground), either (iou's objects plus foreground's), separate "
+                         "(both tests, nothing merged), or auto (separate for slot instances, iou for hybrid ones; "
+                         "the default)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
                     help="--fusion-agreement foreground: the mean 2D foreground attention a 3D instance needs")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")

@@ -19,6 +19,8 @@ instances into one object.
 
 `either_fusion`: late fusion's agreed objects, plus the 3D instances no 2D instance agrees with
 that the 2D student attends to as foreground (`foreground_fusion`'s test), each an object of its own.
+`separate_fusion`: the same two tests, but every kept 3D instance is an object of its own (a 2D
+instance over two 3D ones does not merge them).
 
 Torch throughout, on the id maps' device: the Predictor fuses on the GPU where the students ran,
 so only the small per-slot arrays cross to the host. numpy id maps in give numpy out.
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 ID_OFFSET_3D = 1000   # ids of 3D-only objects (keep_single), so they never collide with 2D ids
-AGREEMENTS = ("iou", "foreground", "either")   # what makes both modalities agree on an object
+AGREEMENTS = ("iou", "foreground", "either", "separate")   # what makes both modalities agree on an object
                                                 # (PredictorConfig.fusion_agreement)
 
 
@@ -144,12 +146,26 @@ def either_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, threshold
     return late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold, keep_single, single_score, mask, keep_3d=keep)
 
 
-def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.5):
+def separate_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, threshold: float = 0.7,
+                    iou_threshold: float = 0.1):
+    """Every 3D instance is an object of its own (its id, its mask) when a 2D instance agrees with
+    it by late fusion's test (its best-overlapping 2D instance's IoU > `iou_threshold`) or when the
+    2D foreground attention averages `threshold` over it (`foreground_fusion`); nothing is merged."""
+    a = torch.as_tensor(ids_2d)
+    b = torch.as_tensor(ids_3d, device=a.device)
+    n2, n3 = len(np.asarray(torch.as_tensor(scores_2d).cpu())), len(np.asarray(torch.as_tensor(scores_3d).cpu()))
+    iou = iou_from_counts(intersections(a, n2, b, n3)).cpu().numpy()            # (n2, n3)
+    agreed = iou.max(0) > iou_threshold if n2 else np.zeros(n3, bool)            # (n3,)
+    return foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold, also=agreed)
+
+
+def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.5, also=None):
     """ids_3d (H, W) 3D instance ids (0 = background, k = slot k-1), numpy or a tensor; scores_3d
     (K-1,); foreground_2d (h, w) the 2D student's foreground attention on its own slot grid
     (bilinearly resized to (H, W) here). Returns the kept 3D instances' ids (unchanged; numpy in,
     numpy out) and {id: score}, a kept instance's score being the mean of its 3D score and its mean
-    2D foreground attention (as `late_fusion` averages both modalities' scores)."""
+    2D foreground attention (as `late_fusion` averages both modalities' scores). `also`: None or
+    (K-1,) bool, 3D instances kept whatever their attention (present ones only)."""
     as_np = isinstance(ids_3d, np.ndarray)
     b = torch.as_tensor(ids_3d)
     s3 = np.asarray(torch.as_tensor(scores_3d).cpu(), np.float64)
@@ -157,7 +173,10 @@ def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.5):
     flat = b.reshape(-1).long()
     area = torch.bincount(flat, minlength=n3 + 1)                               # (n3 + 1,) pixels per instance
     mean = foreground_means(b, n3, foreground_2d)
-    keep = (area > 0) & (mean >= threshold)
+    keep = mean >= threshold
+    if also is not None:
+        keep[1:] |= torch.as_tensor(np.asarray(also, bool), device=b.device)
+    keep &= area > 0
     keep[0] = False
     lut = torch.where(keep, torch.arange(n3 + 1, device=b.device), 0)
     fused = lut[flat].view_as(b).to(b.dtype)

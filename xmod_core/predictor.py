@@ -45,7 +45,7 @@ from .baselines import ClusterConfig, ground_plane
 from .clusters import Object3D, cluster_objects
 from .data import mirror_x
 from .frontview import grid_labels_to_points, project_scan
-from .fusion import AGREEMENTS, MASKS, either_fusion, foreground_fusion, late_fusion
+from .fusion import AGREEMENTS, MASKS, either_fusion, foreground_fusion, late_fusion, separate_fusion
 from .graphs import StudentStep
 from .image_boxes import frame_boxes, resolve_box_source
 from .hybrid import HybridConfig, hybrid_instances
@@ -108,10 +108,11 @@ class PredictorConfig:
                                         # held-out drives, seed 300: 2D F1@50 0.188 -> 0.208); a value: both students
     fusion_agreement: str = "auto"      # late fusion: iou (a 2D instance overlaps a 3D one by fusion_iou; the paper's) |
                                         # either (iou's objects, plus each 3D instance no 2D one agrees with where the
-                                        # 2D student's foreground attention averages fusion_foreground) | foreground
-                                        # (only the latter test, every 3D instance its own object) | auto: either
-                                        # for slot instances, iou for hybrid ones (validation: fused 0.424 -> 0.446;
-                                        # hybrid (fused) 0.627 -> 0.623; docs/evaluation.md)
+                                        # 2D student's foreground attention averages fusion_foreground) | separate
+                                        # (both tests, every kept 3D instance an object of its own) | foreground (only
+                                        # the attention test, each 3D instance its own object) | auto: separate for
+                                        # slot instances, iou for hybrid ones (validation: fused 0.424 (iou) -> 0.446
+                                        # (either) -> 0.460; hybrid (fused) by either 0.627 -> 0.623; docs/evaluation.md)
     fusion_foreground: float = 0.7      # ... the mean 2D foreground attention a 3D instance needs (validation drives)
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
     keep_single: bool = False           # also keep confident single-modality objects
@@ -217,9 +218,9 @@ class Predictor:
             raise ValueError(f"fusion_mask must be one of {MASKS}, got {cfg.fusion_mask!r}")
         if cfg.fusion_agreement not in ("auto", *AGREEMENTS):
             raise ValueError(f"fusion_agreement must be one of auto, {', '.join(AGREEMENTS)}, got {cfg.fusion_agreement!r}")
-        # auto: slot instances fuse by `either`, hybrid instances by iou (each chosen on validation drives)
+        # auto: slot instances fuse by `separate`, hybrid instances by iou (each chosen on validation drives)
         self.agreement = cfg.fusion_agreement if cfg.fusion_agreement != "auto" else \
-            ("either" if cfg.instances == "slots" else "iou")
+            ("separate" if cfg.instances == "slots" else "iou")
         if not 0.0 <= cfg.fusion_foreground <= 1.0:
             raise ValueError(f"fusion_foreground must be within [0, 1], got {cfg.fusion_foreground}")
         if cfg.instances not in INSTANCES:
@@ -411,6 +412,9 @@ class Predictor:
         t = time.perf_counter()
         if cfg.mode == "fused" and self.agreement == "foreground":
             grid, scores = foreground_fusion(*inst["lidar"], foreground["rgb"], cfg.fusion_foreground)
+        elif cfg.mode == "fused" and self.agreement == "separate":
+            grid, scores = separate_fusion(*inst["rgb"], *inst["lidar"], foreground["rgb"], cfg.fusion_foreground,
+                                           cfg.fusion_iou)
         elif cfg.mode == "fused" and self.agreement == "either":
             grid, scores = either_fusion(*inst["rgb"], *inst["lidar"], foreground["rgb"], cfg.fusion_foreground,
                                          cfg.fusion_iou, cfg.fusion_mask, cfg.keep_single, cfg.single_score)

@@ -106,7 +106,8 @@ PARAMETERS: dict[str, tuple] = {
     "fusion_agreement": (PredictorConfig.fusion_agreement, _D.PARAMETER_STRING,
                          "late fusion: iou (a 2D instance overlaps a 3D one by fusion_iou; the paper's), either (also "
                          "each 3D instance the 2D student attends to as foreground, fusion_foreground on average), "
-                         "foreground (that test only) or auto (either for slot instances, iou for hybrid ones)"),
+                         "separate (both tests, every kept 3D instance its own object), foreground (the attention "
+                         "test only) or auto (separate for slot instances, iou for hybrid ones)"),
     "fusion_foreground": (PredictorConfig.fusion_foreground, _D.PARAMETER_DOUBLE,
                           "late fusion by foreground: the mean 2D foreground attention a 3D instance needs"),
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
