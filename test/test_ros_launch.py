@@ -4,8 +4,10 @@ name the same executables, node name, parameters file, parameters and arguments 
 xmod_ros/launch_spec.py; config/xmod.yaml holds the node's declared defaults; and the pip launcher
 replays a bag through the node end to end."""
 import importlib.util
+import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -164,7 +166,8 @@ def test_pip_launcher_replays_a_bag_through_the_node(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "xmod_ros.launch", f"bag:={bag}", "rate:=0.25",
                              "--param", f"checkpoint_rgb:={rgb}", "--param", f"checkpoint_lidar:={lidar}",
                              "--param", "status_period:=0.5"],
-                            stdout=log, stderr=subprocess.STDOUT, env=H.ros_env(), cwd=tmp_path)
+                            stdout=log, stderr=subprocess.STDOUT, env=H.ros_env(), cwd=tmp_path,
+                            start_new_session=True)
     try:
         ok = probe.wait_until(lambda: len(probe.outputs("instances")) >= 2 and probe.outputs("clusters"), 90)
         text = (tmp_path / "launch.log").read_text()
@@ -172,13 +175,67 @@ def test_pip_launcher_replays_a_bag_through_the_node(tmp_path):
         assert "lidar_to_camera" in text and "camera_info on /kitti/camera_color_left/camera_info" in text
         stamps = [H.stamp_of(m) for m in probe.outputs("instances")]
         assert all(abs(s - round(s * 10) / 10) < 1e-6 for s in stamps)          # the bag's 10 Hz stamps
+        children = child_pids(proc.pid)
+        assert len(children) == 2, children                                     # the node and the player
     finally:
         proc.send_signal(2)
         try:
             rc = proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, 9)                  # the launcher and whatever it started: no node outlives the test
             rc = None
         probe.close()
         log.close()
     assert rc == 0, (tmp_path / "launch.log").read_text()
+    assert not [p for p in children if alive(p)]
+
+
+def child_pids(pid: int) -> list:
+    """The direct children of a process (Linux /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie) per /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_launcher_children_end_when_the_launcher_is_killed(tmp_path):
+    """The node and the player end with the launcher, even when it is killed outright (SIGKILL
+    runs no handler: the children's parent-death signal does it)."""
+    from conftest import make_tiny_drive
+
+    from xmod_ros.bag import from_kitti
+    drive = make_tiny_drive(tmp_path / "d", frames=8)
+    bag = from_kitti(drive, tmp_path / "bag", progress=False)
+    rgb, lidar = H.export_tiny_students(tmp_path / "models")
+    log = open(tmp_path / "launch.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "xmod_ros.launch", f"bag:={bag}", "rate:=0.1",
+                             "--param", f"checkpoint_rgb:={rgb}", "--param", f"checkpoint_lidar:={lidar}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=H.ros_env(), cwd=tmp_path,
+                            start_new_session=True)
+    children = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = child_pids(proc.pid)
+        assert len(children) == 2, (tmp_path / "launch.log").read_text()
+        time.sleep(2.0)                                                          # both past their imports
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while [p for p in children if alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in children if alive(p)], (tmp_path / "launch.log").read_text()
+    finally:
+        for p in children:
+            if alive(p):
+                os.kill(p, 9)
+        log.close()

@@ -8,6 +8,8 @@ Starts ``xmod_node`` with config/xmod.yaml (and ``mode``/``device`` as parameter
 exits. Without tf2_ros (pip installs) the node cannot read TF, so when the configuration has no
 ``calibration`` the LiDAR-to-camera transform is read from the bag's /tf_static and passed as
 ``lidar_to_camera``. ``--param`` adds node parameter overrides; ``--dry-run`` prints the commands.
+Ctrl-C (or SIGTERM) is passed on to both; a child still running 10 s later is killed, and on Linux
+the children also end when the launcher itself is killed.
 """
 from __future__ import annotations
 
@@ -124,6 +126,18 @@ def commands(args: dict, params: list[str] = ()) -> dict:
     return {"node": node, "player": player}
 
 
+STOP_GRACE_S = 10.0       # after Ctrl-C: how long a child may take to exit before it is killed
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the launcher dies, even by SIGKILL, so the node
+    and the player never outlive it (elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def main(argv=None) -> int:
     args, params, dry = parse_args(sys.argv[1:] if argv is None else argv)
     if args["bag"] and not Path(args["bag"]).exists():
@@ -135,27 +149,33 @@ def main(argv=None) -> int:
             if c:
                 print(f"{k}: {subprocess.list2cmdline(c)}")
         return 0
-    procs = {"node": subprocess.Popen(cmds["node"])}
-    if cmds["player"]:
-        procs["player"] = subprocess.Popen(cmds["player"])
+    stopping, procs = [], {}                        # the time Ctrl-C / SIGTERM arrived; the children
 
     def stop(*_):
+        if not stopping:
+            stopping.append(time.monotonic())
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
 
+    # handlers, not KeyboardInterrupt: an exception raised at an arbitrary point (inside Popen's
+    # own bookkeeping) could leave the children unsignalled and the launcher waiting
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    procs["node"] = subprocess.Popen(cmds["node"], preexec_fn=die_with_parent)
+    if cmds["player"]:
+        procs["player"] = subprocess.Popen(cmds["player"], preexec_fn=die_with_parent)
     try:
-        while procs["node"].poll() is None:
+        while procs["node"].poll() is None and not (stopping and time.monotonic() - stopping[0] > STOP_GRACE_S):
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        stop()
     finally:
+        stop()                                      # the player too when the node ended by itself
         for p in procs.values():
             try:
-                p.wait(10)
+                p.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
     return procs["node"].returncode or 0
 
 
