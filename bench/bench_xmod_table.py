@@ -21,7 +21,9 @@ KITTI frames in ../shared/kitti_raw, which have no ground truth) the xMOD 3D and
 also run there and write, per frame, the instances over the image and a bird's-eye view of the
 3D clusters to --out/real/<mode>/ for a person to judge. Prints one table per domain (2D on the
 students' 1/4 grid, 3D on the LiDAR points in view) with FG-ARI, all-ARI, F1@50, P, R and recall
-on still and on moving objects, then the paper's claims checked against the figures.
+on still and on moving objects, then the paper's claims checked against the figures. The fused rows
+use the paper's late fusion (`--fusion-agreement iou`, the default here; the Predictor's own default
+since 2026-12-03 is `auto`, docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xmod_core.evaluate import DOMAINS, evaluate  # noqa: E402
+from xmod_core.fusion import AGREEMENTS  # noqa: E402
 
 # (row name, mode, {modality: run folder})
 ROWS = [
@@ -112,7 +115,7 @@ def claims(results: dict, domain: str) -> list[str]:
     return out
 
 
-def real_views(drive_dir: Path, runs: Path, out: Path, device: str) -> list[str]:
+def real_views(drive_dir: Path, runs: Path, out: Path, device: str, fusion_agreement: str = "iou") -> list[str]:
     """xMOD 3D (lidar) and fused on a drive without ground truth: overlay + bird's-eye PNG per frame."""
     import cv2
     import numpy as np
@@ -129,7 +132,8 @@ def real_views(drive_dir: Path, runs: Path, out: Path, device: str) -> list[str]
         if not all(ck[m].is_file() for m in need):
             lines.append(f"real frames, xMOD {mode}: skipped, no xMOD students in {runs / '2d_3d_ts'}")
             continue
-        pred = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]), device=device),
+        pred = Predictor(PredictorConfig(mode=mode, ckpt_2d=str(ck["rgb"]), ckpt_3d=str(ck["lidar"]), device=device,
+                                         fusion_agreement=fusion_agreement),
                          drive.calib)
         d = out / mode
         d.mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=0.5, help="camera scale of the test drives (demo training: 0.5)")
     ap.add_argument("--data-root", type=Path, default=ROOT / "data/table", help="where the test drives are written")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--fusion-agreement", default="iou", choices=("auto", *AGREEMENTS),
+                    help="the fused rows' late fusion (default: the paper's, iou)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared/kitti_raw/2011_09_26/2011_09_26_drive_sfnd_sync",
                     help="a drive without ground truth for the xMOD 3D and fused views ('' to skip)")
@@ -174,7 +180,8 @@ def main(argv=None) -> int:
             missing.append(f"{name} ({', '.join(str(p) for p in paths.values() if not p.is_file())})")
             continue
         r = evaluate(drives, [mode], ckpt_2d=str(paths.get("rgb", "")) or None, ckpt_3d=str(paths.get("lidar", "")) or None,
-                     device=a.device, progress=False, baselines=False, names={mode: name})
+                     device=a.device, progress=False, baselines=False, names={mode: name},
+                     predictor_overrides={"fusion_agreement": a.fusion_agreement})
         results[name] = {d: r[d][name] for d in DOMAINS}
     n_frames = sum(len(list((d / "image_02/data").glob("*.png"))) for d in drives)
     print(f"xMOD table: {len(drives)} held-out simulated drives (seed {a.seed}), {n_frames} frames, "
@@ -187,7 +194,7 @@ def main(argv=None) -> int:
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if str(a.real) not in ("", ".") and a.real.is_dir():
-        print("\n" + "\n".join(real_views(a.real, a.runs, a.out / "real", a.device)))
+        print("\n" + "\n".join(real_views(a.real, a.runs, a.out / "real", a.device, a.fusion_agreement)))
     elif str(a.real) not in ("", "."):
         print(f"\nreal frames skipped: {a.real} is absent")
     return 0

@@ -628,6 +628,13 @@ def test_either_fusion_adds_attended_3d_singles_to_late_fusion():
     assert set(np.unique(either_fusion(a, s2, b, s3, fg, 0.1)[0])) == {0, 1, ID_OFFSET_3D + 3, ID_OFFSET_3D + 4}
     with pytest.raises(ValueError, match="keep_3d must hold one value per 3D slot"):
         late_fusion(a, s2, b, s3, keep_3d=np.ones(2))
+    # with keep_single too: the confident single 4 joins at its 3D score, 3 keeps its attended score
+    fused, scores = either_fusion(a, s2, b, s3, fg, 0.7, keep_single=True, single_score=0.92)
+    assert ((fused == ID_OFFSET_3D + 4) == (b == 4)).all() and scores[ID_OFFSET_3D + 4] == pytest.approx(0.95)
+    assert scores[ID_OFFSET_3D + 3] == pytest.approx((0.9 + 0.8) / 2)
+    # no 2D instance at all: every 3D instance is judged by the attention alone
+    fused, _ = either_fusion(np.zeros_like(a), np.zeros(0), b, s3, fg, 0.7)
+    np.testing.assert_array_equal(fused, np.where(np.isin(b, [1, 2, 3]), ID_OFFSET_3D + b, 0))
 
 
 def test_separate_fusion_keeps_agreed_and_attended_3d_instances_apart():
@@ -696,6 +703,13 @@ def test_fusion_agreement_picks_the_fusion_and_passes_the_frames_foreground(stud
         predictor(students, tiny_drive, "fused", fusion_agreement="mean")
     with pytest.raises(ValueError, match="fusion_foreground must be within"):
         predictor(students, tiny_drive, "fused", fusion_agreement="foreground", fusion_foreground=1.5)
+    # settings of late fusion that separate / foreground would silently ignore are refused
+    with pytest.raises(ValueError, match="keep_single applies to fusion_agreement iou or either"):
+        predictor(students, tiny_drive, "fused", keep_single=True)
+    with pytest.raises(ValueError, match="fusion_mask applies to fusion_agreement iou or either"):
+        predictor(students, tiny_drive, "fused", fusion_agreement="foreground", fusion_mask="union")
+    predictor(students, tiny_drive, "fused", fusion_agreement="either", keep_single=True, fusion_mask="union")
+    predictor(students, tiny_drive, "lidar", keep_single=True)                 # not fused: nothing to ignore
 
 
 def test_fusion_mask_reaches_late_fusion(students, tiny_drive, monkeypatch):

@@ -151,6 +151,7 @@ def test_parameters_are_documented_and_console_scripts_registered():
     assert "xmod_node = xmod_ros.node:main" in (ROOT / "setup.py").read_text()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the launcher's children from /proc")
 def test_pip_launcher_replays_a_bag_through_the_node(tmp_path):
     """bag:= on a pip install: camera_info and the extrinsics come from the bag (no tf2_ros)."""
     from conftest import make_tiny_drive
@@ -206,6 +207,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal and /proc are Linux's")
 def test_launcher_children_end_when_the_launcher_is_killed(tmp_path):
     """The node and the player end with the launcher, even when it is killed outright (SIGKILL
     runs no handler: the children's parent-death signal does it)."""
@@ -238,4 +240,6 @@ def test_launcher_children_end_when_the_launcher_is_killed(tmp_path):
         for p in children:
             if alive(p):
                 os.kill(p, 9)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
         log.close()

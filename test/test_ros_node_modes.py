@@ -162,6 +162,8 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                             ["fusion_mask must be one of union, lidar, rgb"]),
         "bad_fusion_agreement": (base_params(assets, calibration=str(assets["calib"]), fusion_agreement="mean"),
                                  ["fusion_agreement must be one of auto, iou, foreground, either, separate"]),
+        "keep_single_unused": (base_params(assets, calibration=str(assets["calib"]), keep_single=True),
+                               ["keep_single applies to fusion_agreement iou or either"]),
     }
     try:
         import tf2_ros  # noqa: F401

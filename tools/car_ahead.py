@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
                     help="fused: what makes both students agree on an object (default: the Predictor's)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
-                    help="--fusion-agreement foreground: the mean 2D foreground attention a 3D instance needs")
+                    help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
+                         "instance needs")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")

@@ -378,12 +378,13 @@ def main(argv=None) -> int:
                          "(both tests, nothing merged), or auto (separate for slot instances, iou for hybrid ones; "
                          "the default)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
-                    help="--fusion-agreement foreground: the mean 2D foreground attention a 3D instance needs")
+                    help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
+                         "instance needs")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
                     help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
                          "(union, the paper's) or its 2D mask (rgb) (default: the Predictor's)")
-    ap.add_argument("--keep-single", action="store_true", help="fused: also keep confident single-modality objects")
+    ap.add_argument("--keep-single", action="store_true", help="fused (agreement iou / either): also keep confident single-modality objects")
     ap.add_argument("--single-score", type=float, default=0.9, help="--keep-single: from this slot score on")
     ap.add_argument("--hybrid-objectness", type=float, default=PredictorConfig.hybrid_objectness,
                     help="hybrid: agreement for a cluster to be kept (default: the Predictor's)")

@@ -68,7 +68,8 @@ def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1
     win where both claim one; the paper's), only its 3D partners' (`lidar`) or only its 2D mask (`rgb`).
     `keep_3d`: None, or (K-1,) scores of 3D instances to keep as 3D-only objects where no 2D instance
     agrees with them (NaN: not kept); their score in the result is that value (the `either`
-    agreement passes the mean of the 3D score and the 2D foreground attention)."""
+    agreement passes the mean of the 3D score and the 2D foreground attention), unless `keep_single`
+    keeps the instance too: then its 3D score, as for the other singles."""
     if mask not in MASKS:
         raise ValueError(f"late fusion mask must be one of {MASKS}, got {mask!r}")
     as_np = isinstance(ids_2d, np.ndarray)
@@ -89,7 +90,7 @@ def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1
         keep2 |= present2 & (s2 >= single_score)
     keep2 &= present2
     # 3D masks of kept partners join their 2D object; 2D pixels win where both claim a pixel
-    partner = np.where(link.any(0) & keep2[best2], best2 + 1, 0)                # (n3,) fused id per 3D instance
+    partner = np.where(link.any(0) & keep2[best2], best2 + 1, 0) if n2 else np.zeros(n3, int)   # (n3,) fused id
     lut3 = np.concatenate([[0], partner])
     single3 = np.zeros(n3, bool)
     if keep_single:
@@ -150,7 +151,9 @@ def separate_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, thresho
                     iou_threshold: float = 0.1):
     """Every 3D instance is an object of its own (its id, its mask) when a 2D instance agrees with
     it by late fusion's test (its best-overlapping 2D instance's IoU > `iou_threshold`) or when the
-    2D foreground attention averages `threshold` over it (`foreground_fusion`); nothing is merged."""
+    2D foreground attention averages `threshold` over it (`foreground_fusion`); nothing is merged.
+    Every kept instance, IoU-agreed ones too, is scored by the mean of its 3D score and its mean 2D
+    foreground attention (not by the 2D instance's score, as `late_fusion` does)."""
     a = torch.as_tensor(ids_2d)
     b = torch.as_tensor(ids_3d, device=a.device)
     n2, n3 = len(np.asarray(torch.as_tensor(scores_2d).cpu())), len(np.asarray(torch.as_tensor(scores_3d).cpu()))
@@ -159,7 +162,7 @@ def separate_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, thresho
     return foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold, also=agreed)
 
 
-def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.5, also=None):
+def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.7, also=None):
     """ids_3d (H, W) 3D instance ids (0 = background, k = slot k-1), numpy or a tensor; scores_3d
     (K-1,); foreground_2d (h, w) the 2D student's foreground attention on its own slot grid
     (bilinearly resized to (H, W) here). Returns the kept 3D instances' ids (unchanged; numpy in,

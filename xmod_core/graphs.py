@@ -23,7 +23,7 @@ class StudentStep:
     def __init__(self, model: DIOD, post: Callable, amp: bool = False, graphs: bool = False):
         """post: masks (B, K, h, w) -> (ids, scores), queued on the device as well. A step also
         returns the foreground attention (B, h, w) = 1 - the background slot's (what late fusion's
-        `foreground` agreement reads). `amp` (bf16 autocast) and `graphs` apply on CUDA only."""
+        `separate`, `either` and `foreground` agreements read). `amp` (bf16 autocast) and `graphs` apply on CUDA only."""
         cuda = next(model.parameters()).is_cuda
         self.model, self.post = model, post
         self.amp, self.graphs = amp and cuda, graphs and cuda                    # both for CUDA only

@@ -113,9 +113,10 @@ class PredictorConfig:
                                         # the attention test, each 3D instance its own object) | auto: separate for
                                         # slot instances, iou for hybrid ones (validation: fused 0.424 (iou) -> 0.446
                                         # (either) -> 0.460; hybrid (fused) by either 0.627 -> 0.623; docs/evaluation.md)
-    fusion_foreground: float = 0.7      # ... the mean 2D foreground attention a 3D instance needs (validation drives)
+    fusion_foreground: float = 0.7      # separate / either / foreground: the mean 2D foreground attention a 3D
+                                        # instance needs (validation drives)
     fusion_iou: float = 0.1             # late fusion: 2D-3D IoU above which the modalities agree (paper: 0.1)
-    keep_single: bool = False           # also keep confident single-modality objects
+    keep_single: bool = False           # also keep confident single-modality objects (agreement iou / either)
     single_score: float = 0.9           # ... from this score on
     fusion_mask: str = "lidar"          # late fusion: an agreed object's pixels: its 3D partners' only (lidar; validation
                                         # 2D F1@50 0.386 against 0.333), the union of both masks (the paper's) or its
@@ -221,6 +222,14 @@ class Predictor:
         # auto: slot instances fuse by `separate`, hybrid instances by iou (each chosen on validation drives)
         self.agreement = cfg.fusion_agreement if cfg.fusion_agreement != "auto" else \
             ("separate" if cfg.instances == "slots" else "iou")
+        if cfg.mode == "fused" and self.agreement in ("separate", "foreground"):
+            unused = [n for n, on in (("keep_single", cfg.keep_single),
+                                      ("fusion_mask", cfg.fusion_mask != PredictorConfig.fusion_mask)) if on]
+            if unused:
+                raise ValueError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} to "
+                                 f"fusion_agreement iou or either; fusion_agreement "
+                                 f"{cfg.fusion_agreement!r} fuses by {self.agreement!r} here (each kept 3D instance "
+                                 f"with its own mask): set fusion_agreement: iou (or either) to use them")
         if not 0.0 <= cfg.fusion_foreground <= 1.0:
             raise ValueError(f"fusion_foreground must be within [0, 1], got {cfg.fusion_foreground}")
         if cfg.instances not in INSTANCES:
@@ -317,11 +326,12 @@ class Predictor:
         self.tracker.reset()
         self.previous_hybrid = None             # the last frame's hybrid instances (hybrid_hold's hysteresis)
 
-    def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _instances(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queue one student step and its instance extraction on the device (no synchronisation);
         x (B, C, H, W) is the frame, its tiles and its mirror. Returns the instance ids and scores of
-        each image of x and the frame's foreground attention (h, w) on the student's slot grid. With a tiles' own student the tiles go
-        through it (own state) and the rest through the frame's; the maps come back in x's order.
+        each image of x and the frame's foreground attention (h, w) on the student's slot grid. With a
+        tiles' own student the tiles go through it (own state) and the rest through the frame's; the
+        maps come back in x's order.
         Runs on the worker thread too, where `__call__`'s no_grad does not reach: hence its own."""
         with torch.no_grad():
             if modality not in self.zoom_steps:

@@ -126,16 +126,24 @@ def commands(args: dict, params: list[str] = ()) -> dict:
     return {"node": node, "player": player}
 
 
-STOP_GRACE_S = 10.0       # after Ctrl-C: how long a child may take to exit before it is killed
+STOP_GRACE_S = 10.0       # after Ctrl-C: how long the children may take to exit before they are killed
 
 
-def die_with_parent() -> None:
-    """In a child before exec (Linux): SIGTERM when the launcher dies, even by SIGKILL, so the node
-    and the player never outlive it (elsewhere a no-op)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def parent_death_signal():
+    """A `preexec_fn` for the children on Linux (None elsewhere): SIGTERM when the launcher dies,
+    even by SIGKILL, so the node and the player never outlive it. prctl is looked up here, in the
+    launcher, so the child only calls it between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+    PR_SET_PDEATHSIG = 1
+
+    def child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:                  # the launcher died before the call: nothing would signal
+            os._exit(1)
+    return child
 
 
 def main(argv=None) -> int:
@@ -149,30 +157,35 @@ def main(argv=None) -> int:
             if c:
                 print(f"{k}: {subprocess.list2cmdline(c)}")
         return 0
-    stopping, procs = [], {}                        # the time Ctrl-C / SIGTERM arrived; the children
+    stopping, procs, signalled = [], {}, set()      # when Ctrl-C / SIGTERM came; the children; those told
 
     def stop(*_):
         if not stopping:
             stopping.append(time.monotonic())
-        for p in procs.values():
-            if p.poll() is None:
+        for name, p in procs.items():               # each child is told once
+            if name not in signalled and p.poll() is None:
+                signalled.add(name)
                 p.send_signal(signal.SIGINT)
 
     # handlers, not KeyboardInterrupt: an exception raised at an arbitrary point (inside Popen's
     # own bookkeeping) could leave the children unsignalled and the launcher waiting
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    procs["node"] = subprocess.Popen(cmds["node"], preexec_fn=die_with_parent)
+    pre = parent_death_signal()
+    procs["node"] = subprocess.Popen(cmds["node"], preexec_fn=pre)
     if cmds["player"]:
-        procs["player"] = subprocess.Popen(cmds["player"], preexec_fn=die_with_parent)
+        procs["player"] = subprocess.Popen(cmds["player"], preexec_fn=pre)
+    if stopping:                                    # Ctrl-C while they started
+        stop()
     try:
         while procs["node"].poll() is None and not (stopping and time.monotonic() - stopping[0] > STOP_GRACE_S):
             time.sleep(0.2)
     finally:
         stop()                                      # the player too when the node ended by itself
+        deadline = stopping[0] + STOP_GRACE_S       # one grace period for all, from the first stop
         for p in procs.values():
             try:
-                p.wait(STOP_GRACE_S)
+                p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

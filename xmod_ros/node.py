@@ -109,7 +109,8 @@ PARAMETERS: dict[str, tuple] = {
                          "separate (both tests, every kept 3D instance its own object), foreground (the attention "
                          "test only) or auto (separate for slot instances, iou for hybrid ones)"),
     "fusion_foreground": (PredictorConfig.fusion_foreground, _D.PARAMETER_DOUBLE,
-                          "late fusion by foreground: the mean 2D foreground attention a 3D instance needs"),
+                          "late fusion by separate / either / foreground: the mean 2D foreground attention a 3D "
+                          "instance needs"),
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
     "fusion_mask": (PredictorConfig.fusion_mask, _D.PARAMETER_STRING,
                     "late fusion: an agreed object's pixels: lidar (its 3D partners'), union (both masks, the paper's) "
