@@ -289,3 +289,12 @@ def test_zoom_picture_tool_stacks_both_settings(tiny_drive, tmp_path, capsys, mo
     assert all(getattr(finer, k) == v for k, v in FINER.items())
     with pytest.raises(SystemExit):
         zoom_picture.main([str(tiny_drive), "--frame", "99", "--out", str(tmp_path / "y.jpg")])
+    # --agreements: the same frame fused by two late-fusion agreements, no tiles
+    seen.clear()
+    assert zoom_picture.main([str(tiny_drive), "--frame", "1", "--agreements", "iou", "separate",
+                              "--out", str(tmp_path / "a.jpg")]) == 0
+    assert cv2.imread(str(tmp_path / "a.jpg")).shape == img.shape
+    assert "instances gained pixels from the agreement separate" in capsys.readouterr().out
+    assert [(c.fusion_agreement, c.zoom_tiles) for c in seen] == [("iou", 0), ("separate", 0)]
+    with pytest.raises(SystemExit):
+        zoom_picture.main([str(tiny_drive), "--agreements", "iou", "separate", "--finer", "--out", str(tmp_path / "b.jpg")])
