@@ -58,7 +58,7 @@ def main():
         up = torch.nn.functional.interpolate(torch.as_tensor(fg)[None, None].float(), size=b.shape, mode="bilinear",
                                              align_corners=False)[0, 0].numpy()
         want = [up[b == j].mean() if (b == j).any() else 0.0 for j in range(1, 45)]
-        assert np.allclose(foreground_means(torch.as_tensor(b), 44, fg).numpy()[1:], want, atol=1e-5)
+        assert np.allclose(foreground_means(torch.as_tensor(b), 44, fg)[0].numpy()[1:], want, atol=1e-5)
     runs = {"late fusion (iou)": lambda a, sa, b, sb, fg: late_fusion(a, sa, b, sb, 0.1, False, 0.9, "lidar"),
             "separate": lambda a, sa, b, sb, fg: separate_fusion(a, sa, b, sb, fg, 0.7),
             "either": lambda a, sa, b, sb, fg: either_fusion(a, sa, b, sb, fg, 0.7),

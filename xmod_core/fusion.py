@@ -120,9 +120,10 @@ def late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold: float = 0.1
     return (fused.numpy() if as_np else fused), scores
 
 
-def foreground_means(ids_3d: torch.Tensor, n3: int, foreground_2d) -> torch.Tensor:
+def foreground_means(ids_3d: torch.Tensor, n3: int, foreground_2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(n3 + 1,) mean of the 2D foreground attention (h, w), bilinearly resized to the ids' (H, W),
-    over each 3D instance's pixels (index 0: the background; 0 for an absent instance)."""
+    over each 3D instance's pixels (index 0: the background; 0 for an absent instance), and (n3 + 1,)
+    the instances' pixel counts."""
     fg = torch.as_tensor(foreground_2d, device=ids_3d.device).float()
     if fg.ndim != 2:
         raise ValueError(f"foreground_2d must be (h, w), got {tuple(fg.shape)}")
@@ -130,8 +131,8 @@ def foreground_means(ids_3d: torch.Tensor, n3: int, foreground_2d) -> torch.Tens
         fg = torch.nn.functional.interpolate(fg[None, None], size=tuple(ids_3d.shape), mode="bilinear",
                                              align_corners=False)[0, 0]
     flat = ids_3d.reshape(-1).long()
-    area = torch.bincount(flat, minlength=n3 + 1).double()
-    return torch.bincount(flat, fg.reshape(-1).double(), minlength=n3 + 1) / area.clamp(min=1)
+    area = torch.bincount(flat, minlength=n3 + 1)
+    return torch.bincount(flat, fg.reshape(-1).double(), minlength=n3 + 1) / area.clamp(min=1), area
 
 
 def either_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, threshold: float = 0.7,
@@ -142,7 +143,7 @@ def either_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, threshold
     `keep_single` / `single_score` as in `late_fusion`."""
     b = torch.as_tensor(ids_3d)
     s3 = np.asarray(torch.as_tensor(scores_3d).cpu(), np.float64)
-    mean = foreground_means(b, len(s3), foreground_2d).cpu().numpy()[1:]          # (n3,)
+    mean = foreground_means(b, len(s3), foreground_2d)[0].cpu().numpy()[1:]       # (n3,)
     keep = np.where(mean >= threshold, (s3 + mean) / 2, np.nan)
     return late_fusion(ids_2d, scores_2d, ids_3d, scores_3d, iou_threshold, keep_single, single_score, mask, keep_3d=keep)
 
@@ -156,7 +157,7 @@ def separate_fusion(ids_2d, scores_2d, ids_3d, scores_3d, foreground_2d, thresho
     foreground attention (not by the 2D instance's score, as `late_fusion` does)."""
     a = torch.as_tensor(ids_2d)
     b = torch.as_tensor(ids_3d, device=a.device)
-    n2, n3 = len(np.asarray(torch.as_tensor(scores_2d).cpu())), len(np.asarray(torch.as_tensor(scores_3d).cpu()))
+    n2, n3 = len(scores_2d), len(scores_3d)
     iou = iou_from_counts(intersections(a, n2, b, n3)).cpu().numpy()            # (n2, n3)
     agreed = iou.max(0) > iou_threshold if n2 else np.zeros(n3, bool)            # (n3,)
     return foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold, also=agreed)
@@ -173,16 +174,14 @@ def foreground_fusion(ids_3d, scores_3d, foreground_2d, threshold: float = 0.7, 
     b = torch.as_tensor(ids_3d)
     s3 = np.asarray(torch.as_tensor(scores_3d).cpu(), np.float64)
     n3 = len(s3)
-    flat = b.reshape(-1).long()
-    area = torch.bincount(flat, minlength=n3 + 1)                               # (n3 + 1,) pixels per instance
-    mean = foreground_means(b, n3, foreground_2d)
+    mean, area = foreground_means(b, n3, foreground_2d)                         # (n3 + 1,) each
     keep = mean >= threshold
     if also is not None:
         keep[1:] |= torch.as_tensor(np.asarray(also, bool), device=b.device)
     keep &= area > 0
     keep[0] = False
     lut = torch.where(keep, torch.arange(n3 + 1, device=b.device), 0)
-    fused = lut[flat].view_as(b).to(b.dtype)
+    fused = lut[b.long()].to(b.dtype)
     mean, keep = mean.cpu().numpy(), keep.cpu().numpy()
     scores = {int(j): float((s3[j - 1] + mean[j]) / 2) for j in np.flatnonzero(keep)}
     return (fused.numpy() if as_np else fused), scores
