@@ -812,3 +812,42 @@ def test_student_min_score_tool_writes_a_stamped_copy_and_refuses_an_existing_pa
     assert "exists" in capsys.readouterr().err and load_student(out)[1]["min_score"] == 0.6
     assert tool.main([str(out), str(tmp_path / "plain.pt"), "--min-score", "-1"]) == 0   # negative: names none
     assert "min_score" not in load_student(tmp_path / "plain.pt")[1]
+
+
+def test_depth_gate_grid_trims_the_spill_and_keeps_cells_without_returns():
+    from xmod_core.instances import depth_gate_grid
+    grid = torch.zeros(4, 8, dtype=torch.int32)
+    grid[:, 0:5] = 1                                    # an object at 20 m whose mask spills over a wall at 30 m
+    grid[:, 6:8] = 2                                    # an instance with no return at all
+    depth = torch.full((4, 8), 20.0)
+    depth[:, 3:5] = 30.0
+    depth[0, 0] = 21.5                                  # within 2 m of the median: kept
+    valid = torch.ones(4, 8, dtype=torch.bool)
+    valid[:, 6:8] = False
+    valid[1, 4] = False                                 # a beam gap inside the spill keeps its id
+    out = depth_gate_grid(grid, depth, valid, 2.0)
+    want = grid.clone()
+    want[:, 3:5] = 0
+    want[1, 4] = 1
+    assert torch.equal(out, want) and out.dtype == grid.dtype
+    assert torch.equal(depth_gate_grid(grid, depth, valid, 0.0), grid)        # 0: off
+    assert torch.equal(depth_gate_grid(grid, depth, valid, 15.0), grid)       # nothing that far
+    assert torch.equal(depth_gate_grid(torch.zeros_like(grid), depth, valid, 2.0), torch.zeros_like(grid))
+    with pytest.raises(ValueError, match="must match"):
+        depth_gate_grid(grid, depth[:3], valid, 2.0)
+
+
+def test_grid_depth_gate_reaches_lidar_and_fused_slot_instances(students, tiny_drive, monkeypatch):
+    import xmod_core.predictor as P
+    d = KittiRawDrive(tiny_drive)
+    calls = []
+    real = P.depth_gate_grid
+    monkeypatch.setattr(P, "depth_gate_grid", lambda g, dep, v, gate: calls.append((tuple(g.shape), gate)) or real(g, dep, v, gate))
+    for mode in ("lidar", "fused", "rgb"):
+        p = predictor(students, tiny_drive, mode, grid_depth_gate_m=1.5)
+        p(image=d.image(0), points=d.scan(0), stamp=0.0)
+    predictor(students, tiny_drive, "lidar", grid_depth_gate_m=1.5, instances="hybrid")(points=d.scan(0), stamp=0.0)
+    predictor(students, tiny_drive, "lidar")(points=d.scan(0), stamp=0.0)                      # default: off
+    assert calls == [((32, 96), 1.5), ((32, 96), 1.5)]              # lidar and fused slot instances only
+    with pytest.raises(ValueError, match="grid_depth_gate_m must be >= 0"):
+        predictor(students, tiny_drive, "lidar", grid_depth_gate_m=-1.0)
