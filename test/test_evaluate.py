@@ -274,3 +274,25 @@ def test_ground_points_tool_drops_only_ground_and_scores_both(sim_drive, student
     assert r["as_is"]["f1"] < 1.0                                # the road-grabbing instance is wrong as predicted
     assert r["no_ground"]["f1"] == r["no_ground"]["precision"] == r["no_ground"]["recall"] == 1.0
     assert G.main([str(sim_drive) + "/nothing*"]) == 2 and "no drive matches" in capsys.readouterr().err
+
+
+def test_miss_causes_cli_counts_every_scored_object(sim_drive, students, tmp_path, capsys):
+    """tools/miss_causes.py over a drive: every object of a scored frame (--every 2) from --min-area
+    up (its area at 1242x375) is counted once, in one bin and one cause."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("miss_causes", Path(__file__).parents[1] / "tools/miss_causes.py")
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    out = tmp_path / "m.json"
+    assert mc.main([str(sim_drive), "--mode", "lidar", "--ckpt-3d", str(students / "lidar.pt"), "--every", "2",
+                    "--min-area", "300", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    frames = sorted((sim_drive / "instance_02/data").glob("*.png"))[::2]
+    want = 0
+    for f in frames:
+        gt = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        area = np.bincount(gt.ravel().astype(np.int64))[1:] * (1242 * 375 / gt.size)
+        want += int((area >= 300).sum())
+    assert r["frames"] == len(frames) and np.sum(r["counts"]) == want > 0
+    assert "| 1k-3k |" in capsys.readouterr().out

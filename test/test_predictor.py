@@ -815,24 +815,25 @@ def test_student_min_score_tool_writes_a_stamped_copy_and_refuses_an_existing_pa
 
 
 def test_depth_gate_grid_trims_the_spill_and_keeps_cells_without_returns():
-    from xmod_core.instances import depth_gate_grid
-    grid = torch.zeros(4, 8, dtype=torch.int32)
+    from xmod_core.clusters import depth_gate_grid
+    grid = np.zeros((4, 8), np.int32)
     grid[:, 0:5] = 1                                    # an object at 20 m whose mask spills over a wall at 30 m
     grid[:, 6:8] = 2                                    # an instance with no return at all
-    depth = torch.full((4, 8), 20.0)
+    depth = np.full((4, 8), 20.0)
     depth[:, 3:5] = 30.0
     depth[0, 0] = 21.5                                  # within 2 m of the median: kept
-    valid = torch.ones(4, 8, dtype=torch.bool)
+    valid = np.ones((4, 8), bool)
     valid[:, 6:8] = False
     valid[1, 4] = False                                 # a beam gap inside the spill keeps its id
     out = depth_gate_grid(grid, depth, valid, 2.0)
-    want = grid.clone()
+    want = grid.copy()
     want[:, 3:5] = 0
     want[1, 4] = 1
-    assert torch.equal(out, want) and out.dtype == grid.dtype
-    assert torch.equal(depth_gate_grid(grid, depth, valid, 0.0), grid)        # 0: off
-    assert torch.equal(depth_gate_grid(grid, depth, valid, 15.0), grid)       # nothing that far
-    assert torch.equal(depth_gate_grid(torch.zeros_like(grid), depth, valid, 2.0), torch.zeros_like(grid))
+    assert np.array_equal(out, want) and out.dtype == grid.dtype
+    assert (grid[:, 3:5] == 1).all()                                           # the input is not written
+    assert np.array_equal(depth_gate_grid(grid, depth, valid, 0.0), grid)      # 0: off
+    assert np.array_equal(depth_gate_grid(grid, depth, valid, 15.0), grid)     # nothing that far
+    assert np.array_equal(depth_gate_grid(np.zeros_like(grid), depth, valid, 2.0), np.zeros_like(grid))
     with pytest.raises(ValueError, match="must match"):
         depth_gate_grid(grid, depth[:3], valid, 2.0)
 

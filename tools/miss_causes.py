@@ -28,10 +28,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_recall import BINS, EDGES, FULL_AREA  # noqa: E402  (the same size bins as the training labels' recall)
 
-FULL_AREA = 1242 * 375
-EDGES = (300, 1000, 3000, 10000)
-BINS = ("300-1k", "1k-3k", "3k-10k", ">=10k")
 CAUSES = ("found", "absent", "partial", "spilled", "merged")
 
 

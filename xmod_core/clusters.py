@@ -33,6 +33,27 @@ def group_median(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     return np.where(counts > 0, values[order][np.minimum(mid, len(values) - 1)] if len(values) else 0, np.nan)
 
 
+def depth_gate_grid(grid: np.ndarray, depth: np.ndarray, valid: np.ndarray, gate: float) -> np.ndarray:
+    """The point gate of `cluster_objects` on a grid of instance ids: grid (h, w) ids (0 =
+    background), depth (h, w) metres of the LiDAR return in each cell, valid (h, w) bool (the cell
+    holds a return) -> a copy with every cell whose return lies more than `gate` metres from its
+    instance's median range (`group_median` over the instance's cells with returns) given to the
+    background: a mask on a coarse grid spills over the road and the walls around a small object,
+    and the scan says where the object ends. Cells without a return keep their id (far objects
+    have gaps between the beams). `gate` 0: the grid unchanged."""
+    grid = np.asarray(grid)
+    if grid.shape != depth.shape or grid.shape != valid.shape:
+        raise ValueError(f"grid {grid.shape}, depth {depth.shape} and valid {valid.shape} must match")
+    sel = (grid > 0) & valid
+    if gate <= 0 or not sel.any():
+        return grid.copy()
+    lab, r = grid[sel].astype(np.int64), depth[sel]
+    far = np.abs(r - group_median(r, lab, int(lab.max()) + 1)[lab]) > gate
+    out = grid.copy()
+    out[sel] = np.where(far, 0, lab)
+    return out
+
+
 def cluster_objects(points: np.ndarray, labels: np.ndarray, scores: dict | None = None, min_points: int = 5,
                     depth_gate: float = 3.0) -> tuple[list[Object3D], np.ndarray]:
     """points (N, >=3) LiDAR frame, labels (N,) instance ids (0 = none). Returns the objects with at

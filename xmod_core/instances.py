@@ -118,29 +118,3 @@ def slots_to_instances(masks: torch.Tensor, size: tuple[int, int] | None = None,
         ids = torch.where(drop.gather(1, flat).view_as(best), 0, ids)
         conf = torch.where(drop[:, :-1], 0.0, conf)
     return ids.reshape(*lead, *ids.shape[-2:]), conf.reshape(*lead, K - 1)
-
-
-def depth_gate_grid(grid: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, gate: float) -> torch.Tensor:
-    """grid (h, w) instance ids (0 = background), depth (h, w) metres of the LiDAR return in each
-    cell, valid (h, w) bool (the cell holds a return) -> the grid with every cell whose return lies
-    more than `gate` metres from its instance's median range (lower median over the instance's
-    cells with returns) given to the background: a mask on a coarse grid spills over the road and
-    the walls around a small object, and the scan says where the object ends. Cells without a
-    return keep their id (far objects have gaps between the beams). One sort of id + range, no
-    loop over instances; on the grid's device."""
-    if grid.shape != depth.shape or grid.shape != valid.shape:
-        raise ValueError(f"grid {tuple(grid.shape)}, depth {tuple(depth.shape)} and valid {tuple(valid.shape)} must match")
-    if gate <= 0:
-        return grid
-    ids = grid.long()
-    sel = (ids > 0) & valid
-    if not bool(sel.any()):
-        return grid
-    lab, d = ids[sel], depth[sel].double()                                     # (M,)
-    n = int(ids.max()) + 1
-    order = torch.argsort(lab.double() + d / (float(d.max()) * 1.001 + 1e-9))  # by id, then range
-    counts = torch.bincount(lab, minlength=n)                                  # (n,)
-    starts = torch.cumsum(counts, 0) - counts
-    median = d[order][(starts + (counts - 1).clamp(min=0) // 2).clamp(max=len(d) - 1)].to(depth.dtype)  # (n,)
-    far = sel & ((depth - median[ids]).abs() > gate)
-    return grid.masked_fill(far, 0)

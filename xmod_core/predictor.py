@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .baselines import ClusterConfig, ground_plane
-from .clusters import Object3D, cluster_objects
+from .clusters import Object3D, cluster_objects, depth_gate_grid
 from .data import mirror_x
 from .frontview import DEPTH_RANGE, grid_labels_to_points, project_scan
 from .fusion import AGREEMENTS, MASKS, either_fusion, foreground_fusion, late_fusion, separate_fusion
@@ -50,7 +50,7 @@ from .graphs import StudentStep
 from .image_boxes import frame_boxes, resolve_box_source
 from .hybrid import HybridConfig, hybrid_instances
 from .movable import MovableModel
-from .instances import FRAGMENTS, depth_gate_grid, slots_to_instances
+from .instances import FRAGMENTS, slots_to_instances
 from .kitti import CameraCalib
 from .model import load_student
 from .tiles import ZOOM_LIDAR, band_tiles, merge_mirror, merge_tiles, tile_calib, tile_image, tile_points, zoom_view
@@ -449,10 +449,9 @@ class Predictor:
             self.previous_hybrid = grid
             timings["hybrid"] = (time.perf_counter() - t) * 1e3
         if cfg.grid_depth_gate_m > 0 and cfg.instances == "slots" and cfg.mode in ("lidar", "fused") and fv is not None:
-            grid = torch.as_tensor(grid)                                      # the scan trims the masks' spill
-            lo, hi = DEPTH_RANGE
-            depth = torch.from_numpy(fv.features[3] * (hi - lo) + lo).to(grid.device)
-            grid = depth_gate_grid(grid, depth, torch.from_numpy(fv.valid).to(grid.device), cfg.grid_depth_gate_m)
+            lo, hi = DEPTH_RANGE                                              # the scan trims the masks' spill (on the
+            grid = depth_gate_grid(torch.as_tensor(grid).cpu().numpy(), fv.features[3] * (hi - lo) + lo, fv.valid,
+                                   cfg.grid_depth_gate_m)                     # host, where the grid goes next anyway)
         grid, scores = self.tracker(grid, scores)                             # fusion and tracking on the device
         grid = torch.as_tensor(grid).to(torch.int32).cpu().numpy()
         labels = cv2.resize(grid.astype(np.uint16), (W0, H0), interpolation=cv2.INTER_NEAREST)
