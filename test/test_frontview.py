@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xmod_core.frontview import (DEPTH_RANGE, FrontView, X_RANGE, Y_RANGE, Z_RANGE, depth_colormap,
-                                 grid_labels_to_points, normalise, project_scan)
+                                 grid_labels_to_points, normalise, point_pixels, project_scan)
 from xmod_core.kitti import CameraCalib, KittiRawDrive
 
 KITTI = Path(__file__).resolve().parents[2] / "shared" / "kitti_raw"
@@ -50,6 +50,21 @@ def test_hand_computed_projection_full_and_scaled():
                   (dist - DEPTH_RANGE[0]) / (DEPTH_RANGE[1] - DEPTH_RANGE[0])]
         np.testing.assert_allclose(fv.features[:, row, col], expect, rtol=1e-6)
     assert (project_scan(pt, c).point_pixel == project_scan(pt, c, 200, 640).point_pixel).all()
+
+
+def test_point_pixels_match_the_front_views_point_pixel():
+    rng = np.random.default_rng(0)
+    cam = np.c_[rng.uniform(-20, 20, 500), rng.uniform(-3, 3, 500), rng.uniform(-5, 60, 500)]   # some behind, some outside
+    pts = velo_from_cam(cam).astype(np.float32)
+    pts[3] = np.nan
+    c = calib()
+    pp = point_pixels(pts, c)
+    assert pp.dtype == np.int64 and (pp == -1).any() and (pp >= 0).sum() > 100
+    np.testing.assert_array_equal(pp, project_scan(pts, c).point_pixel)
+    small = c.scaled(100, 320)
+    np.testing.assert_array_equal(point_pixels(pts, small), project_scan(pts, c, 100, 320).point_pixel)
+    with pytest.raises(ValueError, match="points must have shape"):
+        point_pixels(pts[:, :2], c)
 
 
 def test_zbuffer_nearest_wins():

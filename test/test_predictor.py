@@ -57,7 +57,8 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("mode,horizon", [("rgb", 0), ("lidar", 0), ("fused", 0), ("rgb", 2), ("lidar", 3)])
 def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, horizon):
     d = KittiRawDrive(tiny_drive)
-    p = predictor(students, tiny_drive, mode, state_horizon=horizon, min_score=0.0)   # (untrained: nothing scores 0.5)
+    p = predictor(students, tiny_drive, mode, state_horizon=horizon, min_score=0.0,   # (untrained: nothing scores 0.5)
+                  part_voxel_m=0.0)                                                  # labels: the grid's, untrimmed
     frames = range(4)
     results = [p(image=d.image(t) if mode != "lidar" else None, points=d.scan(t) if mode != "rgb" else None,
                  stamp=0.1 * t) for t in frames]
@@ -95,7 +96,7 @@ def test_modes_outputs_and_streaming_equals_clip(students, tiny_drive, mode, hor
 
 def test_points_get_the_label_of_their_pixel(students, tiny_drive):
     d = KittiRawDrive(tiny_drive)
-    p = predictor(students, tiny_drive, "lidar", min_points=1, depth_gate_m=0)
+    p = predictor(students, tiny_drive, "lidar", min_points=1, depth_gate_m=0, part_voxel_m=0.0)
     r = p(points=d.scan(0), stamp=0.0)
     fv = project_scan(d.scan(0), d.calib.scaled(32, 96))
     inside = fv.point_pixel >= 0
@@ -836,6 +837,27 @@ def test_depth_gate_grid_trims_the_spill_and_keeps_cells_without_returns():
     assert np.array_equal(depth_gate_grid(np.zeros_like(grid), depth, valid, 2.0), np.zeros_like(grid))
     with pytest.raises(ValueError, match="must match"):
         depth_gate_grid(grid, depth[:3], valid, 2.0)
+
+
+def test_part_trim_reaches_lidar_and_fused_slot_instances(students, tiny_drive, monkeypatch):
+    import xmod_core.predictor as P
+    d = KittiRawDrive(tiny_drive)
+    calls, pts = [], []
+    real, real_pts = P.trim_image, P.trim_points
+    monkeypatch.setattr(P, "trim_image", lambda lab, pix, xyz, g, v, win: calls.append((lab.shape, v, win)) or
+                        real(lab, pix, xyz, g, v, win))
+    monkeypatch.setattr(P, "trim_points", lambda lab, xyz, g, v: pts.append(v) or real_pts(lab, xyz, g, v))
+    for mode in ("lidar", "fused", "rgb"):
+        predictor(students, tiny_drive, mode, part_voxel_m=0.7)(image=d.image(0), points=d.scan(0), stamp=0.0)
+    predictor(students, tiny_drive, "lidar", part_voxel_m=0.7, instances="hybrid")(points=d.scan(0), stamp=0.0)
+    predictor(students, tiny_drive, "lidar", part_voxel_m=0.0)(points=d.scan(0), stamp=0.0)        # 0: off
+    hw = (d.calib.height, d.calib.width)
+    win = P.part_window(d.calib.height)
+    assert calls == [(hw, 0.7, win), (hw, 0.7, win)] and pts == [0.7, 0.7]  # lidar and fused slot instances only
+    r = predictor(students, tiny_drive, "lidar")(points=d.scan(0), stamp=0.0)                      # default: on
+    assert len(calls) == 3 and calls[-1][1] == P.PredictorConfig.part_voxel_m > 0 and "parts" in r.timings
+    with pytest.raises(ValueError, match="part_voxel_m must be >= 0"):
+        predictor(students, tiny_drive, "lidar", part_voxel_m=-0.5)
 
 
 def test_grid_depth_gate_reaches_lidar_and_fused_slot_instances(students, tiny_drive, monkeypatch):

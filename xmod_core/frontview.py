@@ -95,25 +95,7 @@ def project_scan(points, calib: CameraCalib, height: int | None = None,
     if (H, W) != (calib.height, calib.width):
         calib = calib.scaled(H, W)
     fv = FrontView.empty(H, W, len(pts))
-    T, P = calib.T_velo_to_rect, calib.P_rect                         # (4,4), (3,4)
-
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        # 1) cheap prefilter in the input dtype (float32 for KITTI) with a margin of
-        #    _MARGIN_PX pixels / _MARGIN_Z metres; rows of A give uw, vw, w, z_rect.
-        A = np.vstack([P @ T, T[2]]).astype(pts.dtype)                # (4,4)
-        uw, vw, w, z = _affine(A, pts.T)                              # 4 x (N,)
-        idx = np.flatnonzero((z >= MIN_FORWARD - _MARGIN_Z) & (w > 0)
-                             & (uw >= -_MARGIN_PX * w) & (uw < (W + _MARGIN_PX) * w)
-                             & (vw >= -_MARGIN_PX * w) & (vw < (H + _MARGIN_PX) * w))
-        # 2) exact float64 test on the M candidates (M << N); NaN/inf compare False
-        X = _affine(T[:3], pts[idx, :3].T.astype(np.float64))         # (3,M) rect cam0
-        uvw = _affine(P, X)                                           # (3,M) homogeneous px
-        # KITTI/OpenCV convention: integer coordinates are pixel centres, so pixel (r, c)
-        # covers [c - 0.5, c + 0.5) x [r - 0.5, r + 0.5); shift by half a pixel, then floor.
-        u, v = uvw[0] / uvw[2] + 0.5, uvw[1] / uvw[2] + 0.5           # (M,) pixels
-        inside = ((X[2] >= MIN_FORWARD) & (uvw[2] > 0)
-                  & (u >= 0) & (u < W) & (v >= 0) & (v < H))
-    idx, X, u, v = idx[inside], X[:, inside], u[inside], v[inside]    # K points kept
+    idx, X, u, v = _in_view(pts, calib, H, W)                        # K points kept
     if len(idx) == 0:
         return fv
     lin = np.floor(v).astype(np.int64) * W + np.floor(u).astype(np.int64)  # (K,)
@@ -138,6 +120,32 @@ def project_scan(points, calib: CameraCalib, height: int | None = None,
     return fv
 
 
+def _in_view(pts: np.ndarray, calib: CameraCalib, H: int, W: int):
+    """The points that land in the H x W image of `calib` (already at that size): their indices
+    (K,), rect-camera coordinates (3, K) and pixel coordinates u, v (K,) shifted by half a pixel
+    (pixel = floor(v), floor(u))."""
+    T, P = calib.T_velo_to_rect, calib.P_rect                         # (4,4), (3,4)
+
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # 1) cheap prefilter in the input dtype (float32 for KITTI) with a margin of
+        #    _MARGIN_PX pixels / _MARGIN_Z metres; rows of A give uw, vw, w, z_rect.
+        A = np.vstack([P @ T, T[2]]).astype(pts.dtype)                # (4,4)
+        uw, vw, w, z = _affine(A, pts.T)                              # 4 x (N,)
+        idx = np.flatnonzero((z >= MIN_FORWARD - _MARGIN_Z) & (w > 0)
+                             & (uw >= -_MARGIN_PX * w) & (uw < (W + _MARGIN_PX) * w)
+                             & (vw >= -_MARGIN_PX * w) & (vw < (H + _MARGIN_PX) * w))
+        # 2) exact float64 test on the M candidates (M << N); NaN/inf compare False
+        X = _affine(T[:3], pts[idx, :3].T.astype(np.float64))         # (3,M) rect cam0
+        uvw = _affine(P, X)                                           # (3,M) homogeneous px
+        # KITTI/OpenCV convention: integer coordinates are pixel centres, so pixel (r, c)
+        # covers [c - 0.5, c + 0.5) x [r - 0.5, r + 0.5); shift by half a pixel, then floor.
+        u, v = uvw[0] / uvw[2] + 0.5, uvw[1] / uvw[2] + 0.5           # (M,) pixels
+        inside = ((X[2] >= MIN_FORWARD) & (uvw[2] > 0)
+                  & (u >= 0) & (u < W) & (v >= 0) & (v < H))
+    idx, X, u, v = idx[inside], X[:, inside], u[inside], v[inside]    # K points kept
+    return idx, X, u, v
+
+
 def _affine(A: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     """(r,4) affine rows applied to (3,K) coordinates -> (r,K).  Element-wise on purpose:
     BLAS calls on such thin matrices are slow and spawn threads."""
@@ -150,6 +158,21 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     start[:1] = True
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=start[1:])
     return start
+
+
+def point_pixels(points, calib: CameraCalib) -> np.ndarray:
+    """(N,) int64: the linear pixel index row * W + col of every (N, 3|4) point in `calib`'s image
+    (its own size), -1 for points out of view; the `point_pixel` of `project_scan` without the
+    z-buffer and the feature images (half the cost at camera resolution)."""
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] not in (3, 4):
+        raise ValueError(f"points must have shape (N,3) or (N,4), got {pts.shape}")
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float64)
+    out = np.full(len(pts), -1, np.int64)
+    idx, _, u, v = _in_view(pts, calib, calib.height, calib.width)
+    out[idx] = np.floor(v).astype(np.int64) * calib.width + np.floor(u).astype(np.int64)
+    return out
 
 
 def grid_labels_to_points(labels, point_pixel) -> np.ndarray:

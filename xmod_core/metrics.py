@@ -216,15 +216,29 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def instance_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ids (P,) and boxes (P, 4) (left, top, right + 1, bottom + 1: pixel edges) around each
-    instance of an (H, W) id image; segment minima and maxima, no loop over instances."""
-    rows, cols = np.nonzero(labels)
-    ids, inv = np.unique(labels[rows, cols], return_inverse=True)
-    box = np.stack([np.full(len(ids), np.inf), np.full(len(ids), np.inf), np.full(len(ids), -np.inf),
-                    np.full(len(ids), -np.inf)], 1)
-    np.minimum.at(box[:, 0], inv, cols)
-    np.minimum.at(box[:, 1], inv, rows)
-    np.maximum.at(box[:, 2], inv, cols + 1)
-    np.maximum.at(box[:, 3], inv, rows + 1)
+    instance of an (H, W) non-negative integer id image: which rows and columns each instance
+    touches (one scatter of the compacted ids each), then the first and last of them; no loop over
+    instances, no sort of the pixels."""
+    labels = np.asarray(labels)
+    H, W = labels.shape
+    flat = labels.ravel().astype(np.int64, copy=False)
+    ids = np.flatnonzero(np.bincount(flat))
+    ids = ids[ids > 0]
+    box = np.zeros((len(ids), 4))
+    if not len(ids):
+        return ids, box
+    lut = np.zeros(ids[-1] + 1, np.int64)
+    lut[ids] = np.arange(1, len(ids) + 1)                                  # 0: background
+    lab = lut[labels]                                                      # (H, W) compact 0..P
+    in_row = np.zeros((len(ids) + 1, H), bool)
+    in_col = np.zeros((len(ids) + 1, W), bool)
+    in_row[lab, np.arange(H)[:, None]] = True
+    in_col[lab, np.arange(W)[None, :]] = True
+    in_row, in_col = in_row[1:], in_col[1:]
+    box[:, 0] = in_col.argmax(1)
+    box[:, 1] = in_row.argmax(1)
+    box[:, 2] = W - in_col[:, ::-1].argmax(1)
+    box[:, 3] = H - in_row[:, ::-1].argmax(1)
     return ids, box
 
 

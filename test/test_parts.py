@@ -1,0 +1,81 @@
+"""Tests for xmod_core.parts: an instance keeps its main 3D part (points and camera pixels)."""
+import numpy as np
+import pytest
+
+from xmod_core.parts import PART_WINDOW, main_part, part_window, trim_image, trim_points
+
+
+def blob(centre, n, spread=0.1, seed=0):
+    return np.asarray(centre, float) + np.random.default_rng(seed).uniform(-spread, spread, (n, 3))
+
+
+def test_main_part_keeps_each_instances_largest_connected_part():
+    xyz = np.concatenate([blob([10, 0, 0], 20), blob([20, 0, 0], 5, seed=1),      # instance 1: car + a far wall patch
+                          blob([10.3, 0, 0], 8, seed=2),                          # instance 2 touching instance 1's car
+                          blob([30, 0, 0], 4, seed=3)])                           # unlabelled
+    ids = np.array([1] * 25 + [2] * 8 + [0] * 4)
+    keep = main_part(ids, xyz, 0.5)
+    assert keep[:20].all() and not keep[20:25].any()          # the wall patch is not instance 1's object
+    assert keep[25:33].all()                                  # instance 2 is not merged into instance 1's part
+    assert not keep[33:].any()                                # no instance, no part
+    ground = np.zeros(len(ids), bool)
+    ground[:20] = True                                        # ground points are never in a part: the far patch wins
+    keep = main_part(ids, xyz, 0.5, ground)
+    assert not keep[:20].any() and keep[20:25].all()
+
+
+def test_main_part_voxel_size_decides_what_touches_and_ties_keep_both():
+    xyz = np.concatenate([blob([10, 0, 0], 10, 0.05), blob([11.5, 0, 0], 10, 0.05, seed=1)])   # two parts 1.5 m apart
+    ids = np.ones(20, np.int64)
+    assert main_part(ids, xyz, 0.5).all()                     # 10 and 10 points: a tie keeps both
+    xyz[10:15] += [0, 0, 5]                                   # the second part loses half its points to a third
+    assert main_part(ids, xyz, 0.5).tolist() == [True] * 10 + [False] * 10
+    assert main_part(ids, xyz, 1.0).tolist() == [True] * 10 + [False] * 5 + [True] * 5   # 1 m voxels join 10 and 11.5
+    with pytest.raises(ValueError, match="voxel must be > 0"):
+        main_part(ids, xyz, 0.0)
+    with pytest.raises(ValueError, match="must match"):
+        main_part(ids[:5], xyz, 0.5)
+
+
+def test_trim_image_cuts_pixels_of_other_parts_and_keeps_pixels_without_returns():
+    H, W = 20, 40
+    labels = np.zeros((H, W), np.uint16)
+    labels[4:16, 0:30] = 1                                    # a mask spilling from its car (cols 0-9) over a wall
+    rows, cols = np.meshgrid(np.arange(4, 16, 2), np.arange(0, 10), indexing="ij")       # the car's returns
+    car = np.stack([np.full(rows.size, 10.0) + cols.ravel() * 0.02, cols.ravel() * 0.05, rows.ravel() * 0.05], 1)
+    rows2, cols2 = np.meshgrid(np.arange(4, 16, 2), np.arange(24, 30), indexing="ij")    # the wall's, 8 m behind
+    wall = np.stack([np.full(rows2.size, 18.0), cols2.ravel() * 0.05, rows2.ravel() * 0.05], 1)
+    xyz = np.concatenate([car, wall, [[5.0, 0, 0]]])
+    pix = np.concatenate([rows.ravel() * W + cols.ravel(), rows2.ravel() * W + cols2.ravel(), [-1]])
+    ground = np.zeros(len(xyz), bool)
+    out = trim_image(labels, pix, xyz, ground, 0.5, (3, 3))
+    assert (out[4:16, 0:10] == 1).all()                       # the car stays
+    assert (out[4:16, 24:30] == 0).all()                      # the wall's pixels go (its returns 2 rows apart: 3x3 bridges)
+    assert (out[4:16, 12:22] == 1).all()                      # no return within the window: kept
+    assert (out[4:16, 23] == 0).all() and (out[4:16, 11] == 1).all()   # the window reaches one column past the returns
+    assert (labels[4:16, 24:30] == 1).all()                   # the input is not written
+    wide = trim_image(labels, pix, xyz, ground, 0.5, (3, 7))
+    assert (wide[4:16, 21:24] == 0).all() and (wide[4:16, 13:21] == 1).all()
+    ground[len(car):-1] = True                                # the wall's returns on the ground: neither part nor evidence
+    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3)), labels)
+    with pytest.raises(ValueError, match="must match"):
+        trim_image(labels, pix[:-1], xyz, ground, 0.5, (3, 3))
+    with pytest.raises(ValueError, match="outside labels"):
+        trim_image(labels, np.where(pix >= 0, pix + H * W, pix), xyz, ground, 0.5, (3, 3))
+
+
+def test_trim_points_keeps_the_main_part_only():
+    xyz = np.concatenate([blob([10, 0, 0], 12), blob([25, 0, 0], 4, seed=1), blob([10, 2, -1.7], 3, seed=2)])
+    labels = np.array([3] * 16 + [3] * 3, np.uint16)
+    ground = np.zeros(19, bool)
+    ground[16:] = True
+    out = trim_points(labels, xyz, ground, 0.5)
+    assert out.dtype == labels.dtype and out[:12].tolist() == [3] * 12 and not out[12:].any()
+
+
+def test_part_window_scales_with_the_image_height():
+    assert part_window(375) == PART_WINDOW == (21, 9)
+    assert part_window(188) == (11, 5)                         # the half-size validation drives' camera
+    assert part_window(10) == (1, 1)
+    with pytest.raises(ValueError, match="height must be positive"):
+        part_window(0)

@@ -1,0 +1,98 @@
+"""The scan trims a slot instance to its main 3D part (`PredictorConfig.part_voxel_m`).
+
+A student's mask on its coarse slot grid spills past its object: over the car parked behind it,
+the wall beside it, the pedestrian next to it. The LiDAR points inside the mask say where the
+object ends: grouped by 3D connectivity (occupied voxels of `voxel` metres touching in 26
+neighbours, never across instances; ground points left out), the part holding most of the
+instance's points is its object and every other part is something the mask spilled over.
+
+- In the image (camera resolution) a pixel of the instance goes to the background when the
+  returns within a window around it (`window` rows x cols) include another part's and none of a
+  main part's. Pixels with no return nearby keep their id: far objects have gaps between the
+  beams, and a mask is not cut where the scan says nothing.
+- On the points, the instance keeps its main part only (its ground points go too).
+
+Unlike a fixed range band around the instance's median range (`clusters.depth_gate_grid`), a
+part follows the object's own extent, so a car seen end-on (4.5 m deep) is not cut. Measured in
+docs/inference.md ("The scan trims each instance to its main 3D part").
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .baselines import voxel_components
+
+PART_WINDOW = (21, 9)          # rows, cols of camera pixels at KITTI's 375-row camera; scaled with the image height
+
+
+def part_window(height: int) -> tuple[int, int]:
+    """The odd (rows, cols) window of `PART_WINDOW` at a camera `height` pixels tall (the beams'
+    spacing in pixels scales with the image): (21, 9) at 375 rows, (11, 5) at 188."""
+    if height <= 0:
+        raise ValueError(f"image height must be positive, got {height}")
+    return tuple(max(1, 2 * int(round((k * height / 375 - 1) / 2)) + 1) for k in PART_WINDOW)
+
+
+def main_part(ids: np.ndarray, xyz: np.ndarray, voxel: float, exclude: np.ndarray | None = None) -> np.ndarray:
+    """ids (N,) instance ids (0 = none) of points xyz (N, 3) -> (N,) bool: the point lies in the
+    3D-connected part (voxels of `voxel` m, 26 neighbours, never across instances) that holds most
+    of its instance's points (a tie keeps every largest part). Points with id 0 or `exclude`
+    (N,) bool (ground) are never in a part: False."""
+    ids = np.asarray(ids, np.int64)
+    xyz = np.asarray(xyz, np.float64)
+    if ids.ndim != 1 or xyz.shape != (len(ids), 3):
+        raise ValueError(f"ids (N,) and xyz (N, 3) must match, got {ids.shape} and {xyz.shape}")
+    if voxel <= 0:
+        raise ValueError(f"voxel must be > 0 m, got {voxel}")
+    ok = ids > 0 if exclude is None else (ids > 0) & ~np.asarray(exclude, bool)
+    keep = np.zeros(len(ids), bool)
+    if not ok.any():
+        return keep
+    comp, n = voxel_components(np.floor(xyz[ok] / voxel).astype(np.int64), ids[ok])   # (M,) part of each point
+    size = np.bincount(comp, minlength=n)[comp]                                         # (M,) its part's points
+    best = np.zeros(int(ids.max()) + 1, np.int64)
+    np.maximum.at(best, ids[ok], size)                                                  # each instance's largest part
+    keep[ok] = size == best[ids[ok]]
+    return keep
+
+
+def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, ground: np.ndarray, voxel: float,
+               window: tuple[int, int]) -> np.ndarray:
+    """labels (H, W) instance ids at camera resolution, point_pixel (N,) each point's linear pixel
+    there (-1: out of view), xyz (N, 3), ground (N,) bool -> a copy of labels with every instance
+    pixel whose `window` holds a return of another part of an instance and none of a main part
+    given to the background (each point takes the instance of its pixel; `main_part`)."""
+    labels = np.asarray(labels)
+    point_pixel = np.asarray(point_pixel, np.int64)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must have shape (H, W), got {labels.shape}")
+    if point_pixel.shape != (len(xyz),) or np.shape(ground) != point_pixel.shape:
+        raise ValueError(f"point_pixel {point_pixel.shape}, xyz {np.shape(xyz)} and ground {np.shape(ground)} must match")
+    H, W = labels.shape
+    if point_pixel.size and point_pixel.max() >= H * W:
+        raise ValueError(f"point_pixel index {point_pixel.max()} outside labels {labels.shape}")
+    vis = point_pixel >= 0
+    ids = np.zeros(len(point_pixel), np.int64)
+    ids[vis] = labels.reshape(-1)[point_pixel[vis]]
+    ground = np.asarray(ground, bool)
+    keep = main_part(ids, xyz, voxel, ground)
+    other = (ids > 0) & ~keep & ~ground
+    out = labels.copy()
+    if not other.any():
+        return out
+    good, bad = np.zeros(H * W, np.uint8), np.zeros(H * W, np.uint8)
+    good[point_pixel[keep]] = 1
+    bad[point_pixel[other]] = 1
+    k = np.ones(window, np.uint8)
+    good, bad = cv2.dilate(good.reshape(H, W), k), cv2.dilate(bad.reshape(H, W), k)
+    out[(labels > 0) & (bad > 0) & (good == 0)] = 0
+    return out
+
+
+def trim_points(point_labels: np.ndarray, xyz: np.ndarray, ground: np.ndarray, voxel: float) -> np.ndarray:
+    """(N,) point instance ids -> a copy where each instance keeps only its main part (`main_part`;
+    its ground points and other parts go to 0)."""
+    point_labels = np.asarray(point_labels)
+    keep = main_part(point_labels, xyz, voxel, ground)
+    return np.where(keep, point_labels, 0).astype(point_labels.dtype)
