@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from xmod_core.parts import PART_WINDOW, main_part, part_window, trim_image, trim_points
+from xmod_core.parts import PART_WINDOW, ROAD_MARGIN, main_part, part_window, trim_image, trim_points
 
 
 def blob(centre, n, spread=0.1, seed=0):
@@ -48,7 +48,8 @@ def test_trim_image_cuts_pixels_of_other_parts_and_keeps_pixels_without_returns(
     xyz = np.concatenate([car, wall, [[5.0, 0, 0]]])
     pix = np.concatenate([rows.ravel() * W + cols.ravel(), rows2.ravel() * W + cols2.ravel(), [-1]])
     ground = np.zeros(len(xyz), bool)
-    out = trim_image(labels, pix, xyz, ground, 0.5, (3, 3))
+    out = trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=None)
+    assert np.array_equal(out, trim_image(labels, pix, xyz, ground, 0.5, (3, 3)))     # no road: the margin is moot
     assert (out[4:16, 0:10] == 1).all()                       # the car stays
     assert (out[4:16, 24:30] == 0).all()                      # the wall's pixels go (its returns 2 rows apart: 3x3 bridges)
     assert (out[4:16, 12:22] == 1).all()                      # no return within the window: kept
@@ -56,8 +57,9 @@ def test_trim_image_cuts_pixels_of_other_parts_and_keeps_pixels_without_returns(
     assert (labels[4:16, 24:30] == 1).all()                   # the input is not written
     wide = trim_image(labels, pix, xyz, ground, 0.5, (3, 7))
     assert (wide[4:16, 21:24] == 0).all() and (wide[4:16, 13:21] == 1).all()
-    ground[len(car):-1] = True                                # the wall's returns on the ground: neither part nor evidence
-    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3)), labels)
+    ground[len(car):-1] = True                                # the wall's returns on the ground: no part, and evidence
+    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=None), labels)    # ... only
+    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3)), out)       # 6 m past the car's far end
     with pytest.raises(ValueError, match="must match"):
         trim_image(labels, pix[:-1], xyz, ground, 0.5, (3, 3))
     with pytest.raises(ValueError, match="outside labels"):
@@ -79,3 +81,25 @@ def test_part_window_scales_with_the_image_height():
     assert part_window(10) == (1, 1)
     with pytest.raises(ValueError, match="height must be positive"):
         part_window(0)
+
+
+def test_road_returns_count_against_an_instance_only_outside_its_range_span():
+    H, W = 30, 20
+    labels = np.zeros((H, W), np.uint16)
+    labels[0:30, 0:20] = 2                                     # a mask over a car (rows 0-11) spilling down the road
+    car_rows, cols = np.meshgrid(np.arange(0, 12, 2), np.arange(0, 20, 2), indexing="ij")
+    car = np.stack([10.0 + cols.ravel() * 0.1, cols.ravel() * 0.05, 1.0 - car_rows.ravel() * 0.05], 1)   # range 10-12 m
+    wheel_rows, road_rows = np.arange(12, 16, 2), np.arange(18, 30, 2)
+    wr, wc = np.meshgrid(wheel_rows, np.arange(0, 20, 2), indexing="ij")
+    wheels = np.stack([np.full(wr.size, 10.5), wc.ravel() * 0.05, np.full(wr.size, -1.6)], 1)             # road under it
+    rr, rc = np.meshgrid(road_rows, np.arange(0, 20, 2), indexing="ij")
+    road = np.stack([np.full(rr.size, 7.0), rc.ravel() * 0.05, np.full(rr.size, -1.7)], 1)                # road in front
+    xyz = np.concatenate([car, wheels, road])
+    pix = np.concatenate([(car_rows * W + cols).ravel(), (wr * W + wc).ravel(), (rr * W + rc).ravel()])
+    ground = np.r_[np.zeros(len(car), bool), np.ones(len(wheels) + len(road), bool)]
+    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=None), labels)   # road: no evidence
+    out = trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=ROAD_MARGIN)
+    assert (out[0:12] == 2).all() and (out[12:16] == 2).all()  # the car and the road under its wheels stay
+    assert (out[18:30] == 0).all()                             # the road 3 m in front of the bumper goes
+    assert (out[17] == 0).all() and (out[16] == 2).all()       # the window reaches a row past the returns, not to the wheels
+    assert (trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=3.5) == 2).all()   # 3 m is within a 3.5 m margin

@@ -844,8 +844,8 @@ def test_part_trim_reaches_lidar_and_fused_slot_instances(students, tiny_drive, 
     d = KittiRawDrive(tiny_drive)
     calls, pts = [], []
     real, real_pts = P.trim_image, P.trim_points
-    monkeypatch.setattr(P, "trim_image", lambda lab, pix, xyz, g, v, win: calls.append((lab.shape, v, win)) or
-                        real(lab, pix, xyz, g, v, win))
+    monkeypatch.setattr(P, "trim_image", lambda lab, pix, xyz, g, v, win, road: calls.append((lab.shape, v, win, road))
+                        or real(lab, pix, xyz, g, v, win, road))
     monkeypatch.setattr(P, "trim_points", lambda lab, xyz, g, v: pts.append(v) or real_pts(lab, xyz, g, v))
     for mode in ("lidar", "fused", "rgb"):
         predictor(students, tiny_drive, mode, part_voxel_m=0.7)(image=d.image(0), points=d.scan(0), stamp=0.0)
@@ -853,9 +853,12 @@ def test_part_trim_reaches_lidar_and_fused_slot_instances(students, tiny_drive, 
     predictor(students, tiny_drive, "lidar", part_voxel_m=0.0)(points=d.scan(0), stamp=0.0)        # 0: off
     hw = (d.calib.height, d.calib.width)
     win = P.part_window(d.calib.height)
-    assert calls == [(hw, 0.7, win), (hw, 0.7, win)] and pts == [0.7, 0.7]  # lidar and fused slot instances only
+    assert calls == [(hw, 0.7, win, P.ROAD_MARGIN), (hw, 0.7, win, P.ROAD_MARGIN)] and pts == [0.7, 0.7]  # lidar, fused slots
+    predictor(students, tiny_drive, "lidar", part_voxel_m=0.7, part_road=False)(points=d.scan(0), stamp=0.0)
+    assert calls[-1] == (hw, 0.7, win, None)
     r = predictor(students, tiny_drive, "lidar")(points=d.scan(0), stamp=0.0)                      # default: on
-    assert len(calls) == 3 and calls[-1][1] == P.PredictorConfig.part_voxel_m > 0 and "parts" in r.timings
+    assert len(calls) == 4 and calls[-1][1] == P.PredictorConfig.part_voxel_m > 0 and "parts" in r.timings
+    assert calls[-1][3] == (P.ROAD_MARGIN if P.PredictorConfig.part_road else None)
     with pytest.raises(ValueError, match="part_voxel_m must be >= 0"):
         predictor(students, tiny_drive, "lidar", part_voxel_m=-0.5)
 

@@ -142,6 +142,7 @@ def test_node_parameters_make_the_predictor_config():
     assert predictor_config(p | {"grid_depth_gate": 2.0}, "lidar", "a.pt", "b.pt").grid_depth_gate_m == 2.0
     assert cfg.part_voxel_m == PredictorConfig.part_voxel_m > 0                         # the part trim is on by default
     assert predictor_config(p | {"part_voxel": 0.0}, "lidar", "a.pt", "b.pt").part_voxel_m == 0.0
+    assert cfg.part_road and not predictor_config(p | {"part_road": False}, "lidar", "a.pt", "b.pt").part_road
 
 
 def test_parameters_are_documented_and_console_scripts_registered():

@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--part-voxel", type=float, default=PredictorConfig.part_voxel_m,
                     help="lidar / fused slot instances: each keeps its main 3D part, points grouped by voxels of this "
                          "many metres (0: off; default: the Predictor's)")
+    ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
+                    help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
+                         "count against it (default: the Predictor's)")
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
                          "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score,
                          "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
-                         "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel})
+                         "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel,
+                         "part_road": a.part_road})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

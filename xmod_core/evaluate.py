@@ -386,6 +386,9 @@ def main(argv=None) -> int:
     ap.add_argument("--part-voxel", type=float, default=PredictorConfig.part_voxel_m,
                     help="lidar / fused slot instances: each keeps its main 3D part, points grouped by voxels of this "
                          "many metres (0: off; default: the Predictor's)")
+    ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
+                    help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
+                         "count against it (default: the Predictor's)")
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
                     help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
@@ -463,7 +466,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "fusion_mask": a.fusion_mask, "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
-                "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel,
+                "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel, "part_road": a.part_road,
                 "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,

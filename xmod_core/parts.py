@@ -10,6 +10,10 @@ instance's points is its object and every other part is something the mask spill
   returns within a window around it (`window` rows x cols) include another part's and none of a
   main part's. Pixels with no return nearby keep their id: far objects have gaps between the
   beams, and a mask is not cut where the scan says nothing.
+- Road returns inside the mask count as another part's too when their range lies more than
+  `road_margin` metres outside the range span of the instance's main part: the road in front of
+  the bumper or behind the object is background, the road under its wheels (within its span) is
+  no evidence either way, so the object's bottom stays.
 - On the points, the instance keeps its main part only (its ground points go too).
 
 Unlike a fixed range band around the instance's median range (`clusters.depth_gate_grid`), a
@@ -24,6 +28,7 @@ import numpy as np
 from .baselines import voxel_components
 
 PART_WINDOW = (21, 9)          # rows, cols of camera pixels at KITTI's 375-row camera; scaled with the image height
+ROAD_MARGIN = 0.5              # m: road returns this far outside the main part's range span count against the instance
 
 
 def part_window(height: int) -> tuple[int, int]:
@@ -58,11 +63,13 @@ def main_part(ids: np.ndarray, xyz: np.ndarray, voxel: float, exclude: np.ndarra
 
 
 def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, ground: np.ndarray, voxel: float,
-               window: tuple[int, int]) -> np.ndarray:
+               window: tuple[int, int], road_margin: float | None = ROAD_MARGIN) -> np.ndarray:
     """labels (H, W) instance ids at camera resolution, point_pixel (N,) each point's linear pixel
-    there (-1: out of view), xyz (N, 3), ground (N,) bool -> a copy of labels with every instance
-    pixel whose `window` holds a return of another part of an instance and none of a main part
-    given to the background (each point takes the instance of its pixel; `main_part`)."""
+    there (-1: out of view), xyz (N, 3) (sensor at the origin), ground (N,) bool -> a copy of labels
+    with every instance pixel whose `window` holds a return of another part of an instance and none
+    of a main part given to the background (each point takes the instance of its pixel;
+    `main_part`). With `road_margin` (m; None: the road is no evidence) a ground return counts as
+    another part when its range lies more than that outside its instance's main part's range span."""
     labels = np.asarray(labels)
     point_pixel = np.asarray(point_pixel, np.int64)
     if labels.ndim != 2:
@@ -78,6 +85,12 @@ def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, gro
     ground = np.asarray(ground, bool)
     keep = main_part(ids, xyz, voxel, ground)
     other = (ids > 0) & ~keep & ~ground
+    if road_margin is not None:
+        r = np.linalg.norm(np.asarray(xyz, np.float64), axis=1)                        # (N,) range
+        lo, hi = np.full(int(ids.max()) + 1, np.inf), np.full(int(ids.max()) + 1, -np.inf)
+        np.minimum.at(lo, ids[keep], r[keep])                                           # each main part's span
+        np.maximum.at(hi, ids[keep], r[keep])
+        other |= (ids > 0) & ground & ((r < lo[ids] - road_margin) | (r > hi[ids] + road_margin))
     out = labels.copy()
     if not other.any():
         return out

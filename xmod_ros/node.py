@@ -117,6 +117,9 @@ PARAMETERS: dict[str, tuple] = {
     "part_voxel": (PredictorConfig.part_voxel_m, _D.PARAMETER_DOUBLE,
                    "lidar / fused slot instances: each keeps its main 3D part, its points grouped by voxels of this "
                    "many metres; pixels and points of its other parts go to the background (0: off)"),
+    "part_road": (PredictorConfig.part_road, _D.PARAMETER_BOOL,
+                  "with part_voxel: road returns in an instance's mask outside its main part's range span count "
+                  "against it"),
     "fusion_iou": (0.1, _D.PARAMETER_DOUBLE, "late fusion: 2D-3D IoU above which both modalities agree on an object"),
     "fusion_mask": (PredictorConfig.fusion_mask, _D.PARAMETER_STRING,
                     "late fusion: an agreed object's pixels: lidar (its 3D partners'), union (both masks, the paper's) "
@@ -232,7 +235,7 @@ def predictor_config(p: dict, mode: str, ck2: str, ck3: str) -> PredictorConfig:
                            width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                            min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
                            fusion_agreement=p["fusion_agreement"], fusion_foreground=p["fusion_foreground"],
-                           grid_depth_gate_m=p["grid_depth_gate"], part_voxel_m=p["part_voxel"],
+                           grid_depth_gate_m=p["grid_depth_gate"], part_voxel_m=p["part_voxel"], part_road=p["part_road"],
                            keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
                            state_horizon=p["state_horizon"], track_iou=p["track_iou"], amp=p["amp"],
                            cuda_graphs=p["cuda_graphs"], parallel_students=p["parallel_students"],
