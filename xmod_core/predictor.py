@@ -131,7 +131,7 @@ class PredictorConfig:
                                         # docs/inference.md "The scan trims the masks")
     part_voxel_m: float = 0.5           # lidar / fused slot instances: each keeps its main 3D part, its points grouped
                                         # by voxels of this size, m (`parts`; 0: off): validation fused F1@50 0.460 ->
-                                        # 0.478, FG-ARI unchanged (docs/inference.md "The scan trims each instance")
+                                        # 0.479, FG-ARI unchanged (docs/inference.md "The scan trims each instance")
     part_road: bool = True              # ... and road returns in its mask outside its main part's range span (by
                                         # parts.ROAD_MARGIN) count against it (validation fused 0.479 -> 0.498)
     state_horizon: int = 3              # frames the students carry their state before it restarts (0: never)
