@@ -103,3 +103,14 @@ def test_road_returns_count_against_an_instance_only_outside_its_range_span():
     assert (out[18:30] == 0).all()                             # the road 3 m in front of the bumper goes
     assert (out[17] == 0).all() and (out[16] == 2).all()       # the window reaches a row past the returns, not to the wheels
     assert (trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=3.5) == 2).all()   # 3 m is within a 3.5 m margin
+
+
+def test_an_empty_scan_or_no_instance_leaves_the_labels_alone():
+    labels = np.zeros((6, 8), np.uint16)
+    labels[1:4, 2:6] = 5
+    empty = np.zeros((0, 3))
+    out = trim_image(labels, np.zeros(0, np.int64), empty, np.zeros(0, bool), 0.5, (3, 3))
+    assert np.array_equal(out, labels) and out is not labels
+    pts = np.array([[10.0, 0, 0], [30.0, 0, 0]])
+    assert np.array_equal(trim_image(labels, np.array([0, -1]), pts, np.ones(2, bool), 0.5, (3, 3)), labels)
+    assert trim_points(np.zeros(0, np.uint16), empty, np.zeros(0, bool), 0.5).shape == (0,)

@@ -83,6 +83,8 @@ def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, gro
     ids = np.zeros(len(point_pixel), np.int64)
     ids[vis] = labels.reshape(-1)[point_pixel[vis]]
     ground = np.asarray(ground, bool)
+    if not (ids > 0).any():                                                             # no return on any instance
+        return labels.copy()
     keep = main_part(ids, xyz, voxel, ground)
     other = (ids > 0) & ~keep & ~ground
     if road_margin is not None:
