@@ -121,3 +121,23 @@ def test_recall_by_object_size():
     assert r == {"<50": (1.0, 2), "50-80": (1.0, 1), ">=80": (0.0, 1)}
     from xmod_core.metrics import size_bin_names
     assert size_bin_names() == ["<1k", "1k-3k", "3k-10k", ">=10k"]
+
+
+def test_instance_boxes_match_a_per_instance_reference_for_any_id_image():
+    from xmod_core.metrics import instance_boxes
+    rng = np.random.default_rng(0)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535), (np.int32, 2 ** 31 - 1), (np.int64, 2 ** 40), (bool, 1)):
+        for _ in range(5):
+            lab = np.zeros((23, 37), np.int64)
+            for i in {int(x) for x in rng.integers(1, top, size=4, endpoint=True)}:
+                r, c = rng.integers(0, 20), rng.integers(0, 33)
+                lab[r:r + rng.integers(1, 4), c:c + rng.integers(1, 5)] = i
+            lab = lab.astype(dtype)
+            ids, boxes = instance_boxes(lab)
+            want = sorted(int(i) for i in np.unique(lab) if i)
+            assert ids.dtype == np.int64 and ids.tolist() == want
+            for i, b in zip(want, boxes):
+                rows, cols = np.nonzero(lab == i)
+                assert b.tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+    with pytest.raises(ValueError, match="must be >= 0"):
+        instance_boxes(-np.ones((3, 3), np.int32))

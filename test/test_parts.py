@@ -114,3 +114,31 @@ def test_an_empty_scan_or_no_instance_leaves_the_labels_alone():
     pts = np.array([[10.0, 0, 0], [30.0, 0, 0]])
     assert np.array_equal(trim_image(labels, np.array([0, -1]), pts, np.ones(2, bool), 0.5, (3, 3)), labels)
     assert trim_points(np.zeros(0, np.uint16), empty, np.zeros(0, bool), 0.5).shape == (0,)
+
+
+def test_evidence_counts_only_for_the_pixels_own_instance():
+    H, W = 8, 20
+    labels = np.zeros((H, W), np.uint16)
+    labels[:, 0:10], labels[:, 10:20] = 1, 2                  # two instances side by side
+    # instance 1: its car at cols 0-3, a far part at cols 8-9; instance 2: one car at cols 10-19, no other part
+    c1 = [(r, c, 10.0) for r in range(0, 8, 2) for c in range(0, 4)]
+    f1 = [(r, c, 20.0) for r in range(0, 8, 2) for c in range(8, 10)]
+    c2 = [(r, c, 15.0) for r in range(0, 8, 2) for c in range(10, 20)]
+    rows = np.array([r for r, _, _ in c1 + f1 + c2]); cols = np.array([c for _, c, _ in c1 + f1 + c2])
+    rng = np.array([x for _, _, x in c1 + f1 + c2])
+    xyz = np.stack([rng, cols * 0.05, rows * 0.05], 1)
+    out = trim_image(labels, rows * W + cols, xyz, np.zeros(len(xyz), bool), 0.5, (3, 5))
+    assert (out[:, 8:10] == 0).all()                          # instance 1's far part goes, though instance 2's
+    assert (out[:, 6:8] == 0).all()                           # main-part returns are within the window
+    assert (out[:, 10:20] == 2).all()                         # instance 1's far part is no evidence against 2
+    assert (out[:, 0:6] == 1).all()
+
+
+def test_an_instance_on_the_road_alone_loses_its_pixels_near_the_road():
+    labels = np.zeros((6, 6), np.uint16)
+    labels[2:5, 1:5] = 3
+    rows, cols = np.meshgrid([2, 4], [1, 2, 3, 4], indexing="ij")
+    xyz = np.stack([np.full(rows.size, 12.0), cols.ravel() * 0.05, np.full(rows.size, -1.7)], 1)
+    pix, ground = (rows * 6 + cols).ravel(), np.ones(rows.size, bool)
+    assert (trim_image(labels, pix, xyz, ground, 0.5, (3, 3)) == 0).all()
+    assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=None), labels)

@@ -172,20 +172,24 @@ def test_refuses_to_start_without_calibration_camera_info_or_model(assets, probe
                                   ["tf2_ros is not installed", "lidar_to_camera"])
     procs = {k: H.NodeProcess(p, assets["dir"] / f"refuse_{k}.log") for k, (p, _) in cases.items()}
 
-    def finish(k, proc):
+    def finish(k, proc, again=False):
         try:
             return proc.proc.wait(90), proc.output()
         except subprocess.TimeoutExpired:
             proc.stop()
-            pytest.fail(f"{k}: still running\n{proc.output()}")
+            if again:
+                pytest.fail(f"{k}: still running\n{proc.output()}")
+            return None, proc.output()
 
     for k, proc in procs.items():
         rc, out = finish(k, proc)
-        if rc < 0:
+        if rc is None or rc < 0:
             # killed by a signal inside the middleware (a SIGSEGV in rclpy's teardown, seen once
-            # with 12 nodes starting at once on 2 cores): once more alone; a second death fails
-            print(f"{k}: node died of signal {-rc}, started once more alone:\n{out[-2000:]}")
-            rc, out = finish(k, H.NodeProcess(cases[k][0], assets["dir"] / f"refuse_{k}_again.log"))
+            # with 12 nodes starting at once on 2 cores), or hung there (destroy_node, seen once
+            # with 14 nodes at once on a loaded machine): once more alone; a second failure fails
+            why = "hung past 90 s" if rc is None else f"died of signal {-rc}"
+            print(f"{k}: node {why}, started once more alone:\n{out[-2000:]}")
+            rc, out = finish(k, H.NodeProcess(cases[k][0], assets["dir"] / f"refuse_{k}_again.log"), again=True)
         assert rc == 2, (k, out)
         for text in cases[k][1]:
             assert text in out, (k, out)

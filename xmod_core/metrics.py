@@ -215,21 +215,32 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def instance_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ids (P,) and boxes (P, 4) (left, top, right + 1, bottom + 1: pixel edges) around each
-    instance of an (H, W) non-negative integer id image: which rows and columns each instance
-    touches (one scatter of the compacted ids each), then the first and last of them; no loop over
-    instances, no sort of the pixels."""
+    """Ids (P,) int64 ascending and boxes (P, 4) (left, top, right + 1, bottom + 1: pixel edges)
+    around each instance of an (H, W) id image (integers >= 0, 0 = background): which rows and
+    columns each instance touches (one scatter of the compacted ids each), then the first and
+    last of them; no loop over instances, no sort of the pixels while the ids stay below 4 H W
+    (a sort of the ids beyond, so a huge id costs no memory)."""
     labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must have shape (H, W), got {labels.shape}")
     H, W = labels.shape
-    flat = labels.ravel().astype(np.int64, copy=False)
-    ids = np.flatnonzero(np.bincount(flat))
-    ids = ids[ids > 0]
+    flat = labels.reshape(-1).astype(np.int64)
+    if flat.size and flat.min() < 0:
+        raise ValueError(f"instance ids must be >= 0, got {flat.min()}")
+    top = int(flat.max()) if flat.size else 0
+    if top <= 4 * flat.size:
+        ids = np.flatnonzero(np.bincount(flat, minlength=1))
+        ids = ids[ids > 0]
+        lut = np.zeros(top + 1, np.int64)
+        lut[ids] = np.arange(1, len(ids) + 1)                              # 0: background
+        lab = lut[flat].reshape(H, W)                                      # (H, W) compact 0..P
+    else:
+        ids, inv = np.unique(flat, return_inverse=True)
+        lab = (inv + (0 if ids[0] == 0 else 1)).reshape(H, W)
+        ids = ids[ids > 0]
     box = np.zeros((len(ids), 4))
     if not len(ids):
         return ids, box
-    lut = np.zeros(ids[-1] + 1, np.int64)
-    lut[ids] = np.arange(1, len(ids) + 1)                                  # 0: background
-    lab = lut[labels]                                                      # (H, W) compact 0..P
     in_row = np.zeros((len(ids) + 1, H), bool)
     in_col = np.zeros((len(ids) + 1, W), bool)
     in_row[lab, np.arange(H)[:, None]] = True

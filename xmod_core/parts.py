@@ -7,8 +7,8 @@ neighbours, never across instances; ground points left out), the part holding mo
 instance's points is its object and every other part is something the mask spilled over.
 
 - In the image (camera resolution) a pixel of the instance goes to the background when the
-  returns within a window around it (`window` rows x cols) include another part's and none of a
-  main part's. Pixels with no return nearby keep their id: far objects have gaps between the
+  returns within a window around it (`window` rows x cols) include one of another part of the
+  same instance and none of its main part (returns of other instances are no evidence). Pixels with no return nearby keep their id: far objects have gaps between the
   beams, and a mask is not cut where the scan says nothing.
 - Road returns inside the mask count as another part's too when their range lies more than
   `road_margin` metres outside the range span of the instance's main part: the road in front of
@@ -66,10 +66,12 @@ def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, gro
                window: tuple[int, int], road_margin: float | None = ROAD_MARGIN) -> np.ndarray:
     """labels (H, W) instance ids at camera resolution, point_pixel (N,) each point's linear pixel
     there (-1: out of view), xyz (N, 3) (sensor at the origin), ground (N,) bool -> a copy of labels
-    with every instance pixel whose `window` holds a return of another part of an instance and none
-    of a main part given to the background (each point takes the instance of its pixel;
+    with every instance pixel whose `window` holds a return of another part of its own instance
+    and none of its main part given to the background (each point takes the instance of its pixel;
     `main_part`). With `road_margin` (m; None: the road is no evidence) a ground return counts as
-    another part when its range lies more than that outside its instance's main part's range span."""
+    another part when its range lies more than that outside its instance's main part's range span;
+    an instance without a main part (only road under it) then loses every pixel near the road.
+    Instance ids must stay below 2^24 (the Predictor's are uint16)."""
     labels = np.asarray(labels)
     point_pixel = np.asarray(point_pixel, np.int64)
     if labels.ndim != 2:
@@ -89,20 +91,49 @@ def trim_image(labels: np.ndarray, point_pixel: np.ndarray, xyz: np.ndarray, gro
     other = (ids > 0) & ~keep & ~ground
     if road_margin is not None:
         r = np.linalg.norm(np.asarray(xyz, np.float64), axis=1)                        # (N,) range
-        lo, hi = np.full(int(ids.max()) + 1, np.inf), np.full(int(ids.max()) + 1, -np.inf)
-        np.minimum.at(lo, ids[keep], r[keep])                                           # each main part's span
-        np.maximum.at(hi, ids[keep], r[keep])
+        lo, hi = _span(ids[keep], r[keep], int(ids.max()) + 1)                          # each main part's span
         other |= (ids > 0) & ground & ((r < lo[ids] - road_margin) | (r > hi[ids] + road_margin))
     out = labels.copy()
     if not other.any():
         return out
-    good, bad = np.zeros(H * W, np.uint8), np.zeros(H * W, np.uint8)
-    good[point_pixel[keep]] = 1
-    bad[point_pixel[other]] = 1
-    k = np.ones(window, np.uint8)
-    good, bad = cv2.dilate(good.reshape(H, W), k), cv2.dilate(bad.reshape(H, W), k)
-    out[(labels > 0) & (bad > 0) & (good == 0)] = 0
+    dtype = np.uint16 if labels.max() < 65535 else np.float32                          # uint16: the fast morphology
+    lab = labels.astype(dtype)                                                          # (float32: ids < 2^24 exact)
+    main_near = _near(point_pixel[keep], ids[keep], (H, W), window, lab, either=True)
+    other_near = _near(point_pixel[other], ids[other], (H, W), window, lab, either=False)
+    out[(labels > 0) & other_near & ~main_near] = 0
     return out
+
+
+def _span(ids: np.ndarray, r: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) min and max of r (M,) per id of ids (M,) (inf / -inf for ids absent): one sort."""
+    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+    if len(ids):
+        order = np.lexsort((r, ids))
+        ids_s, r_s = ids[order], r[order]
+        start = np.flatnonzero(np.r_[True, ids_s[1:] != ids_s[:-1]])
+        end = np.r_[start[1:], len(ids_s)] - 1
+        lo[ids_s[start]], hi[ids_s[end]] = r_s[start], r_s[end]
+    return lo, hi
+
+
+def _near(pixel: np.ndarray, ids: np.ndarray, shape: tuple[int, int], window: tuple[int, int], lab: np.ndarray,
+          either: bool) -> np.ndarray:
+    """(H, W) bool: the pixel's own instance (`lab`, float ids) has one of these returns (linear
+    `pixel`, instance `ids`) within `window`. From the largest and smallest id in the window (one
+    dilation and one erosion): exact with up to two instances' returns in a window; with three or
+    more, an id strictly between the two counts as present when `either`, else as absent."""
+    H, W = shape
+    big = 65535 if lab.dtype == np.uint16 else 2 ** 24
+    hi_img, lo_img = np.zeros(H * W, lab.dtype), np.full(H * W, big, lab.dtype)
+    hi_img[pixel] = ids                                                                 # a pixel's returns all
+    lo_img[pixel] = ids                                                                 # carry its id
+    k = np.ones(window, np.uint8)
+    hi_img = cv2.dilate(hi_img.reshape(H, W), k)
+    lo_img = cv2.erode(lo_img.reshape(H, W), k)
+    near = (hi_img == lab) | (lo_img == lab)
+    if either:
+        near |= (lo_img < lab) & (lab < hi_img)
+    return near
 
 
 def trim_points(point_labels: np.ndarray, xyz: np.ndarray, ground: np.ndarray, voxel: float) -> np.ndarray:

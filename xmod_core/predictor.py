@@ -133,7 +133,7 @@ class PredictorConfig:
                                         # by voxels of this size, m (`parts`; 0: off): validation fused F1@50 0.460 ->
                                         # 0.479, FG-ARI unchanged (docs/inference.md "The scan trims each instance")
     part_road: bool = True              # ... and road returns in its mask outside its main part's range span (by
-                                        # parts.ROAD_MARGIN) count against it (validation fused 0.479 -> 0.498)
+                                        # parts.ROAD_MARGIN) count against it (validation fused 0.479 -> 0.500)
     state_horizon: int = 3              # frames the students carry their state before it restarts (0: never)
     track_iou: float = 0.3              # IoU with the previous frame's object for an instance to keep its id
     amp: bool = False                   # bf16 autocast for the students on CUDA (ignored on the CPU); one frame at a
@@ -191,7 +191,8 @@ class FrameResult:
     scores: dict = field(default_factory=dict)  # {id: score}
     timings: dict = field(default_factory=dict)  # ms per stage
     new_sequence: bool = False
-    grid: Optional[np.ndarray] = None           # (h, w) the labels on the processing grid
+    grid: Optional[np.ndarray] = None           # (h, w) the labels on the processing grid (before the part trim,
+                                                # which works on `labels` and the points: part_voxel_m)
     students: dict = field(default_factory=dict)  # {modality: (h, w) its student's instances on the grid, before
                                                 # fusion and tracking (slot k -> k + 1)}
     box_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # (P,) ascending
@@ -469,8 +470,8 @@ class Predictor:
         if parts:                                                             # each instance keeps its main 3D part
             t = time.perf_counter()
             plane = ground_plane(points[fv.point_pixel >= 0], self.hybrid.clusters)
-            ground = np.zeros(len(points), bool) if plane is None else \
-                np.abs(plane_distance(points[:, :3], plane)) < self.hybrid.clusters.ground_tol
+            ground = np.zeros(len(points), bool) if plane is None or plane[0][2] < 0.9 else \
+                np.abs(plane_distance(points[:, :3], plane)) < self.hybrid.clusters.ground_tol   # a ground, not a wall
             labels = trim_image(labels, point_pixels(points, self.calib), points[:, :3], ground, cfg.part_voxel_m,
                                 part_window(H0), ROAD_MARGIN if cfg.part_road else None)
             timings["parts"] = (time.perf_counter() - t) * 1e3
