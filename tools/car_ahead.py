@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xmod_core.evaluate import METHODS, method_config  # noqa: E402
+from xmod_core.evaluate import METHODS, add_trim_arguments, method_config  # noqa: E402
 from xmod_core.fusion import AGREEMENTS  # noqa: E402
 from xmod_core.frontview import project_scan  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
@@ -109,15 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
                     help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
                          "instance needs")
-    ap.add_argument("--grid-depth-gate", type=float, default=PredictorConfig.grid_depth_gate_m,
-                    help="lidar / fused slot instances: grid cells whose LiDAR return lies this many metres from their "
-                         "instance's median range go to the background (0: off; default: the Predictor's)")
-    ap.add_argument("--part-voxel", type=float, default=PredictorConfig.part_voxel_m,
-                    help="lidar / fused slot instances: each keeps its main 3D part, points grouped by voxels of this "
-                         "many metres (0: off; default: the Predictor's)")
-    ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
-                    help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
-                         "count against it (default: the Predictor's)")
+    add_trim_arguments(ap)
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")

@@ -356,6 +356,21 @@ def real_tables(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def add_trim_arguments(ap: argparse.ArgumentParser) -> None:
+    """The scan's trims of the slot instances (`--grid-depth-gate`, `--part-voxel`, `--[no-]part-road`),
+    shared by this CLI and tools/car_ahead.py; their values go to the Predictor's `grid_depth_gate_m`,
+    `part_voxel_m` and `part_road`."""
+    ap.add_argument("--grid-depth-gate", type=float, default=PredictorConfig.grid_depth_gate_m,
+                    help="lidar / fused slot instances: grid cells whose LiDAR return lies this many metres from their "
+                         "instance's median range go to the background (0: off; default: the Predictor's)")
+    ap.add_argument("--part-voxel", type=float, default=PredictorConfig.part_voxel_m,
+                    help="lidar / fused slot instances: each keeps its main 3D part, points grouped by voxels of this "
+                         "many metres (0: off; default: the Predictor's)")
+    ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
+                    help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
+                         "count against it (default: the Predictor's)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xmod_core.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -380,15 +395,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
                     help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
                          "instance needs")
-    ap.add_argument("--grid-depth-gate", type=float, default=PredictorConfig.grid_depth_gate_m,
-                    help="lidar / fused slot instances: grid cells whose LiDAR return lies this many metres from their "
-                         "instance's median range go to the background (0: off; default: the Predictor's)")
-    ap.add_argument("--part-voxel", type=float, default=PredictorConfig.part_voxel_m,
-                    help="lidar / fused slot instances: each keeps its main 3D part, points grouped by voxels of this "
-                         "many metres (0: off; default: the Predictor's)")
-    ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
-                    help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
-                         "count against it (default: the Predictor's)")
+    add_trim_arguments(ap)
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
                     help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
