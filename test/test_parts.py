@@ -142,3 +142,18 @@ def test_an_instance_on_the_road_alone_loses_its_pixels_near_the_road():
     pix, ground = (rows * 6 + cols).ravel(), np.ones(rows.size, bool)
     assert (trim_image(labels, pix, xyz, ground, 0.5, (3, 3)) == 0).all()
     assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3), road_margin=None), labels)
+
+
+def test_figure_tool_writes_the_three_panels_and_names_a_bad_drive(tiny_drive, tmp_path, capsys):
+    import sys
+    from pathlib import Path
+    import cv2
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import part_trim_figure
+    out = tmp_path / "fig.jpg"
+    assert part_trim_figure.main(["--drive", str(tiny_drive), "--frame", "1", "--width", "200", "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[1] == 200 and img.shape[0] % 3 == 0        # three panels, one above the other
+    with pytest.raises(SystemExit):
+        part_trim_figure.main(["--drive", str(tmp_path / "nope"), "--out", str(out)])
+    assert "no such folder" in capsys.readouterr().err
