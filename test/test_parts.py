@@ -62,6 +62,8 @@ def test_trim_image_cuts_pixels_of_other_parts_and_keeps_pixels_without_returns(
     assert np.array_equal(trim_image(labels, pix, xyz, ground, 0.5, (3, 3)), out)       # 6 m past the car's far end
     with pytest.raises(ValueError, match="must match"):
         trim_image(labels, pix[:-1], xyz, ground, 0.5, (3, 3))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        trim_image(labels[None], pix, xyz, ground, 0.5, (3, 3))
     with pytest.raises(ValueError, match="outside labels"):
         trim_image(labels, np.where(pix >= 0, pix + H * W, pix), xyz, ground, 0.5, (3, 3))
 
@@ -157,3 +159,10 @@ def test_figure_tool_writes_the_three_panels_and_names_a_bad_drive(tiny_drive, t
     with pytest.raises(SystemExit):
         part_trim_figure.main(["--drive", str(tmp_path / "nope"), "--out", str(out)])
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_is_ground_accepts_only_a_near_horizontal_plane():
+    from xmod_core.baselines import is_ground
+    assert is_ground((np.array([0.0, 0.1, 0.995]), 1.7))
+    assert not is_ground((np.array([0.0, 0.6, 0.8]), 1.7))         # the wall ground_plane may fall back to
+    assert not is_ground(None)

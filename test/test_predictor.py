@@ -865,7 +865,7 @@ def test_part_trim_reaches_lidar_and_fused_slot_instances(students, tiny_drive, 
 
 def test_part_trim_output_is_the_trim_of_the_untrimmed_labels_and_boxes_follow_it(students, tiny_drive):
     import xmod_core.predictor as P
-    from xmod_core.baselines import ground_plane, plane_distance
+    from xmod_core.baselines import ground_plane, is_ground, plane_distance
     from xmod_core.frontview import point_pixels
     from xmod_core.metrics import instance_boxes
     d = KittiRawDrive(tiny_drive)
@@ -875,8 +875,8 @@ def test_part_trim_output_is_the_trim_of_the_untrimmed_labels_and_boxes_follow_i
     on = p(points=pts, stamp=0.0)
     fv = project_scan(pts, d.calib.scaled(32, 96))
     plane = ground_plane(pts[fv.point_pixel >= 0], p.hybrid.clusters)
-    ground = np.zeros(len(pts), bool) if plane is None or plane[0][2] < 0.9 else \
-        np.abs(plane_distance(pts[:, :3], plane)) < p.hybrid.clusters.ground_tol
+    ground = np.abs(plane_distance(pts[:, :3], plane)) < p.hybrid.clusters.ground_tol if is_ground(plane) else \
+        np.zeros(len(pts), bool)
     want = P.trim_image(off.labels, point_pixels(pts, d.calib), pts[:, :3], ground, 0.5, P.part_window(d.calib.height),
                         P.ROAD_MARGIN)
     assert (off.labels > 0).any() and np.array_equal(on.labels, want)

@@ -71,6 +71,12 @@ def ground_plane(points: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, fl
     return n[best], d[best]
 
 
+def is_ground(plane: tuple[np.ndarray, float] | None) -> bool:
+    """`ground_plane`'s answer is a ground: a plane, near-horizontal (normal z > 0.9, the planes its
+    RANSAC accepts), not None or the wall it falls back to."""
+    return plane is not None and bool(plane[0][2] > 0.9)
+
+
 def plane_distance(points: np.ndarray, plane: tuple[np.ndarray, float]) -> np.ndarray:
     """(N,) signed height of points (N, >=3) above the plane (n, d)."""
     (n, d), p = plane, points[:, :3]

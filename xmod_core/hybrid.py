@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import ClusterConfig, cluster_scan, ground_feet_pixels, paint_hulls, plane_distance, voxel_components
+from .baselines import (ClusterConfig, cluster_scan, ground_feet_pixels, is_ground, paint_hulls, plane_distance,
+                        voxel_components)
 from .kitti import CameraCalib
 from .mining import scan_descriptors
 from .movable import MovableModel
@@ -175,7 +176,7 @@ def hybrid_instances(points: np.ndarray, point_pixel: np.ndarray, cover: list, p
     if m:
         rng = np.linalg.norm(points[view[k], :3], axis=1)
         rows, cols, lab, rngs = pix[k] // W, pix[k] % W, obj, rng
-        if cfg.ground_feet and plane is not None and plane[0][2] > 0.9:                # a ground, not a wall
+        if cfg.ground_feet and is_ground(plane):                                        # a ground, not a wall
             fr, fc, ok = ground_feet_pixels(points[view[k]], *plane, calib.scaled(H, W))
             rows, cols = np.concatenate([rows, fr]), np.concatenate([cols, fc])
             lab, rngs = np.concatenate([lab, obj[ok]]), np.concatenate([rngs, rng[ok]])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .baselines import is_ground
 from .kitti import CameraCalib
 from .metrics import instance_boxes
 
@@ -81,7 +82,7 @@ def lower_to_ground(center: np.ndarray, size: np.ndarray, plane: tuple[np.ndarra
     """Boxes (centre (n, 3), size (n, 3)) whose bottom is lowered to the ground plane (n . p + d = 0,
     LiDAR frame) under their centre; boxes already reaching below it, and all of them when the
     plane is missing or not a ground (normal z < 0.9), are unchanged."""
-    if plane is None or len(center) == 0 or plane[0][2] < 0.9:
+    if len(center) == 0 or not is_ground(plane):
         return center, size
     n, d = plane
     ground = -(n[0] * center[:, 0] + n[1] * center[:, 1] + d) / n[2]          # (n,) ground height under each

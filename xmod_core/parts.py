@@ -55,10 +55,12 @@ def main_part(ids: np.ndarray, xyz: np.ndarray, voxel: float, exclude: np.ndarra
     if not ok.any():
         return keep
     comp, n = voxel_components(np.floor(xyz[ok] / voxel).astype(np.int64), ids[ok])   # (M,) part of each point
-    size = np.bincount(comp, minlength=n)[comp]                                         # (M,) its part's points
+    size = np.bincount(comp, minlength=n)                                               # (n,) points of each part
+    owner = np.zeros(n, np.int64)
+    owner[comp] = ids[ok]                                                               # (n,) each part's instance
     best = np.zeros(int(ids.max()) + 1, np.int64)
-    np.maximum.at(best, ids[ok], size)                                                  # each instance's largest part
-    keep[ok] = size == best[ids[ok]]
+    np.maximum.at(best, owner, size)                                                    # each instance's largest part
+    keep[ok] = size[comp] == best[ids[ok]]
     return keep
 
 
@@ -118,10 +120,11 @@ def _span(ids: np.ndarray, r: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
 
 def _near(pixel: np.ndarray, ids: np.ndarray, shape: tuple[int, int], window: tuple[int, int], lab: np.ndarray,
           either: bool) -> np.ndarray:
-    """(H, W) bool: the pixel's own instance (`lab`, float ids) has one of these returns (linear
-    `pixel`, instance `ids`) within `window`. From the largest and smallest id in the window (one
-    dilation and one erosion): exact with up to two instances' returns in a window; with three or
-    more, an id strictly between the two counts as present when `either`, else as absent."""
+    """(H, W) bool: the pixel's own instance (`lab`: ids as uint16, or float32 past 65534) has one
+    of these returns (linear `pixel`, instance `ids`) within `window`. From the largest and
+    smallest id in the window (one dilation and one erosion): exact with up to two instances'
+    returns in a window; with three or more, an id strictly between the two counts as present when
+    `either`, else as absent."""
     H, W = shape
     big = 65535 if lab.dtype == np.uint16 else 2 ** 24
     hi_img, lo_img = np.zeros(H * W, lab.dtype), np.full(H * W, big, lab.dtype)

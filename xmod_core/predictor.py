@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import torch
 
-from .baselines import ClusterConfig, ground_plane, plane_distance
+from .baselines import ClusterConfig, ground_plane, is_ground, plane_distance
 from .clusters import Object3D, cluster_objects, depth_gate_grid
 from .data import mirror_x
 from .frontview import DEPTH_RANGE, grid_labels_to_points, point_pixels, project_scan
@@ -470,8 +470,8 @@ class Predictor:
         if parts:                                                             # each instance keeps its main 3D part
             t = time.perf_counter()
             plane = ground_plane(points[fv.point_pixel >= 0], self.hybrid.clusters)
-            ground = np.zeros(len(points), bool) if plane is None or plane[0][2] < 0.9 else \
-                np.abs(plane_distance(points[:, :3], plane)) < self.hybrid.clusters.ground_tol   # a ground, not a wall
+            ground = np.abs(plane_distance(points[:, :3], plane)) < self.hybrid.clusters.ground_tol \
+                if is_ground(plane) else np.zeros(len(points), bool)
             labels = trim_image(labels, point_pixels(points, self.calib), points[:, :3], ground, cfg.part_voxel_m,
                                 part_window(H0), ROAD_MARGIN if cfg.part_road else None)
             timings["parts"] = (time.perf_counter() - t) * 1e3
