@@ -296,3 +296,14 @@ def test_miss_causes_cli_counts_every_scored_object(sim_drive, students, tmp_pat
         want += int((area >= 300).sum())
     assert r["frames"] == len(frames) and np.sum(r["counts"]) == want > 0
     assert "| 1k-3k |" in capsys.readouterr().out
+    # still and moving objects (the simulator's flag in that frame) split the same objects in two
+    split = {}
+    for kind in ("still", "moving"):
+        assert mc.main([str(sim_drive), "--mode", "lidar", "--ckpt-3d", str(students / "lidar.pt"), "--every", "2",
+                        "--min-area", "300", "--objects", kind, "--json", str(out)]) == 0
+        split[kind] = np.array(json.loads(out.read_text())["counts"])
+    assert (split["still"] + split["moving"] == np.array(r["counts"])).all()
+    moving = sum(int(np.isin(np.unique(cv2.imread(str(f), cv2.IMREAD_UNCHANGED)),
+                             [o["id"] for o in json.loads((sim_drive / "objects/data" / f"{f.stem}.json").read_text())["objects"]
+                              if o["moving"]]).sum()) for f in frames)
+    assert split["moving"].sum() <= moving and split["moving"].sum() > 0 and split["still"].sum() > 0

@@ -119,6 +119,12 @@ def test_recall_by_object_size():
     acc.update(gt, pred, sizes={1: 48})                   # objects without a size are not binned
     r = acc.result()["recall_by_size"]
     assert r == {"<50": (1.0, 2), "50-80": (1.0, 1), ">=80": (0.0, 1)}
+    assert acc.result()["recall_still_by_size"] == {"<50": (None, 0), "50-80": (None, 0), ">=80": (None, 0)}
+    still = F1Accumulator(size_edges=(0, 50, 80))                # with motion known: the still objects by size
+    still.update(gt, pred, moving_ids=[2], sizes={1: 48, 2: 56, 3: 100})
+    still.update(gt, np.where(gt == 1, 0, gt), moving_ids=[3], sizes={1: 48, 2: 56, 3: 100})
+    assert still.result()["recall_still_by_size"] == {"<50": (0.5, 2), "50-80": (1.0, 1), ">=80": (0.0, 1)}
+    assert still.result()["recall_by_size"] == {"<50": (0.5, 2), "50-80": (1.0, 2), ">=80": (0.5, 2)}
     from xmod_core.metrics import size_bin_names
     assert size_bin_names() == ["<1k", "1k-3k", "3k-10k", ">=10k"]
 

@@ -785,6 +785,15 @@ def test_a_students_own_min_score_applies_unless_the_config_names_one(students, 
     keep = predictor(paths, tiny_drive, "lidar", min_score=0.0)
     assert keep.min_scores == {"lidar": 0.0} and (keep(points=d.scan(0), stamp=0.0).labels > 0).any()
     assert predictor(paths, tiny_drive, "lidar", instances="hybrid").min_scores == {"lidar": 0.0}   # hybrid_min_score
+    # fused mode only: the 3D student's own threshold gives way to fused_min_score_3d
+    assert predictor(paths, tiny_drive, "lidar", fused_min_score_3d=0.0).min_scores == {"lidar": 0.99}
+    every = dict(fusion_agreement="foreground", fusion_foreground=0.0)   # fusion keeps every 3D instance
+    frame = dict(image=d.image(0), points=d.scan(0), stamp=0.0)
+    assert (predictor(paths, tiny_drive, "fused", **every)(**frame).labels == 0).all()
+    low = predictor(paths, tiny_drive, "fused", fused_min_score_3d=0.0, **every)
+    assert low.min_scores == {"rgb": 0.5, "lidar": 0.0} and (low(**frame).labels > 0).any()
+    with pytest.raises(ValueError, match="fused_min_score_3d"):
+        predictor(paths, tiny_drive, "fused", fused_min_score_3d=1.0)
     with pytest.raises(ValueError, match="min_score must be within"):
         stamp_min_score(students["lidar"], tmp_path / "too_high.pt", 1.0)
     assert not (tmp_path / "too_high.pt").exists()

@@ -133,6 +133,8 @@ def test_node_parameters_make_the_predictor_config():
     assert (cfg.mode, cfg.ckpt_2d, cfg.ckpt_3d) == ("fused", "a.pt", "b.pt")
     assert predictor_config(p | {"min_score": 0.7}, "lidar", "a.pt", "b.pt").min_score == 0.7
     assert predictor_config(p | {"min_score": 0.0}, "lidar", "a.pt", "b.pt").min_score == 0.0
+    assert cfg.fused_min_score_3d is None and cfg.fused_min_score_3d == PredictorConfig.fused_min_score_3d
+    assert predictor_config(p | {"fused_min_score_3d": 0.55}, "fused", "a.pt", "b.pt").fused_min_score_3d == 0.55
     assert (cfg.fusion_agreement, cfg.fusion_foreground) == (PredictorConfig.fusion_agreement,
                                                             PredictorConfig.fusion_foreground)
     other = predictor_config(p | {"fusion_agreement": "iou" if cfg.fusion_agreement == "foreground" else "foreground",

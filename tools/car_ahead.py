@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--min-score", type=float, help="both students' instance threshold (default: each student's own)")
+    ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
+                    help="fused: the 3D student's instance threshold in fused mode (default: the Predictor's)")
     ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
                     help="fused: what makes both students agree on an object (default: the Predictor's)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
@@ -116,6 +118,7 @@ def main(argv=None) -> int:
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
                          "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score,
+                         "fused_min_score_3d": a.fused_min_score_3d,
                          "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
                          "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel,
                          "part_road": a.part_road})

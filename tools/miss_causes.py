@@ -15,6 +15,10 @@ was rendered at (as `tools/label_recall.py`); objects under `--min-area` are not
 
     .venv/bin/python tools/miss_causes.py 'data/fullval/sim7[78]/*/*_sync' --mode lidar --every 3
     .venv/bin/python tools/miss_causes.py 'data/basic/sim77/*/*_sync' --mode fused --ckpt-3d runs/NAME/student_lidar.pt
+    .venv/bin/python tools/miss_causes.py 'data/fullval/sim7[78]/*/*_sync' --mode fused --objects still   # parked only
+
+`--objects still|moving` counts only the objects the simulator marks still / moving in that frame
+(objects/data/FRAME.json, as the evaluator's recall split).
 """
 from __future__ import annotations
 
@@ -92,6 +96,10 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=1, help="score every N-th frame (all frames still run, in order)")
     ap.add_argument("--min-area", type=int, default=300, help="smaller objects (px at 1242x375) are not counted")
     ap.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    ap.add_argument("--objects", choices=("all", "still", "moving"), default="all",
+                    help="count all objects, or only those still / moving in the frame (the simulator's flag)")
+    ap.add_argument("--fused-min-score-3d", type=float, default=None,
+                    help="fused: the 3D student's instance threshold in fused mode (default: the Predictor's)")
     a = ap.parse_args(argv)
     if a.every < 1:
         ap.error("--every must be at least 1")
@@ -105,7 +113,8 @@ def main(argv=None) -> int:
     rows = []
     for d in drives:
         drive = KittiRawDrive(d)
-        p = Predictor(PredictorConfig(mode=a.mode, ckpt_2d=a.ckpt_2d, ckpt_3d=a.ckpt_3d), drive.calib)
+        p = Predictor(PredictorConfig(mode=a.mode, ckpt_2d=a.ckpt_2d, ckpt_3d=a.ckpt_3d,
+                                      fused_min_score_3d=a.fused_min_score_3d), drive.calib)
         for t in range(len(drive)):                        # every frame: the students keep their state
             res = p(image=drive.image(t) if a.mode != "lidar" else None, points=drive.scan(t),
                     stamp=float(drive.timestamps[t]))
@@ -115,12 +124,18 @@ def main(argv=None) -> int:
             gt = cv2.imread(str(Path(d) / "instance_02" / "data" / f"{fid}.png"), cv2.IMREAD_UNCHANGED)
             if gt is None:
                 raise FileNotFoundError(f"{d}/instance_02/data/{fid}.png: no readable ground truth")
-            _, area, cause = miss_causes(gt, res.labels)
+            gids, area, cause = miss_causes(gt, res.labels)
+            if a.objects != "all":
+                objs = json.loads((Path(d) / "objects" / "data" / f"{fid}.json").read_text())["objects"]
+                moving = np.isin(gids, [o["id"] for o in objs if o["moving"]])
+                keep = moving if a.objects == "moving" else ~moving
+                area, cause = area[keep], cause[keep]
             rows.append((area * (FULL_AREA / gt.size), cause))
     counts = tally(rows, a.min_area)
     print(table(counts))
     if a.json:
-        a.json.write_text(json.dumps({"bins": BINS, "causes": CAUSES, "counts": counts.tolist(), "frames": len(rows)}))
+        a.json.write_text(json.dumps({"bins": BINS, "causes": CAUSES, "counts": counts.tolist(), "frames": len(rows),
+                                       "objects": a.objects}))
     return 0
 
 

@@ -98,7 +98,7 @@ class _Row:
         mean = lambda xs: float(np.mean(xs)) if xs else None
         return {"fg_ari": mean(self.fg[domain]), "all_ari": mean(self.all[domain]), "f1": r["f1"], "precision": r["precision"],
                 "recall": r["recall"], "recall_still": r["recall_still"], "recall_moving": r["recall_moving"],
-                "recall_by_size": r["recall_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
+                "recall_by_size": r["recall_by_size"], "recall_still_by_size": r["recall_still_by_size"], "fps": self.frames / self.seconds if self.seconds else None}
 
 
 def sim_point_ids(drive_dir: Path, fid: str) -> np.ndarray:
@@ -435,6 +435,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-score", type=float, default=PredictorConfig.min_score,
                     help="students' instances: the least mean attention of a slot over its pixels, for both students "
                          "(default: each student's own, named in its file, else 0.5)")
+    ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
+                    help="fused slot instances: the 3D student's instance threshold in fused mode only (default: "
+                         "the Predictor's)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -478,7 +481,8 @@ def main(argv=None) -> int:
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,
                 "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel,
-                "min_score": a.min_score, "fragments": a.fragments, "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
+                "min_score": a.min_score, "fused_min_score_3d": a.fused_min_score_3d, "fragments": a.fragments,
+                "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
                 "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
                 "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,
                 "mirror": a.mirror, "box_source": a.box_source}

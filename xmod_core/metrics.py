@@ -113,7 +113,8 @@ def size_bin_names(edges=SIZE_BINS) -> list:
 @dataclass
 class F1Accumulator:
     """Pooled F1@IoU over many frames (or point clouds), with recall split by motion and by the
-    ground-truth objects' size (`size_edges`, in whatever unit the sizes come in)."""
+    ground-truth objects' size (`size_edges`, in whatever unit the sizes come in), and the still
+    objects' recall by size (where both are given)."""
     iou_threshold: float = 0.5
     tp: int = 0
     fp: int = 0
@@ -125,11 +126,15 @@ class F1Accumulator:
     size_edges: tuple = SIZE_BINS
     size_total: np.ndarray = field(default=None, repr=False)
     size_found: np.ndarray = field(default=None, repr=False)
+    still_size_total: np.ndarray = field(default=None, repr=False)
+    still_size_found: np.ndarray = field(default=None, repr=False)
     frames: list = field(default_factory=list, repr=False)      # [tp, fp, fn] of each counted frame, in order
 
     def __post_init__(self):
         self.size_total = np.zeros(len(self.size_edges), np.int64)
         self.size_found = np.zeros(len(self.size_edges), np.int64)
+        self.still_size_total = np.zeros(len(self.size_edges), np.int64)
+        self.still_size_found = np.zeros(len(self.size_edges), np.int64)
 
     def update(self, gt, pred, scores=None, ignore_ids=(), moving_ids=None, ignore_pred_ids=(), sizes=None) -> dict:
         """gt, pred: instance-id arrays of one frame; scores: {pred id: score} (default: area);
@@ -179,8 +184,13 @@ class F1Accumulator:
             binned = counted & np.isfinite(size)
             b = np.digitize(size[binned], self.size_edges) - 1                   # (n,) bin of each counted object
             n = len(self.size_edges)
-            self.size_total += np.bincount(np.clip(b, 0, n - 1), minlength=n)
-            self.size_found += np.bincount(np.clip(b, 0, n - 1), hit[binned].astype(np.int64), n).astype(np.int64)
+            b = np.clip(b, 0, n - 1)
+            self.size_total += np.bincount(b, minlength=n)
+            self.size_found += np.bincount(b, hit[binned].astype(np.int64), n).astype(np.int64)
+            if moving is not None:
+                still = ~moving[binned]
+                self.still_size_total += np.bincount(b[still], minlength=n)
+                self.still_size_found += np.bincount(b[still], hit[binned][still].astype(np.int64), n).astype(np.int64)
         return pairs
 
     def result(self) -> dict:
@@ -191,7 +201,10 @@ class F1Accumulator:
                 "recall_moving": self.moving_found / self.moving_total if self.moving_total else None,
                 "recall_still": self.still_found / self.still_total if self.still_total else None,
                 "recall_by_size": {name: (float(f / t) if t else None, int(t)) for name, f, t in
-                                   zip(size_bin_names(self.size_edges), self.size_found, self.size_total)}}
+                                   zip(size_bin_names(self.size_edges), self.size_found, self.size_total)},
+                "recall_still_by_size": {name: (float(f / t) if t else None, int(t)) for name, f, t in
+                                         zip(size_bin_names(self.size_edges), self.still_size_found,
+                                             self.still_size_total)}}
 
 
 def box_area(a: np.ndarray) -> np.ndarray:

@@ -107,6 +107,8 @@ class PredictorConfig:
                                         # None: each student's own threshold, named in its file where it was chosen
                                         # on validation for it (the grid2 3D student: 0.6), else 0.5 (chosen on
                                         # held-out drives, seed 300: 2D F1@50 0.188 -> 0.208); a value: both students
+    fused_min_score_3d: Optional[float] = None  # fused slot instances: the 3D student's threshold in fused mode only
+                                        # (late fusion still asks the 2D student's agreement); None: min_score's
     fusion_agreement: str = "auto"      # late fusion: iou (a 2D instance overlaps a 3D one by fusion_iou; the paper's) |
                                         # either (iou's objects, plus each 3D instance no 2D one agrees with where the
                                         # 2D student's foreground attention averages fusion_foreground) | separate
@@ -264,9 +266,10 @@ class Predictor:
                              f"hybrid instances cluster with {self.hybrid.clusters}: its votes would not apply")
         if cfg.state_horizon < 0:
             raise ValueError(f"state_horizon must be >= 0, got {cfg.state_horizon}")
-        for name in ("min_score", "hybrid_min_score"):
+        for name in ("min_score", "fused_min_score_3d", "hybrid_min_score"):
             if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) < 1.0:
-                raise ValueError(f"{name} must be within [0, 1) (or None for min_score), got {getattr(cfg, name)}")
+                raise ValueError(f"{name} must be within [0, 1) (or None for min_score / fused_min_score_3d), "
+                                 f"got {getattr(cfg, name)}")
         if not 0.0 < cfg.track_iou <= 1.0:
             raise ValueError(f"track_iou must be within (0, 1], got {cfg.track_iou}")
         for name in ("fragments", "hybrid_fragments"):
@@ -276,6 +279,8 @@ class Predictor:
         # each student's instance threshold: the config's, else the one its file names, else the default
         self.min_scores = {m: (cfg.min_score if cfg.min_score is not None else metas[m].get("min_score", DEFAULT_MIN_SCORE))
                            if slots else cfg.hybrid_min_score for m in self.models}
+        if slots and cfg.mode == "fused" and cfg.fused_min_score_3d is not None:
+            self.min_scores["lidar"] = cfg.fused_min_score_3d                 # fusion's agreement still checks them
         post = {m: partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
                            min_score=self.min_scores[m], fragments=cfg.fragments if slots else cfg.hybrid_fragments)
                 for m in self.models}

@@ -131,6 +131,9 @@ PARAMETERS: dict[str, tuple] = {
     "min_score": (-1.0, _D.PARAMETER_DOUBLE,
                   "smallest instance score (mean slot attention over its pixels); unsure instances are dropped; "
                   "negative: each student's own (named in its file, else 0.5)"),
+    "fused_min_score_3d": (-1.0, _D.PARAMETER_DOUBLE,
+                           "fused: the 3D student's instance threshold in fused mode only (late fusion still asks the "
+                           "2D student's agreement); negative: min_score's"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "instances": ("slots", _D.PARAMETER_STRING,
                   "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
@@ -234,6 +237,7 @@ def predictor_config(p: dict, mode: str, ck2: str, ck3: str) -> PredictorConfig:
     return PredictorConfig(mode=mode, ckpt_2d=ck2, ckpt_3d=ck3, device=p["device"], height=p["height"],
                            width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                            min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
+                           fused_min_score_3d=p["fused_min_score_3d"] if p["fused_min_score_3d"] >= 0 else None,
                            fusion_agreement=p["fusion_agreement"], fusion_foreground=p["fusion_foreground"],
                            grid_depth_gate_m=p["grid_depth_gate"], part_voxel_m=p["part_voxel"], part_road=p["part_road"],
                            keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
