@@ -62,3 +62,31 @@ def test_a_label_without_its_ground_truth_is_named(tmp_path):
     (d / "instance_02/data/0000000000.png").unlink()
     with pytest.raises(FileNotFoundError, match="ground truth instance_02/data/0000000000.png"):
         label_recall.label_recall([d], "motion_masks")
+
+
+def test_mined_labels_merge_as_the_loader_does_and_kept_counts_the_next_frame(tmp_path, capsys):
+    """--mined: the miner's instances join the motion ones (mined.json's ids, motion pixels win); `kept`
+    counts an object labelled in one frame and again in the next."""
+    h, w = 75, 248
+    gt = np.zeros((h, w), np.int64)
+    gt[10:30, 10:40], gt[40:60, 100:130] = 1, 2        # 1 moving, 2 still (both ~15,000 px at full size)
+    d = _drive(tmp_path, h, w, np.where(gt == 1, 5, 0), gt)
+    (d / "image_02/mined_masks").mkdir(parents=True)
+    for fid, still_mined in (("0000000000", True), ("0000000001", True), ("0000000002", False)):
+        cv2.imwrite(str(d / "instance_02/data" / f"{fid}.png"), gt.astype(np.uint16))
+        cv2.imwrite(str(d / "image_02/motion_masks" / f"{fid}.png"), np.where(gt == 1, 5, 0).astype(np.uint16))
+        cv2.imwrite(str(d / "image_02/mined_masks" / f"{fid}.png"), np.where(gt == 2, 1, 0).astype(np.uint16) * still_mined)
+        (d / "objects/data" / f"{fid}.json").write_text(json.dumps({"objects": [{"id": 1, "moving": True},
+                                                                                {"id": 2, "moving": False}]}))
+    (d / "image_02/mined_masks/mined.json").write_text(json.dumps({"frames": {
+        "0000000000": {"1": {"confidence": 1.0}}, "0000000001": {"1": {"confidence": 1.0}}, "0000000002": {}}}))
+    motion = label_recall.label_recall([d], "motion_masks")
+    assert motion["still"]["found"] == [0, 0, 0, 0] and motion["moving"]["kept"] == [0, 0, 0, 2]
+    merged = label_recall.label_recall([d], "motion_masks", mined="mined_masks")
+    assert merged["still"]["found"] == [0, 0, 0, 2] and merged["still"]["total"] == [0, 0, 0, 3]
+    assert merged["still"]["pairs"] == [0, 0, 0, 2] and merged["still"]["kept"] == [0, 0, 0, 1]   # lost in frame 2
+    assert label_recall.main(["motion_masks", str(d), "--mined", "mined_masks"]) == 0
+    assert "still   kept in the next frame" in capsys.readouterr().out
+    (d / "image_02/mined_masks/mined.json").unlink()
+    assert label_recall.main(["motion_masks", str(d), "--mined", "mined_masks"]) == 1
+    assert "mined.json" in capsys.readouterr().err

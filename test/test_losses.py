@@ -97,6 +97,28 @@ def test_object_weight_scales_only_the_object_pixels():
     torch.testing.assert_close(w3_all, 3 * (pos + neg))
 
 
+def test_mined_weight_scales_the_object_term_of_mined_pairs_only():
+    """loss.mined_weight: a pair whose target id is at or after the frame's `mined_from` has its object
+    weight multiplied; motion pairs and the background term are unchanged."""
+    t = torch.zeros(2, 8, 8, dtype=torch.long)
+    t[:, :4, :4], t[:, 4:, 4:] = 1, 2                   # frame 0: 2 is mined; frame 1: nothing mined
+    m = torch.full((2, 3, 8, 8), 0.05)
+    m[:, 0, :4, :4], m[:, 1, 4:, 4:] = 0.7, 0.7          # each object slot half-sure of its object
+    m[:, 2] = 1 - m[:, :2].sum(1)                        # background slot
+    cfg = LossConfig(burn_in_weighting=False, mined_weight=3.0)
+    mined_from = torch.tensor([2, 3])
+    base = motion_losses(m, t, cfg=LossConfig(burn_in_weighting=False))["bce"]
+    same = motion_losses(m, t, cfg=LossConfig(burn_in_weighting=False), mined_from=mined_from)["bce"]
+    heavy = motion_losses(m, t, cfg=cfg, mined_from=mined_from)["bce"]
+    torch.testing.assert_close(same, base)               # weight 1: mined_from changes nothing
+    pos = -(16 / 64) * torch.log(torch.tensor(0.7))      # one pair's object term (16 of 64 pixels)
+    # frame 0's mean over its two pairs gains (3 - 1) x pos / 2; frame 1 (nothing mined) nothing; summed over T = 1
+    torch.testing.assert_close(heavy - base, (3 - 1) * pos / 2 / 2)
+    assert torch.equal(motion_losses(m, t, cfg=cfg, mined_from=torch.tensor([3, 3]))["bce"], base)
+    with pytest.raises(ValueError, match="mined_weight must be > 0"):
+        LossConfig(mined_weight=0.0)
+
+
 def test_clip_reduction_and_foreground_average():
     """Paper: motion terms summed over a clip's frames (T times the frame mean) and the
     foreground NLL over all pixels; the alternatives are the earlier averages."""

@@ -200,13 +200,16 @@ def test_loader_merges_mined_labels_and_trains_two_steps(tmp_path, capsys):
     a, b, c = plain[0]["motion"], mined[0]["motion"], strict[0]["motion"]
     assert int(a.amax()) == 1 and int(b.amax()) == 3                          # the mover, then the two still boxes
     assert torch.equal((b == 1), (a == 1)) and torch.equal(c, a)
+    # the first mined id of each frame: after the motion ids (none mined: G + 1)
+    assert mined[0]["motion_mined_from"].tolist() == [2, 2] and plain[0]["motion_mined_from"].tolist() == [2, 2]
+    assert strict[0]["motion_mined_from"].tolist() == [2, 2]
     with pytest.raises(FileNotFoundError, match="xmod_core.mining"):
         ClipDataset(DataConfig(mined_dir="image_02/none", **kw), None, ("lidar",))
     cfg = load_config(TrainConfig, Path(__file__).parents[1] / "config/demo/3d_burn_in.yaml", [
         f"data.drives=[{str(drive_dir)!r}]", "data.mined_dir=image_02/mined_masks", "data.clip_len=2", "data.height=64",
         "data.width=208", "data.workers=0", "optim.steps=2", "optim.batch_size=2", f"out_dir={tmp_path / 'run'}",
         "model.widths=[8,8,16,16,16]", "model.num_slots=4", "model.slot_dim=16", "model.gru_hidden=8", "model.mlp_hidden=16",
-        "model.decoder_channels=8"])
+        "model.decoder_channels=8", "loss.mined_weight=2.0"])
     r = train(cfg, progress=False)
     assert r["steps_run"] == 2 and (tmp_path / "run" / "student_lidar.pt").is_file()
     fid = mined.drives[0].frame_ids[0]                                       # a mined mask of another size is named

@@ -13,6 +13,8 @@ horizontal flip) identical for every frame, for the images, the LiDAR front view
     motion        (T, H/s, W/s) int64            (s = data.mask_stride) motion-mask instances 1..G per frame, 0 = background
                                                  (and mined still objects after them, data.mined_dir)
     motion_valid  (T,) bool                      False where the motion mask is unknown or missing
+    motion_mined_from (T,) int64                 the first id of `motion` that is a mined instance (ids are in
+                                                 order: motion instances, then mined ones); G + 1 when none
     crop, flip                                   the geometric augmentation (to align teachers' outputs)
 
 The LiDAR is projected straight onto the cropped, resized grid by adjusting the intrinsics, never
@@ -167,23 +169,27 @@ class ClipDataset(Dataset):
             self.frames = {}
             for di, d in enumerate(self.drives):
                 for t in range(len(d)):
-                    img, scan, m = self._read(di, t)
-                    self.frames[di, t] = (img, scan, None if m is None else m.astype(np.uint16 if m.max() < 2 ** 16 else np.int64))
+                    img, scan, m, n_motion = self._read(di, t)
+                    self.frames[di, t] = (img, scan, None if m is None else m.astype(np.uint16 if m.max() < 2 ** 16 else np.int64),
+                                          n_motion)
 
     def _read(self, di: int, t: int) -> tuple:
         d, fid = self.drives[di], self.drives[di].frame_ids[t]
         m = None if fid in self.unknown[di] else read_motion(d.drive_dir, self.cfg.motion_dir, fid)
+        n_motion = 0 if m is None else int(m.max(initial=0))                  # ids above it are mined ones
         if m is not None and self.mined is not None:
             mined = read_motion(d.drive_dir, self.cfg.mined_dir, fid)
             if mined is not None and mined.shape != m.shape:
                 raise ValueError(f"{d.drive_dir / self.cfg.mined_dir / fid}.png is {mined.shape[1]}x{mined.shape[0]}, "
                                  f"its motion mask {m.shape[1]}x{m.shape[0]}: mine the drive again")
             m = merge_mined(m, mined, self.mined[di].get(fid, {}), self.cfg.mined_min_confidence)
-        return (d.image(t) if "rgb" in self.modalities else None, d.scan(t) if "lidar" in self.modalities else None, m)
+        return (d.image(t) if "rgb" in self.modalities else None, d.scan(t) if "lidar" in self.modalities else None, m,
+                n_motion)
 
     def _frame(self, di: int, t: int) -> tuple:
-        """(image, scan, motion ids or None) of frame t of drive di, from memory when preloaded;
-        the motion ids include the mined instances when data.mined_dir is set."""
+        """(image, scan, motion ids or None, the largest motion-mask id) of frame t of drive di, from
+        memory when preloaded; the motion ids include the mined instances (above the motion-mask
+        ids) when data.mined_dir is set."""
         return self.frames[di, t] if self.frames is not None else self._read(di, t)
 
     def __len__(self) -> int:
@@ -209,23 +215,27 @@ class ClipDataset(Dataset):
         flip = bool(a and rng.random() < a.hflip)
         out = {"crop": torch.tensor([x0, y0, cw, ch]), "flip": torch.tensor(flip)}
         frames = range(start, start + T)
-        data = [self._frame(di, t) for t in frames]                   # (image, scan, motion) per frame
+        data = [self._frame(di, t) for t in frames]                   # (image, scan, motion, n_motion) per frame
 
-        motion, mvalid = [], []
-        for _, _, m in data:
+        motion, mvalid, mined_from = [], [], []
+        for _, _, m, n_motion in data:
             mvalid.append(m is not None)
             if m is None:
                 m = np.zeros((H0, W0), np.int64)
             s = cfg.mask_stride
             m = cv2.resize(m[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (W // s, H // s), interpolation=cv2.INTER_NEAREST)
-            m = m[:, ::-1] if flip else m
-            motion.append(drop_small_ids(compact_ids(m.astype(np.int64)), cfg.min_target_cells))
+            m = (m[:, ::-1] if flip else m).astype(np.int64)
+            ids = drop_small_ids(compact_ids(m), cfg.min_target_cells)   # renumbered in order: mined ones stay last
+            mined = ids[(m > n_motion) & (ids > 0)]
+            mined_from.append(int(mined.min()) if mined.size else int(ids.max(initial=0)) + 1)
+            motion.append(ids)
         out["motion"] = torch.from_numpy(np.stack(motion))
         out["motion_valid"] = torch.tensor(mvalid)
+        out["motion_mined_from"] = torch.tensor(mined_from, dtype=torch.int64)
 
         if "rgb" in self.modalities:
             imgs = np.stack([cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
-                             for img, _, _ in data]).astype(np.float32) / 255.0               # (T, H, W, 3)
+                             for img, _, _, _ in data]).astype(np.float32) / 255.0               # (T, H, W, 3)
             imgs = imgs[:, :, ::-1] if flip else imgs
             out["rgb_clean"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))  # (T, 3, H, W)
             if a:                                                     # the camera effects draw from their own stream
@@ -238,7 +248,7 @@ class ClipDataset(Dataset):
             calib = crop_calib(d.calib, x0, y0, cw, ch, W, H)
             student, target, valid = [], [], []
             drop = a.point_drop if a and rng.random() < a.point_drop_prob else 0.0   # one draw per clip
-            for _, scan, _ in data:
+            for _, scan, _, _ in data:
                 dense = project_scan(scan, calib)
                 keep = rng.random(len(scan)) >= drop
                 sparse_pts = scan[keep, :3] + (rng.normal(0, a.point_jitter, (int(keep.sum()), 3)).astype(np.float32) if a else 0)

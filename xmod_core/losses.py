@@ -11,7 +11,9 @@ ids `targets` (B, T, h, w) (0 = background, 1..G per frame), with F = B*T frames
   object's share of the image, so small objects count more; distillation: 1 + the teacher's
   confidence) scales only the object-pixel term, as in DIOD: it pushes a slot to cover its whole
   object without rewarding it for the background (`object_weight: all` scales the whole BCE, the
-  earlier departure, kept for the ablation).
+  earlier departure, kept for the ablation). `mined_weight` (beyond the paper; 1 = off) multiplies
+  the weight of a pair whose target is a mined still object (`mined_from`: a frame's first mined
+  id; the miner's labels carry their own weight, as issue #17 asks of them).
 - **Dice** (`w_dice`, beyond the paper; 0 = off, the paper's loss): 1 - dice(slot, instance) of
   each matched pair, averaged over the pairs of a frame, and `w_dice` x the same dice in the
   matching cost, as DETR / Mask2Former match and train masks. The BCE is a mean over all N pixels,
@@ -54,6 +56,7 @@ class LossConfig:
     fg_average: str = "pixels"          # foreground NLL averaged over all pixels (paper) or over the "objects"' pixels
     clip_reduction: str = "sum"         # motion terms summed over a clip's frames (paper) or "mean" over frames
     w_dice: float = 0.0                 # per-pair dice term, in the loss and the matching cost (0: the paper's loss)
+    mined_weight: float = 1.0           # object weight x this for mined still objects (1: as motion instances)
 
     def __post_init__(self):
         for key, allowed in (("object_weight", ("positive", "all")), ("fg_average", ("pixels", "objects")),
@@ -62,6 +65,8 @@ class LossConfig:
                 raise ValueError(f"loss.{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.w_dice < 0:
             raise ValueError(f"loss.w_dice must be >= 0, got {self.w_dice}")
+        if self.mined_weight <= 0:
+            raise ValueError(f"loss.mined_weight must be > 0, got {self.mined_weight}")
 
     def w_recon(self, modality: str) -> float:
         return {"rgb": self.w_recon_rgb, "lidar": self.w_recon_lidar}[modality]
@@ -113,11 +118,13 @@ def hungarian(cost: torch.Tensor, present: torch.Tensor) -> tuple[np.ndarray, np
 
 
 def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch.Tensor | None = None,
-                  object_weights: torch.Tensor | None = None, cfg: LossConfig = LossConfig()) -> dict:
+                  object_weights: torch.Tensor | None = None, cfg: LossConfig = LossConfig(),
+                  mined_from: torch.Tensor | None = None) -> dict:
     """masks (B, T, K, h, w) or (F, K, h, w) (clips of one frame); targets ids (same leading dims,
     h, w), 0 = background, instances numbered 1..G per frame; frame_valid (leading dims) bool;
-    object_weights (leading dims, G_max) optional (replaces the burn-in weighting). Returns the
-    weighted terms and 'total'."""
+    object_weights (leading dims, G_max) optional (replaces the burn-in weighting); mined_from
+    (leading dims) optional: ids from it on are mined objects, weighted by `cfg.mined_weight`.
+    Returns the weighted terms and 'total'."""
     K, h, w = masks.shape[-3:]
     T = masks.shape[1] if masks.dim() == 5 else 1
     masks = masks.reshape(-1, K, h * w)                                        # (F, K, N)
@@ -149,6 +156,9 @@ def motion_losses(masks: torch.Tensor, targets: torch.Tensor, frame_valid: torch
             weight = 2 - tgt.mean(-1)
         else:
             weight = torch.ones_like(tgt[:, 0])
+        if mined_from is not None and cfg.mined_weight != 1.0:                # ids are 1-based: pair g is id g + 1
+            mined = g + 1 >= mined_from.reshape(-1).to(masks.device)[f]
+            weight = torch.where(mined, weight * cfg.mined_weight, weight)
         p = pred.float().clamp(EPS, 1 - EPS)                                   # (explicit: safe under autocast)
         pos, neg = tgt * torch.log(p), (1 - tgt) * torch.log1p(-p)            # (M, N)
         if cfg.object_weight == "positive":

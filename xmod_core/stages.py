@@ -95,7 +95,8 @@ class BurnIn(Stage):
     def loss(self, batch, nets):
         key = self.modality
         out = nets[key](batch[key])                                            # masks (B, T, K, h, w)
-        terms = motion_losses(out["masks"], batch["motion"], batch["motion_valid"], cfg=self.loss_cfg)
+        terms = motion_losses(out["masks"], batch["motion"], batch["motion_valid"], cfg=self.loss_cfg,
+                              mined_from=batch.get("motion_mined_from"))
         valid = batch.get("lidar_valid") if key == "lidar" else None
         terms["recon"] = recon_loss(out["recon"], batch[f"{key}_target"], valid)
         total = terms["total"] + self.loss_cfg.w_recon(key) * terms["recon"]
