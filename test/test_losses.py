@@ -115,8 +115,15 @@ def test_mined_weight_scales_the_object_term_of_mined_pairs_only():
     # frame 0's mean over its two pairs gains (3 - 1) x pos / 2; frame 1 (nothing mined) nothing; summed over T = 1
     torch.testing.assert_close(heavy - base, (3 - 1) * pos / 2 / 2)
     assert torch.equal(motion_losses(m, t, cfg=cfg, mined_from=torch.tensor([3, 3]))["bce"], base)
-    with pytest.raises(ValueError, match="mined_weight must be > 0"):
-        LossConfig(mined_weight=0.0)
+    for bad in (0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="mined_weight must be a finite number > 0"):
+            LossConfig(mined_weight=bad)
+    from xmod_core.data import DataConfig
+    from xmod_core.train import TrainConfig
+    TrainConfig(stage="3d_burn_in", loss=LossConfig(mined_weight=2.0), data=DataConfig(mined_dir="image_02/mined_masks"))
+    for stage, mined_dir in (("3d_ts", "image_02/mined_masks"), ("3d_burn_in", "")):   # where it would not apply
+        with pytest.raises(ValueError, match="mined_weight .* burn-in stages and needs data.mined_dir"):
+            TrainConfig(stage=stage, loss=LossConfig(mined_weight=2.0), data=DataConfig(mined_dir=mined_dir))
 
 
 def test_clip_reduction_and_foreground_average():

@@ -203,6 +203,18 @@ def test_loader_merges_mined_labels_and_trains_two_steps(tmp_path, capsys):
     # the first mined id of each frame: after the motion ids (none mined: G + 1)
     assert mined[0]["motion_mined_from"].tolist() == [2, 2] and plain[0]["motion_mined_from"].tolist() == [2, 2]
     assert strict[0]["motion_mined_from"].tolist() == [2, 2]
+    # motion ids that skip numbers (3, 7), one of them too small to stay a target: still the first mined id
+    d0 = mined.drives[0]
+    for fid in d0.frame_ids:
+        png = drive_dir / "image_02/motion_masks" / f"{fid}.png"
+        m = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        m = np.where(m == 1, 3, 0).astype(np.uint16)
+        m[0:8, 0:8] = 7                                                      # 2x2 cells at mask stride 4
+        cv2.imwrite(str(png), m)
+    skip = ClipDataset(DataConfig(mined_dir="image_02/mined_masks", **kw), None, ("lidar",))
+    assert int(skip[0]["motion"].amax()) == 4 and skip[0]["motion_mined_from"].tolist() == [3, 3]
+    dropped = ClipDataset(DataConfig(mined_dir="image_02/mined_masks", min_target_cells=5, **kw), None, ("lidar",))
+    assert int(dropped[0]["motion"].amax()) == 3 and dropped[0]["motion_mined_from"].tolist() == [2, 2]
     with pytest.raises(FileNotFoundError, match="xmod_core.mining"):
         ClipDataset(DataConfig(mined_dir="image_02/none", **kw), None, ("lidar",))
     cfg = load_config(TrainConfig, Path(__file__).parents[1] / "config/demo/3d_burn_in.yaml", [

@@ -46,6 +46,9 @@ def label_recall(drives, subdir: str, min_area: int = 300, mined: str | None = N
     out = {k: {n: np.zeros(4, np.int64) for n in ("found", "total", "pairs", "kept")} for k in ("moving", "still")}
     labels = correct = frames = 0
     for d in map(Path, drives):
+        if mined and not (d / "image_02" / mined / "mined.json").is_file():
+            raise FileNotFoundError(f"{d / 'image_02' / mined}: no mined.json (run python -m xmod_core.mining {d}, "
+                                    f"or leave --mined out)")
         conf = read_mined_confidence(d, f"image_02/{mined}") if mined else {}
         before = np.zeros(0, np.int64)                                           # ids labelled in the previous frame
         for f in sorted((d / "image_02" / subdir).glob("*.png")):

@@ -17,7 +17,7 @@ was rendered at (as `tools/label_recall.py`); objects under `--min-area` are not
     .venv/bin/python tools/miss_causes.py 'data/basic/sim77/*/*_sync' --mode fused --ckpt-3d runs/NAME/student_lidar.pt
     .venv/bin/python tools/miss_causes.py 'data/fullval/sim7[78]/*/*_sync' --mode fused --objects still   # parked only
 
-`--objects still|moving` counts only the objects the simulator marks still / moving in that frame
+`--objects still|moving` counts only the objects the simulator does not mark / marks moving in that frame
 (objects/data/FRAME.json, as the evaluator's recall split).
 """
 from __future__ import annotations

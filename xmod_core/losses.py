@@ -34,6 +34,7 @@ Frames whose motion mask is unknown (`frame_valid` False) are left out of the mo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,8 @@ class LossConfig:
     fg_average: str = "pixels"          # foreground NLL averaged over all pixels (paper) or over the "objects"' pixels
     clip_reduction: str = "sum"         # motion terms summed over a clip's frames (paper) or "mean" over frames
     w_dice: float = 0.0                 # per-pair dice term, in the loss and the matching cost (0: the paper's loss)
-    mined_weight: float = 1.0           # object weight x this for mined still objects (1: as motion instances)
+    mined_weight: float = 1.0           # object weight x this for mined still objects (1: as motion instances);
+                                        # burn-in stages with data.mined_dir only (TrainConfig checks)
 
     def __post_init__(self):
         for key, allowed in (("object_weight", ("positive", "all")), ("fg_average", ("pixels", "objects")),
@@ -65,8 +67,8 @@ class LossConfig:
                 raise ValueError(f"loss.{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.w_dice < 0:
             raise ValueError(f"loss.w_dice must be >= 0, got {self.w_dice}")
-        if self.mined_weight <= 0:
-            raise ValueError(f"loss.mined_weight must be > 0, got {self.mined_weight}")
+        if not (self.mined_weight > 0 and math.isfinite(self.mined_weight)):
+            raise ValueError(f"loss.mined_weight must be a finite number > 0, got {self.mined_weight}")
 
     def w_recon(self, modality: str) -> float:
         return {"rgb": self.w_recon_rgb, "lidar": self.w_recon_lidar}[modality]

@@ -85,6 +85,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
         if self.export_every < 0:
             raise ValueError(f"export_every must be >= 0 (0: no snapshots), got {self.export_every}")
+        if self.loss.mined_weight != 1.0 and (not self.stage.endswith("burn_in") or not self.data.mined_dir):
+            raise ValueError(f"loss.mined_weight ({self.loss.mined_weight}) weighs mined labels in the burn-in stages "
+                             f"and needs data.mined_dir; stage {self.stage!r}, data.mined_dir {self.data.mined_dir!r}")
 
 
 class TrainingError(RuntimeError):

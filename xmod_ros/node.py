@@ -132,7 +132,7 @@ PARAMETERS: dict[str, tuple] = {
                   "smallest instance score (mean slot attention over its pixels); unsure instances are dropped; "
                   "negative: each student's own (named in its file, else 0.5)"),
     "fused_min_score_3d": (-1.0, _D.PARAMETER_DOUBLE,
-                           "fused: the 3D student's instance threshold in fused mode only (late fusion still asks the "
+                           "fused, slot instances: the 3D student's instance threshold in fused mode only (late fusion still asks the "
                            "2D student's agreement); negative: min_score's"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "instances": ("slots", _D.PARAMETER_STRING,
