@@ -908,3 +908,55 @@ def test_grid_depth_gate_reaches_lidar_and_fused_slot_instances(students, tiny_d
     assert calls == [((32, 96), 1.5), ((32, 96), 1.5)]              # lidar and fused slot instances only
     with pytest.raises(ValueError, match="grid_depth_gate_m must be >= 0"):
         predictor(students, tiny_drive, "lidar", grid_depth_gate_m=-1.0)
+
+
+def test_rescue_keeps_the_unsure_3d_instances_a_lidar_cluster_confirms(students, tiny_drive, monkeypatch):
+    """rescue_iou > 0: the 3D student's instances under its own threshold but over rescue_min_score
+    reach fusion and the output only where `rescue.confirmed` keeps them; lidar / fused slot
+    instances only."""
+    import xmod_core.predictor as pred
+    from xmod_core.frontview import project_scan
+    from xmod_core.rescue import confirmed
+    from test_mining import box_points
+    d = KittiRawDrive(tiny_drive)
+    cars = np.concatenate([box_points((x, y), (4.0, 1.8, 1.5)) for x, y in ((10, -3), (12, 3), (20, 0))])
+    scan = np.concatenate([d.scan(0), np.c_[cars, np.full(len(cars), 0.3)]]).astype(np.float32)
+    frame = dict(points=scan, stamp=0.0)
+    every = predictor(students, tiny_drive, "lidar", min_score=0.0, rescue_iou=0.0)   # all instances, no rescue
+    r_all = every(**frame)
+    assert len(np.unique(r_all.students["lidar"])) > 2
+    # the clusters confirm instances 1 and 3 of the unfiltered student, whatever the geometry
+    seen = []
+
+    def fake(grid, scores, pixel, points, own, low, iou):
+        seen.append((own, low, iou))
+        keep = np.asarray(scores) >= own
+        keep[[0, 2]] = True
+        return keep
+    monkeypatch.setattr(pred, "confirmed", fake)
+    p = predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.5, rescue_min_score=0.0)
+    assert p.min_scores == {"lidar": 0.0} and p.own_min_score_3d == 0.9
+    r = p(**frame)
+    assert seen == [(0.9, 0.0, 0.5)]
+    want = np.where(np.isin(r_all.students["lidar"], [1, 3]), r_all.students["lidar"], 0)
+    np.testing.assert_array_equal(r.students["lidar"], want)
+    assert PredictorConfig.rescue_iou > 0 and predictor(students, tiny_drive, "lidar", min_score=0.9).rescue   # default
+    assert not predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.0).rescue
+    assert not predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.5, instances="hybrid",
+                         min_points=1).rescue
+    seen.clear()
+    predictor(students, tiny_drive, "fused", min_score=0.9, rescue_iou=0.5)(image=d.image(0), **frame)
+    assert seen == [(0.9, PredictorConfig.rescue_min_score, 0.5)]
+    with pytest.raises(ValueError, match="rescue_iou must be within"):
+        predictor(students, tiny_drive, "lidar", rescue_iou=1.5)
+    # the real test, unpatched, gives the same as confirmed() on the unfiltered student's instances
+    monkeypatch.setattr(pred, "confirmed", confirmed)
+    r = predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.01, rescue_min_score=0.0)(**frame)
+    scores = np.array([r_all.scores.get(k, 0.0) for k in range(1, every.models["lidar"].slots_init.shape[0])])
+    keep = confirmed(r_all.students["lidar"], scores, project_scan(frame["points"], every.calib_small).point_pixel,
+                     frame["points"], 0.9, 0.0, 0.01)
+    ids = np.arange(len(keep)) + 1
+    present = np.isin(ids, r_all.students["lidar"])
+    assert (keep & present).any() and (~keep & present).any()              # some confirmed, some not
+    np.testing.assert_array_equal(r.students["lidar"], np.where(np.isin(r_all.students["lidar"], ids[keep]),
+                                                                r_all.students["lidar"], 0))

@@ -106,6 +106,11 @@ def main(argv=None) -> int:
     ap.add_argument("--min-score", type=float, help="both students' instance threshold (default: each student's own)")
     ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
                     help="fused: the 3D student's instance threshold in fused mode (default: the Predictor's)")
+    ap.add_argument("--rescue-iou", type=float, default=PredictorConfig.rescue_iou,
+                    help="lidar / fused: unsure 3D instances a LiDAR cluster overlaps at this point IoU are kept "
+                         "(0: off; default: the Predictor's)")
+    ap.add_argument("--rescue-min-score", type=float, default=PredictorConfig.rescue_min_score,
+                    help="... down to this score (default: the Predictor's)")
     ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
                     help="fused: what makes both students agree on an object (default: the Predictor's)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
@@ -118,7 +123,8 @@ def main(argv=None) -> int:
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
                          "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score,
-                         "fused_min_score_3d": a.fused_min_score_3d,
+                         "fused_min_score_3d": a.fused_min_score_3d, "rescue_iou": a.rescue_iou,
+                         "rescue_min_score": a.rescue_min_score,
                          "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
                          "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel,
                          "part_road": a.part_road})

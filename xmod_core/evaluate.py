@@ -438,6 +438,12 @@ def main(argv=None) -> int:
     ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
                     help="fused slot instances: the 3D student's instance threshold in fused mode only (default: "
                          "the Predictor's)")
+    ap.add_argument("--rescue-iou", type=float, default=PredictorConfig.rescue_iou,
+                    help="lidar / fused slot instances: keep a 3D instance under its threshold (down to "
+                         "--rescue-min-score) when a LiDAR cluster overlaps its points at this IoU (0: off; default: "
+                         "the Predictor's)")
+    ap.add_argument("--rescue-min-score", type=float, default=PredictorConfig.rescue_min_score,
+                    help="the least score of such an instance (default: the Predictor's)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -481,7 +487,8 @@ def main(argv=None) -> int:
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,
                 "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel,
-                "min_score": a.min_score, "fused_min_score_3d": a.fused_min_score_3d, "fragments": a.fragments,
+                "min_score": a.min_score, "fused_min_score_3d": a.fused_min_score_3d,
+                "rescue_iou": a.rescue_iou, "rescue_min_score": a.rescue_min_score, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
                 "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
                 "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,

@@ -134,6 +134,11 @@ PARAMETERS: dict[str, tuple] = {
     "fused_min_score_3d": (-1.0, _D.PARAMETER_DOUBLE,
                            "fused, slot instances: the 3D student's instance threshold in fused mode only (late fusion still asks the "
                            "2D student's agreement); negative: min_score's"),
+    "rescue_iou": (PredictorConfig.rescue_iou, _D.PARAMETER_DOUBLE,
+                   "lidar / fused slot instances: a 3D instance under its threshold but scoring rescue_min_score is "
+                   "kept when one object-sized LiDAR cluster overlaps its points at this IoU (0: off)"),
+    "rescue_min_score": (PredictorConfig.rescue_min_score, _D.PARAMETER_DOUBLE,
+                         "with rescue_iou: the least score of such an instance"),
     "min_points": (5, _D.PARAMETER_INTEGER, "smallest 3D cluster, in LiDAR points"),
     "instances": ("slots", _D.PARAMETER_STRING,
                   "slots: the students' instances (the paper's); hybrid: LiDAR clusters the students call objects, "
@@ -238,6 +243,7 @@ def predictor_config(p: dict, mode: str, ck2: str, ck3: str) -> PredictorConfig:
                            width=p["width"], min_pixels=p["min_pixels"], fragments=p["fragments"],
                            min_score=p["min_score"] if p["min_score"] >= 0 else None, fusion_iou=p["fusion_iou"],
                            fused_min_score_3d=p["fused_min_score_3d"] if p["fused_min_score_3d"] >= 0 else None,
+                           rescue_iou=p["rescue_iou"], rescue_min_score=p["rescue_min_score"],
                            fusion_agreement=p["fusion_agreement"], fusion_foreground=p["fusion_foreground"],
                            grid_depth_gate_m=p["grid_depth_gate"], part_voxel_m=p["part_voxel"], part_road=p["part_road"],
                            keep_single=p["keep_single"], fusion_mask=p["fusion_mask"], max_gap_s=p["max_gap"], min_points=p["min_points"],
