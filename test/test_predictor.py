@@ -935,7 +935,7 @@ def test_rescue_keeps_the_unsure_3d_instances_a_lidar_cluster_confirms(students,
         return keep
     monkeypatch.setattr(pred, "confirmed", fake)
     p = predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.5, rescue_min_score=0.0)
-    assert p.min_scores == {"lidar": 0.0} and p.own_min_score_3d == 0.9
+    assert p.extract_scores == {"lidar": 0.0} and p.min_scores == {"lidar": 0.9} and p.own_min_score_3d == 0.9
     r = p(**frame)
     assert seen == [(0.9, 0.0, 0.5)]
     want = np.where(np.isin(r_all.students["lidar"], [1, 3]), r_all.students["lidar"], 0)

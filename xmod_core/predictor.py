@@ -292,10 +292,13 @@ class Predictor:
                              f"{cfg.rescue_iou} and {cfg.rescue_min_score}")
         self.rescue = cfg.rescue_iou > 0 and slots and cfg.mode in ("lidar", "fused")
         self.own_min_score_3d = self.min_scores.get("lidar")
-        if self.rescue:                                                       # unsure ones are judged by the clusters
-            self.min_scores["lidar"] = min(self.own_min_score_3d, cfg.rescue_min_score)
+        # the students' instances come out down to these scores: under its own threshold, the 3D student's
+        # unsure instances down to rescue_min_score, for the clusters to judge (`rescue`)
+        self.extract_scores = dict(self.min_scores)
+        if self.rescue:
+            self.extract_scores["lidar"] = min(self.own_min_score_3d, cfg.rescue_min_score)
         post = {m: partial(slots_to_instances, size=(cfg.height, cfg.width), min_pixels=cfg.min_pixels,
-                           min_score=self.min_scores[m], fragments=cfg.fragments if slots else cfg.hybrid_fragments)
+                           min_score=self.extract_scores[m], fragments=cfg.fragments if slots else cfg.hybrid_fragments)
                 for m in self.models}
         self.steps = {m: StudentStep(model, post[m], self.amp, cfg.cuda_graphs) for m, model in self.models.items()}
         # the tiles' own students, where asked (same number of slots: the merge numbers instances by slot)
