@@ -925,22 +925,28 @@ def test_rescue_keeps_the_unsure_3d_instances_a_lidar_cluster_confirms(students,
     every = predictor(students, tiny_drive, "lidar", min_score=0.0, rescue_iou=0.0)   # all instances, no rescue
     r_all = every(**frame)
     assert len(np.unique(r_all.students["lidar"])) > 2
-    # the clusters confirm instances 1 and 3 of the unfiltered student, whatever the geometry
+    # the clusters confirm the last present instance of the unfiltered student, whatever the geometry
+    present = [int(i) for i in np.unique(r_all.students["lidar"]) if i]
+    chosen = [present[-1]]                                  # the other present ones are dropped
     seen = []
 
     def fake(grid, scores, pixel, points, own, low, iou):
         seen.append((own, low, iou))
         keep = np.asarray(scores) >= own
-        keep[[0, 2]] = True
+        keep[np.array(chosen) - 1] = True
         return keep
     monkeypatch.setattr(pred, "confirmed", fake)
     p = predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.5, rescue_min_score=0.0)
     assert p.extract_scores == {"lidar": 0.0} and p.min_scores == {"lidar": 0.9} and p.own_min_score_3d == 0.9
     r = p(**frame)
     assert seen == [(0.9, 0.0, 0.5)]
-    want = np.where(np.isin(r_all.students["lidar"], [1, 3]), r_all.students["lidar"], 0)
+    want = np.where(np.isin(r_all.students["lidar"], chosen), r_all.students["lidar"], 0)
+    assert len(present) >= 2 and (want > 0).any() and (want != r_all.students["lidar"]).any()
     np.testing.assert_array_equal(r.students["lidar"], want)
     assert PredictorConfig.rescue_iou > 0 and predictor(students, tiny_drive, "lidar", min_score=0.9).rescue   # default
+    for mode, kw in (("rgb", {}), ("lidar", {"instances": "hybrid", "min_points": 1})):     # the rescue does not run
+        q = predictor(students, tiny_drive, mode, min_score=0.9, rescue_iou=0.5, **kw)
+        assert not q.rescue and q.extract_scores == q.min_scores
     assert not predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.0).rescue
     assert not predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.5, instances="hybrid",
                          min_points=1).rescue
@@ -949,10 +955,12 @@ def test_rescue_keeps_the_unsure_3d_instances_a_lidar_cluster_confirms(students,
     assert seen == [(0.9, PredictorConfig.rescue_min_score, 0.5)]
     with pytest.raises(ValueError, match="rescue_iou must be within"):
         predictor(students, tiny_drive, "lidar", rescue_iou=1.5)
-    # the real test, unpatched, gives the same as confirmed() on the unfiltered student's instances
-    monkeypatch.setattr(pred, "confirmed", confirmed)
+    # unpatched: the same as confirmed() on the unfiltered student's instances and their scores
+    got = []
+    monkeypatch.setattr(pred, "confirmed", lambda *a: got.append(a[1]) or confirmed(*a))
     r = predictor(students, tiny_drive, "lidar", min_score=0.9, rescue_iou=0.01, rescue_min_score=0.0)(**frame)
-    scores = np.array([r_all.scores.get(k, 0.0) for k in range(1, every.models["lidar"].slots_init.shape[0])])
+    scores = got[0]
+    assert len(scores) == every.models["lidar"].slots_init.shape[0] - 1          # one per object slot
     keep = confirmed(r_all.students["lidar"], scores, project_scan(frame["points"], every.calib_small).point_pixel,
                      frame["points"], 0.9, 0.0, 0.01)
     ids = np.arange(len(keep)) + 1

@@ -135,7 +135,7 @@ def test_node_parameters_make_the_predictor_config():
     assert predictor_config(p | {"min_score": 0.0}, "lidar", "a.pt", "b.pt").min_score == 0.0
     assert cfg.fused_min_score_3d is None and cfg.fused_min_score_3d == PredictorConfig.fused_min_score_3d
     assert predictor_config(p | {"fused_min_score_3d": 0.55}, "fused", "a.pt", "b.pt").fused_min_score_3d == 0.55
-    assert (cfg.rescue_iou, cfg.rescue_min_score) == (PredictorConfig.rescue_iou, PredictorConfig.rescue_min_score)
+    assert (cfg.rescue_iou, cfg.rescue_min_score) == (0.5, 0.3)                         # on by default
     other = predictor_config(p | {"rescue_iou": 0.0, "rescue_min_score": 0.45}, "lidar", "a.pt", "b.pt")
     assert (other.rescue_iou, other.rescue_min_score) == (0.0, 0.45)
     assert (cfg.fusion_agreement, cfg.fusion_foreground) == (PredictorConfig.fusion_agreement,

@@ -307,7 +307,7 @@ class Predictor:
         for m in self.models:
             if zoom_paths[m] and cfg.zoom_tiles:
                 path = student_path(zoom_paths[m], m)
-                zm, _ = self._load(path, m)                 # (the frame student's threshold applies to it)
+                zm, _ = self._load(path, m)                 # (the frame student's extraction threshold; zoom_min_score judges its instances)
                 if zm.slots_init.shape[0] != self.models[m].slots_init.shape[0]:
                     raise ValueError(f"zoom_ckpt for {m}: {path} has {zm.slots_init.shape[0]} slots, the frame's "
                                      f"student {self.models[m].slots_init.shape[0]}; the tiles' student needs as many")
@@ -442,6 +442,17 @@ class Predictor:
         pending = {m: v.result() if isinstance(v, Future) else v for m, v in pending.items()}
         foreground = {m: fg for m, (_, _, fg) in pending.items()}           # the frame's, on each slot grid
         pending = {m: (ids, conf) for m, (ids, conf, _) in pending.items()}
+        rescue_ms = 0.0
+        if self.rescue and fv is not None:         # unsure 3D instances a cluster confirms, on the frame's own map
+            t1 = time.perf_counter()               # (before the tiles and the mirrored frame join it: what is not
+            ids, conf = pending["lidar"]           # confirmed claims no pixel there)
+            keep = confirmed(ids[0].cpu().numpy(), conf[0].cpu().numpy(), fv.point_pixel, points,
+                             self.own_min_score_3d, cfg.rescue_min_score, cfg.rescue_iou)
+            lut = torch.as_tensor(np.where(np.concatenate([[False], keep]), np.arange(len(keep) + 1), 0),
+                                  device=ids.device)
+            pending["lidar"] = (torch.cat([lut[ids[:1].long()].to(ids.dtype), ids[1:]]), conf)
+            rescue_ms = (time.perf_counter() - t1) * 1e3
+            timings["rescue"] = rescue_ms
         mirrored = {}
         if cfg.mirror:                                                        # the mirrored frame's, flipped back
             mirrored = {m: (ids[-1].flip(-1), conf[-1]) for m, (ids, conf) in pending.items()}
@@ -454,16 +465,7 @@ class Predictor:
         for m, (ids, conf) in mirrored.items():
             pending[m] = merge_mirror(*pending[m], ids, conf, cfg.zoom_claimed, cfg.zoom_min_score, cfg.min_pixels)
         inst = {m: (ids, conf.cpu().numpy()) for m, (ids, conf) in pending.items()}   # ids stay on the device
-        timings["model_wait"] = (time.perf_counter() - t) * 1e3               # the device finishing its queue
-        if self.rescue and fv is not None:                                    # unsure 3D instances a cluster confirms
-            t = time.perf_counter()
-            ids, conf = inst["lidar"]
-            keep = confirmed(torch.as_tensor(ids).cpu().numpy(), conf, fv.point_pixel, points, self.own_min_score_3d,
-                             cfg.rescue_min_score, cfg.rescue_iou)
-            lut = torch.as_tensor(np.where(np.concatenate([[False], keep]), np.arange(len(keep) + 1), 0),
-                                  device=torch.as_tensor(ids).device)
-            inst["lidar"] = (lut[torch.as_tensor(ids).long()].to(torch.as_tensor(ids).dtype), conf)
-            timings["rescue"] = (time.perf_counter() - t) * 1e3
+        timings["model_wait"] = (time.perf_counter() - t) * 1e3 - rescue_ms   # the device finishing its queue
         t = time.perf_counter()
         if cfg.mode == "fused" and self.agreement == "foreground":
             grid, scores = foreground_fusion(*inst["lidar"], foreground["rgb"], cfg.fusion_foreground)

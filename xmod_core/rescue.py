@@ -43,8 +43,8 @@ def cluster_iou(point_instance: np.ndarray, point_cluster: np.ndarray, n_instanc
 
 def confirmed(grid_ids: np.ndarray, scores: np.ndarray, point_pixel: np.ndarray, points: np.ndarray,
               own: float, min_score: float, iou: float, cfg: ClusterConfig = ClusterConfig()) -> np.ndarray:
-    """(K-1,) bool: the instances to keep. grid_ids (h, w) instance ids on the processing grid
-    (slot k -> k + 1, 0 = background); scores (K-1,) their scores; point_pixel (N,) each point's
+    """(S,) bool: the instances to keep. grid_ids (h, w) instance ids 0..S on the processing grid
+    (slot k -> k + 1, 0 = background); scores (S,) their scores, one per instance id; point_pixel (N,) each point's
     flat cell on that grid (-1: out of view); points (N, >=3). An instance is kept when it scores at
     least `own`, or at least `min_score` with a best point IoU of `iou` with one clustering cluster."""
     s = np.asarray(scores, np.float64)
@@ -56,5 +56,5 @@ def confirmed(grid_ids: np.ndarray, scores: np.ndarray, point_pixel: np.ndarray,
     view = pixel >= 0                                                          # only the camera's view is clustered
     clusters, candidates, _ = cluster_scan(np.asarray(points)[view], cfg)      # (V,) ids, (V,) bool
     inst = np.asarray(grid_ids).reshape(-1)[pixel[view][candidates]].astype(np.int64)
-    best = cluster_iou(np.clip(inst, 0, len(s)), clusters[candidates], len(s))
+    best = cluster_iou(inst, clusters[candidates], len(s))                    # ids beyond the scores: an error
     return keep | (unsure & (best[1:] >= iou))
