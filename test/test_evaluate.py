@@ -307,3 +307,20 @@ def test_miss_causes_cli_counts_every_scored_object(sim_drive, students, tmp_pat
                              [o["id"] for o in json.loads((sim_drive / "objects/data" / f"{f.stem}.json").read_text())["objects"]
                               if o["moving"]]).sum()) for f in frames)
     assert split["moving"].sum() <= moving and split["moving"].sum() > 0 and split["still"].sum() > 0
+
+
+def test_slot_arguments_reach_the_predictor_config():
+    """evaluate / car_ahead / miss_causes share the slot instances' trims and checks: parsed values map
+    onto PredictorConfig fields, the defaults are the Predictor's."""
+    import argparse
+    from xmod_core.evaluate import add_slot_arguments, slot_overrides
+    from xmod_core.predictor import PredictorConfig
+    ap = argparse.ArgumentParser()
+    add_slot_arguments(ap)
+    default = slot_overrides(ap.parse_args([]))
+    assert default == {f: getattr(PredictorConfig, f) for f in default} and len(default) == 6
+    got = slot_overrides(ap.parse_args(["--rescue-iou", "0", "--rescue-min-score", "0.45", "--no-part-road",
+                                        "--part-voxel", "0.3", "--grid-depth-gate", "2", "--fused-min-score-3d", "0.55"]))
+    assert got == {"rescue_iou": 0.0, "rescue_min_score": 0.45, "part_road": False, "part_voxel_m": 0.3,
+                   "grid_depth_gate_m": 2.0, "fused_min_score_3d": 0.55}
+    PredictorConfig(**got)                                     # every key a field

@@ -955,6 +955,8 @@ def test_rescue_keeps_the_unsure_3d_instances_a_lidar_cluster_confirms(students,
     assert seen == [(0.9, PredictorConfig.rescue_min_score, 0.5)]
     with pytest.raises(ValueError, match="rescue_iou must be within"):
         predictor(students, tiny_drive, "lidar", rescue_iou=1.5)
+    with pytest.raises(ValueError, match="rescue_min_score within"):
+        predictor(students, tiny_drive, "lidar", rescue_min_score=1.0)
     # unpatched: the same as confirmed() on the unfiltered student's instances and their scores
     got = []
     monkeypatch.setattr(pred, "confirmed", lambda *a: got.append(a[1]) or confirmed(*a))

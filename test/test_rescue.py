@@ -47,3 +47,6 @@ def test_confirmed_keeps_unsure_instances_on_an_object_sized_cluster_only():
     # out of view points count for no instance
     hidden = np.where((pixel >= a) & (pixel < b), -1, pixel)
     assert not confirmed(grid, scores, hidden, pts, 0.6, 0.3, 0.5)[0]
+    # an instance id on the grid with no score is an error, not a silent merge into another instance
+    with pytest.raises(ValueError, match="grid instance ids must lie in 0..2"):
+        confirmed(grid, scores[:2], pixel, pts, 0.6, 0.3, 0.5)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xmod_core.evaluate import METHODS, add_trim_arguments, method_config  # noqa: E402
+from xmod_core.evaluate import METHODS, add_slot_arguments, method_config, slot_overrides  # noqa: E402
 from xmod_core.fusion import AGREEMENTS  # noqa: E402
 from xmod_core.frontview import project_scan  # noqa: E402
 from xmod_core.kitti import KittiRawDrive  # noqa: E402
@@ -104,30 +104,20 @@ def main(argv=None) -> int:
     ap.add_argument("--zoom-ckpt-2d", default="", help="the tiles' own 2D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--zoom-ckpt-3d", default="", help="the tiles' own 3D student: a path, or fine / grid2; default: the frame's")
     ap.add_argument("--min-score", type=float, help="both students' instance threshold (default: each student's own)")
-    ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
-                    help="fused: the 3D student's instance threshold in fused mode (default: the Predictor's)")
-    ap.add_argument("--rescue-iou", type=float, default=PredictorConfig.rescue_iou,
-                    help="lidar / fused: unsure 3D instances a LiDAR cluster overlaps at this point IoU are kept "
-                         "(0: off; default: the Predictor's)")
-    ap.add_argument("--rescue-min-score", type=float, default=PredictorConfig.rescue_min_score,
-                    help="... down to this score (default: the Predictor's)")
     ap.add_argument("--fusion-agreement", choices=("auto", *AGREEMENTS), default=PredictorConfig.fusion_agreement,
                     help="fused: what makes both students agree on an object (default: the Predictor's)")
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
                     help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
                          "instance needs")
-    add_trim_arguments(ap)
+    add_slot_arguments(ap)
     a = ap.parse_args(argv)
     if not a.drive.is_dir():
         ap.error(f"--drive {a.drive}: no such folder")
     res = run(a.drive, a.methods, a.ckpt_2d, a.ckpt_3d, a.out, size=(a.height, a.width),
               overrides={"zoom_tiles": a.zoom_tiles, "mirror": a.mirror, "zoom_ckpt_2d": a.zoom_ckpt_2d,
                          "zoom_ckpt_3d": a.zoom_ckpt_3d, "min_score": a.min_score,
-                         "fused_min_score_3d": a.fused_min_score_3d, "rescue_iou": a.rescue_iou,
-                         "rescue_min_score": a.rescue_min_score,
                          "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
-                         "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel,
-                         "part_road": a.part_road})
+                         **slot_overrides(a)})
     print("| method | frames with a lead | lead found (IoU >= 0.5) | mean best IoU |\n| --- | ---: | ---: | ---: |")
     for m, r in res.items():
         mean = f"{r['mean_iou']:.3f}" if r["mean_iou"] is not None else "-"

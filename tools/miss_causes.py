@@ -98,11 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the counts here")
     ap.add_argument("--objects", choices=("all", "still", "moving"), default="all",
                     help="count all objects, or only those still / moving in the frame (the simulator's flag)")
-    ap.add_argument("--fused-min-score-3d", type=float, default=None,
-                    help="fused: the 3D student's instance threshold in fused mode (default: the Predictor's)")
-    ap.add_argument("--rescue-iou", type=float, default=None,
-                    help="unsure 3D instances a LiDAR cluster confirms at this point IoU are kept (0: off, as before "
-                         "2026-12-03 (latest); default: the Predictor's)")
+    from xmod_core.evaluate import add_slot_arguments, slot_overrides
+    add_slot_arguments(ap)             # the scan's trims and checks (--rescue-iou 0: as before 2026-12-03, latest)
     a = ap.parse_args(argv)
     if a.every < 1:
         ap.error("--every must be at least 1")
@@ -116,9 +113,8 @@ def main(argv=None) -> int:
     rows = []
     for d in drives:
         drive = KittiRawDrive(d)
-        extra = {} if a.rescue_iou is None else {"rescue_iou": a.rescue_iou}
-        p = Predictor(PredictorConfig(mode=a.mode, ckpt_2d=a.ckpt_2d, ckpt_3d=a.ckpt_3d,
-                                      fused_min_score_3d=a.fused_min_score_3d, **extra), drive.calib)
+        p = Predictor(PredictorConfig(mode=a.mode, ckpt_2d=a.ckpt_2d, ckpt_3d=a.ckpt_3d, **slot_overrides(a)),
+                      drive.calib)
         for t in range(len(drive)):                        # every frame: the students keep their state
             res = p(image=drive.image(t) if a.mode != "lidar" else None, points=drive.scan(t),
                     stamp=float(drive.timestamps[t]))

@@ -356,10 +356,16 @@ def real_tables(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def add_trim_arguments(ap: argparse.ArgumentParser) -> None:
-    """The scan's trims of the slot instances (`--grid-depth-gate`, `--part-voxel`, `--[no-]part-road`),
-    shared by this CLI and tools/car_ahead.py; their values go to the Predictor's `grid_depth_gate_m`,
-    `part_voxel_m` and `part_road`."""
+SLOT_ARGUMENTS = {"grid_depth_gate": "grid_depth_gate_m", "part_voxel": "part_voxel_m", "part_road": "part_road",
+                  "fused_min_score_3d": "fused_min_score_3d", "rescue_iou": "rescue_iou",
+                  "rescue_min_score": "rescue_min_score"}   # argparse dest -> PredictorConfig field
+
+
+def add_slot_arguments(ap: argparse.ArgumentParser) -> None:
+    """The scan's trims and checks of the slot instances and the 3D threshold of fused mode
+    (`--grid-depth-gate`, `--part-voxel`, `--[no-]part-road`, `--fused-min-score-3d`, `--rescue-iou`,
+    `--rescue-min-score`), shared by this CLI, tools/car_ahead.py and tools/miss_causes.py; their
+    values go to the Predictor by `slot_overrides`, defaults the Predictor's."""
     ap.add_argument("--grid-depth-gate", type=float, default=PredictorConfig.grid_depth_gate_m,
                     help="lidar / fused slot instances: grid cells whose LiDAR return lies this many metres from their "
                          "instance's median range go to the background (0: off; default: the Predictor's)")
@@ -369,6 +375,20 @@ def add_trim_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--part-road", action=argparse.BooleanOptionalAction, default=PredictorConfig.part_road,
                     help="with --part-voxel: road returns in an instance's mask outside its main part's range span "
                          "count against it (default: the Predictor's)")
+    ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
+                    help="fused slot instances: the 3D student's instance threshold in fused mode only (default: "
+                         "the Predictor's)")
+    ap.add_argument("--rescue-iou", type=float, default=PredictorConfig.rescue_iou,
+                    help="lidar / fused slot instances: keep a 3D instance under its threshold (down to "
+                         "--rescue-min-score) when a LiDAR cluster overlaps its points at this IoU (0: off; default: "
+                         "the Predictor's)")
+    ap.add_argument("--rescue-min-score", type=float, default=PredictorConfig.rescue_min_score,
+                    help="the least score of such an instance (default: the Predictor's)")
+
+
+def slot_overrides(a: argparse.Namespace) -> dict:
+    """The PredictorConfig fields of `add_slot_arguments`' parsed values."""
+    return {field: getattr(a, dest) for dest, field in SLOT_ARGUMENTS.items()}
 
 
 def main(argv=None) -> int:
@@ -395,7 +415,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fusion-foreground", type=float, default=PredictorConfig.fusion_foreground,
                     help="--fusion-agreement separate / either / foreground: the mean 2D foreground attention a 3D "
                          "instance needs")
-    add_trim_arguments(ap)
+    add_slot_arguments(ap)
     ap.add_argument("--fusion-iou", type=float, default=0.1, help="late fusion IoU threshold (paper: 0.1)")
     ap.add_argument("--fusion-mask", choices=MASKS, default=PredictorConfig.fusion_mask,
                     help="late fusion: an agreed object's pixels, its matched 3D instances' (lidar), both masks "
@@ -435,15 +455,6 @@ def main(argv=None) -> int:
     ap.add_argument("--min-score", type=float, default=PredictorConfig.min_score,
                     help="students' instances: the least mean attention of a slot over its pixels, for both students "
                          "(default: each student's own, named in its file, else 0.5)")
-    ap.add_argument("--fused-min-score-3d", type=float, default=PredictorConfig.fused_min_score_3d,
-                    help="fused slot instances: the 3D student's instance threshold in fused mode only (default: "
-                         "the Predictor's)")
-    ap.add_argument("--rescue-iou", type=float, default=PredictorConfig.rescue_iou,
-                    help="lidar / fused slot instances: keep a 3D instance under its threshold (down to "
-                         "--rescue-min-score) when a LiDAR cluster overlaps its points at this IoU (0: off; default: "
-                         "the Predictor's)")
-    ap.add_argument("--rescue-min-score", type=float, default=PredictorConfig.rescue_min_score,
-                    help="the least score of such an instance (default: the Predictor's)")
     ap.add_argument("--fragments", default="largest", choices=FRAGMENTS,
                     help="students' instances: largest (a slot keeps its largest connected component) or keep (all of it)")
     ap.add_argument("--hybrid-fragments", default="keep", choices=FRAGMENTS, help="the same for hybrid instances")
@@ -482,13 +493,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         over = {"fusion_iou": a.fusion_iou, "keep_single": a.keep_single, "single_score": a.single_score,
                 "fusion_mask": a.fusion_mask, "fusion_agreement": a.fusion_agreement, "fusion_foreground": a.fusion_foreground,
-                "grid_depth_gate_m": a.grid_depth_gate, "part_voxel_m": a.part_voxel, "part_road": a.part_road,
-                "hybrid_objectness": a.hybrid_objectness,
+                **slot_overrides(a), "hybrid_objectness": a.hybrid_objectness,
                 "hybrid_agreement": a.hybrid_agreement, "hybrid_ground_feet": a.hybrid_ground_feet,
                 "hybrid_far": a.hybrid_far, "hybrid_movable": a.hybrid_movable, "movable_model": a.movable_model,
                 "hybrid_extent": a.hybrid_extent, "hybrid_hold": a.hybrid_hold, "hybrid_split_voxel": a.hybrid_split_voxel,
-                "min_score": a.min_score, "fused_min_score_3d": a.fused_min_score_3d,
-                "rescue_iou": a.rescue_iou, "rescue_min_score": a.rescue_min_score, "fragments": a.fragments,
+                "min_score": a.min_score, "fragments": a.fragments,
                 "hybrid_fragments": a.hybrid_fragments, "zoom_tiles": a.zoom_tiles,
                 "zoom_claimed": a.zoom_claimed, "zoom_lidar": a.zoom_lidar, "zoom_min_score": a.zoom_min_score,
                 "zoom_min_pixels": a.zoom_min_pixels, "zoom_ckpt_2d": a.zoom_ckpt_2d, "zoom_ckpt_3d": a.zoom_ckpt_3d,

@@ -11,14 +11,15 @@ mostly the instance's, the instance is kept down to a lower score:
 
 Point sets: the in-view points (only they are clustered, as hybrid instances do: a sixth of a KITTI
 scan) that clustering considers (finite, in range, not ground), each with its instance (the
-instance id of its cell on the processing grid) and its cluster. One joint
-histogram of (instance, cluster) point pairs gives every IoU at once; no loop over instances or points.
+instance id of its cell on the processing grid) and its cluster; the evaluator's
+`metrics.iou_matrix` (one joint histogram of the pairs) gives every IoU at once.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .baselines import ClusterConfig, cluster_scan
+from .metrics import iou_matrix
 
 
 def cluster_iou(point_instance: np.ndarray, point_cluster: np.ndarray, n_instances: int) -> np.ndarray:
@@ -31,13 +32,10 @@ def cluster_iou(point_instance: np.ndarray, point_cluster: np.ndarray, n_instanc
         raise ValueError(f"point_instance and point_cluster must be (M,) arrays of one length, got {a.shape} and {c.shape}")
     if len(a) and (a.min() < 0 or a.max() > n_instances or c.min() < 0):
         raise ValueError(f"instance ids must lie in 0..{n_instances} and cluster ids be >= 0")
-    nc = int(c.max(initial=0)) + 1
-    inter = np.bincount(a * nc + c, minlength=(n_instances + 1) * nc).reshape(n_instances + 1, nc)
-    size_a, size_c = inter.sum(1), inter.sum(0)
-    inst = inter[:, 1:]                                                       # (n + 1, C) without "no cluster"
-    iou = inst / np.maximum(size_a[:, None] + size_c[None, 1:] - inst, 1)
-    best = iou.max(1) if iou.shape[1] else np.zeros(n_instances + 1)
-    best[0] = 0.0
+    best = np.zeros(n_instances + 1)
+    ids, _, iou, _ = iou_matrix(a, c)                                         # instances x clusters, 0 left out
+    if iou.size:
+        best[ids] = iou.max(1)
     return best
 
 
@@ -48,6 +46,9 @@ def confirmed(grid_ids: np.ndarray, scores: np.ndarray, point_pixel: np.ndarray,
     flat cell on that grid (-1: out of view); points (N, >=3). An instance is kept when it scores at
     least `own`, or at least `min_score` with a best point IoU of `iou` with one clustering cluster."""
     s = np.asarray(scores, np.float64)
+    grid = np.asarray(grid_ids)
+    if grid.size and (grid.min() < 0 or grid.max() > len(s)):
+        raise ValueError(f"grid instance ids must lie in 0..{len(s)} (one score each), got {grid.min()}..{grid.max()}")
     keep = s >= own
     unsure = ~keep & (s >= min_score)
     if not unsure.any():
@@ -55,6 +56,6 @@ def confirmed(grid_ids: np.ndarray, scores: np.ndarray, point_pixel: np.ndarray,
     pixel = np.asarray(point_pixel)
     view = pixel >= 0                                                          # only the camera's view is clustered
     clusters, candidates, _ = cluster_scan(np.asarray(points)[view], cfg)      # (V,) ids, (V,) bool
-    inst = np.asarray(grid_ids).reshape(-1)[pixel[view][candidates]].astype(np.int64)
-    best = cluster_iou(inst, clusters[candidates], len(s))                    # ids beyond the scores: an error
+    inst = grid.reshape(-1)[pixel[view][candidates]].astype(np.int64)
+    best = cluster_iou(inst, clusters[candidates], len(s))
     return keep | (unsure & (best[1:] >= iou))
